@@ -1,0 +1,1 @@
+"""Campaigns: targeting, decisions, experiments and conversions (content arrives with the campaign work)."""

@@ -1,0 +1,36 @@
+"""The pipeline: claim a batch of pending events and run each app's step over the whole batch, in order.
+
+consent gate (arrives with the consent work) -> identity resolution -> traits and counters
+-> segment re-evaluation and campaign triggers (arrive with their apps).
+"""
+import logging
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+
+from profiles.services.identity import events_claim_pending, events_resolve
+
+logger = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+
+
+def pipeline_process_batch(*, batch_size: int | None = None) -> int:
+    """Processes one batch in one transaction; returns how many events it processed (0 when none wait).
+
+    A worker that dies mid-batch rolls the transaction back, so the batch is claimed again later.
+    Two workers whose batches touch the same profiles can deadlock; PostgreSQL aborts one, which retries.
+    """
+    batch_size = batch_size or settings.PIPELINE_BATCH_SIZE
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                events = events_claim_pending(limit=batch_size)
+                if not events:
+                    return 0
+                events_resolve(events=events)
+                return len(events)
+        except OperationalError as exc:
+            if "deadlock" not in str(exc) or attempt == MAX_ATTEMPTS:
+                raise
+            logger.warning("pipeline batch deadlocked, retrying (attempt %s)", attempt)
+    return 0

@@ -1,0 +1,21 @@
+"""URLs: collection API, REST API and its docs, admin, and the web screens."""
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from cdp import views
+from profiles.collect import collect
+
+urlpatterns = [
+    re_path(r"^v1/(?P<kind>identify|track|page|screen|group|alias|batch)/?$", collect, name="collect"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/", include("profiles.api.urls")),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.dashboard, name="dashboard"),
+    path("profiles/", views.profile_list, name="profile-list"),
+    path("profiles/<int:profile_id>/", views.profile_detail, name="profile-detail"),
+]

@@ -1,0 +1,85 @@
+"""The Segment-compatible collection API (/v1/*): authenticate the write key, accept, answer 200.
+
+Plain Django views rather than DRF: this is the hottest path of the product and needs nothing of DRF.
+"""
+import base64
+import gzip
+import zlib
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from profiles.models import Source
+from profiles.services.ingest import events_accept
+
+
+def _error(status: int, code: str, message: str) -> HttpResponse:
+    return HttpResponse(orjson.dumps({"success": False, "code": code, "message": message}), status=status,
+                        content_type="application/json")
+
+
+def _write_key_from_header(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(header[6:].strip()).decode()
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return decoded.split(":", 1)[0]
+    return ""
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes | HttpResponse:
+    encoding = request.headers.get("Content-Encoding", "").lower()
+    raw = request.body
+    if encoding == "gzip":
+        try:
+            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = decompressor.decompress(raw, limit + 1)
+        except (zlib.error, gzip.BadGzipFile):
+            return _error(400, "invalid_gzip", "The body is not valid gzip.")
+        return body
+    if encoding not in ("", "identity"):
+        return _error(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip.")
+    return raw
+
+
+@csrf_exempt
+@require_POST
+def collect(request: HttpRequest, kind: str) -> HttpResponse:
+    limit = settings.COLLECT_MAX_BATCH_BYTES if kind == "batch" else settings.COLLECT_MAX_MESSAGE_BYTES
+    if request.headers.get("Content-Length", "0").isdigit() and int(request.headers.get("Content-Length", "0")) > \
+            settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        return _error(413, "payload_too_large", f"The request is larger than {limit} bytes.")
+    body = _read_body(request, limit)
+    if isinstance(body, HttpResponse):
+        return body
+    if len(body) > limit:
+        what = "batch" if kind == "batch" else "message"
+        return _error(413, "payload_too_large", f"The {what} is larger than {limit} bytes.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _error(400, "malformed_json", f"The body is not valid JSON: {exc}.")
+    if not isinstance(data, dict):
+        return _error(400, "invalid_body", "The body must be a JSON object.")
+    write_key = _write_key_from_header(request) or data.get("writeKey") or ""
+    source = Source.objects.filter(write_key=write_key, is_active=True).only("id").first() if write_key else None
+    if source is None:
+        return _error(401, "invalid_write_key", "A valid source write key is required as the HTTP Basic username.")
+    if kind == "batch":
+        messages = data.get("batch")
+        if not isinstance(messages, list):
+            return _error(400, "invalid_batch", "A batch body needs a list under \"batch\".")
+        context = data.get("context")
+        if isinstance(context, dict):
+            # Segment allows batch-level context; a message's own context wins key by key.
+            messages = [{**m, "context": {**context, **(m.get("context") or {})}} if isinstance(m, dict) else m
+                        for m in messages]
+        result = events_accept(source=source, messages=messages)
+    else:
+        result = events_accept(source=source, messages=[data], default_type=kind)
+    return HttpResponse(orjson.dumps(result.as_dict()), status=200, content_type="application/json")

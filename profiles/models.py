@@ -1,0 +1,188 @@
+"""Sources, events, identifiers, unified profiles and the records identity resolution keeps."""
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Source(models.Model):
+    """A system that sends events; its write key authenticates the collection API."""
+
+    name = models.CharField(max_length=200, unique=True)
+    write_key = models.CharField(max_length=64, unique=True, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def save(self, *args, **kwargs):
+        if not self.write_key:
+            self.write_key = secrets.token_urlsafe(24)
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return self.name
+
+
+class Profile(models.Model):
+    """One person. A profile merged into another keeps its row as a tombstone pointing at the survivor."""
+
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField()
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    traits = models.JSONField(default=dict, blank=True)
+    # When each trait was last set (ISO timestamp of the message), so the latest message wins
+    # whatever order batches and merges arrive in.
+    trait_times = models.JSONField(default=dict, blank=True)
+    computed = models.JSONField(default=dict, blank=True)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True, db_index=True)
+    event_count = models.PositiveIntegerField(default=0)
+    event_counts = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["merged_into"], name="profile_merged_into")]
+
+    def __str__(self):
+        return f"Profile {self.pk}"
+
+    @property
+    def is_merged(self):
+        return self.merged_into_id is not None
+
+
+class IdentifierType(models.TextChoices):
+    USER_ID = "user_id", "User id"
+    ANONYMOUS_ID = "anonymous_id", "Anonymous id"
+    EMAIL = "email", "Email"
+    PHONE = "phone", "Phone"
+
+
+class Identifier(models.Model):
+    """One identifier value of one live profile. Unique per (type, value): one identity, one profile."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identifiers")
+    type = models.CharField(max_length=64)
+    value = models.CharField(max_length=512)
+    first_seen = models.DateTimeField()
+    source_event_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["type", "value"], name="identifier_unique_type_value")]
+        indexes = [
+            models.Index(fields=["profile", "type"], name="identifier_profile_type"),
+            models.Index(fields=["value"], name="identifier_value"),
+        ]
+
+    def __str__(self):
+        return f"{self.type}:{self.value}"
+
+
+class IdentityRule(models.Model):
+    """Per identifier type: how much it counts, how many one profile may hold, which values mean nothing."""
+
+    identifier_type = models.CharField(max_length=64, unique=True)
+    priority = models.PositiveIntegerField(default=50, help_text="Higher wins when a merge is refused.")
+    max_per_profile = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty means unlimited. Two profiles never merge past this."
+    )
+    blocked_values = models.JSONField(default=list, blank=True, help_text="Values ignored as identifiers (case-insensitive).")
+
+    class Meta:
+        ordering = ["-priority"]
+
+    def __str__(self):
+        return self.identifier_type
+
+
+class EventType(models.TextChoices):
+    IDENTIFY = "identify"
+    TRACK = "track"
+    PAGE = "page"
+    SCREEN = "screen"
+    GROUP = "group"
+    ALIAS = "alias"
+
+
+class Event(models.Model):
+    """An accepted message, stored as sent. processed_at is null until the pipeline has resolved it."""
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT)
+    message_id = models.CharField(max_length=200)
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    event = models.CharField(max_length=200, blank=True, default="")
+    user_id = models.CharField(max_length=512, blank=True, default="")
+    anonymous_id = models.CharField(max_length=512, blank=True, default="")
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    payload = models.JSONField()
+    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "message_id"], name="event_unique_message")]
+        indexes = [
+            models.Index(fields=["profile", "-timestamp", "-id"], name="event_profile_timeline"),
+            models.Index(fields=["id"], name="event_pending", condition=Q(processed_at__isnull=True)),
+            models.Index(fields=["timestamp"], name="event_timestamp"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.event or ''} {self.message_id}"
+
+
+class TraitChange(models.Model):
+    """History of a profile's traits: every value that replaced another."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="trait_changes")
+    key = models.CharField(max_length=200)
+    old_value = models.JSONField(null=True, blank=True)
+    new_value = models.JSONField(null=True, blank=True)
+    changed_at = models.DateTimeField()
+    event_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["profile", "-changed_at"], name="traitchange_profile")]
+
+
+class MergeRecord(models.Model):
+    """The audit of one identity decision: a merge, or a merge refused because it broke a rule."""
+
+    class Outcome(models.TextChoices):
+        MERGED = "merged"
+        REFUSED = "refused"
+
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    into_profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_in")
+    other_profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_out")
+    reason = models.TextField()
+    # The identifiers that linked the two profiles, as "type:value".
+    linking_identifiers = models.JSONField(default=list)
+    moved_identifiers = models.PositiveIntegerField(default=0)
+    moved_events = models.PositiveIntegerField(default=0)
+    event_id = models.BigIntegerField(null=True, blank=True)
+    message_id = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["other_profile"], name="mergerecord_other")]
+
+
+class ApiToken(models.Model):
+    """A bearer token for the REST API. Only a hash is stored; the token is shown once at creation."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=12, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Every state change of the profiles app: accepting events, resolving identities, enrichment."""

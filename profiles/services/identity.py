@@ -1,0 +1,382 @@
+"""Identity resolution over a whole batch of events: attach, create or merge profiles, then traits and counters.
+
+Concurrency: every identifier of the batch is covered by a transaction-level advisory lock on its hash
+bucket (taken in sorted order), and every profile the batch touches is locked FOR UPDATE before its
+identifiers are read. Together with the unique (type, value) constraint this keeps one identity on one
+profile when several workers run at once.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from profiles.messages import message_identifiers, message_traits
+from profiles.models import Event, Identifier, IdentityRule, MergeRecord, Profile, TraitChange
+
+# Bounded so that two or three workers stay inside PostgreSQL's shared lock table
+# (max_locks_per_transaction x max_connections = 6,400 by default).
+LOCK_BUCKETS = 1024
+UNLIMITED = None
+DEFAULT_PRIORITY = 50
+
+
+@dataclass
+class ClaimedEvent:
+    id: int
+    message_id: str
+    type: str
+    timestamp: datetime
+    payload: dict
+
+
+@dataclass
+class Rules:
+    priority: dict[str, int]
+    maximum: dict[str, int | None]
+    blocked: dict[str, set[str]]
+
+    def allows(self, kind: str, value: str) -> bool:
+        return value.lower() not in self.blocked.get(kind, ()) and value.lower() not in self.blocked.get("*", ())
+
+    def rank(self, kind: str) -> int:
+        return self.priority.get(kind, DEFAULT_PRIORITY)
+
+
+def rules_load() -> Rules:
+    rules = Rules({}, {}, {})
+    for rule in IdentityRule.objects.all():
+        rules.priority[rule.identifier_type] = rule.priority
+        rules.maximum[rule.identifier_type] = rule.max_per_profile
+        rules.blocked[rule.identifier_type] = {str(v).strip().lower() for v in rule.blocked_values}
+    return rules
+
+
+def events_claim_pending(*, limit: int) -> list[ClaimedEvent]:
+    """Claims up to `limit` unprocessed events for this transaction; other workers skip them."""
+    query = Event.objects.filter(processed_at__isnull=True).order_by("id")[:limit]
+    if connection.vendor == "postgresql":
+        query = query.select_for_update(skip_locked=True)
+    return [ClaimedEvent(*row) for row in query.values_list("id", "message_id", "type", "timestamp", "payload")]
+
+
+def _lock_identities(keys: set[tuple[str, str]]) -> None:
+    if connection.vendor != "postgresql" or not keys:
+        return
+    buckets = sorted({int.from_bytes(hashlib.blake2b(f"{t}\x00{v}".encode(), digest_size=4).digest()) % LOCK_BUCKETS
+                      for t, v in keys})
+    with connection.cursor() as cursor:
+        # Sorted order on every worker, so two batches never wait on each other in a cycle here.
+        cursor.execute("SELECT count(pg_advisory_xact_lock(7100000 + b)) FROM unnest(%s::int[]) AS b", [buckets])
+
+
+@dataclass
+class _Person:
+    id: int | None
+    order: tuple
+    traits: dict
+    trait_times: dict
+    limited: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    is_new: bool = False
+    event_count: int = 0
+    event_counts: Counter = field(default_factory=Counter)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    touched: bool = False
+
+
+class _Resolver:
+    """In-memory view of the profiles a batch touches; flushed to the database with set-based statements."""
+
+    def __init__(self, rules: Rules, now: datetime):
+        self.rules = rules
+        self.now = now
+        self.owner: dict[tuple[str, str], int] = {}
+        self.parent: dict[int, int] = {}
+        self.people: dict[int, _Person] = {}
+        self.new_identifiers: list[tuple[str, str, int, int, datetime]] = []
+        self.merges: list[tuple[int, int, ClaimedEvent, list[str]]] = []
+        self.refusals: list[tuple[int, int, ClaimedEvent, list[str], str]] = []
+        self.event_person: dict[int, int] = {}
+        self.trait_updates: list[tuple[int, str, object, str, int]] = []
+        self._next_temp = -1
+
+    def find(self, pid: int) -> int:
+        while pid in self.parent:
+            pid = self.parent[pid]
+        return pid
+
+    def new_person(self) -> int:
+        pid = self._next_temp
+        self._next_temp -= 1
+        self.people[pid] = _Person(None, (self.now, -pid), {}, {}, is_new=True)
+        return pid
+
+    def _limited_types(self):
+        return {k for k, v in self.rules.maximum.items() if v is not UNLIMITED}
+
+    def _fits(self, pids: set[int], extra: list[tuple[str, str]]) -> str | None:
+        """None when these profiles plus extra identifiers respect every maximum; else the reason why not."""
+        for kind in self._limited_types():
+            values = set().union(*(self.people[p].limited.get(kind, set()) for p in pids))
+            values |= {v for t, v in extra if t == kind}
+            if len(values) > self.rules.maximum[kind]:
+                return f"{kind} limit {self.rules.maximum[kind]} per profile would be exceeded ({len(values)})"
+        return None
+
+    def _attach(self, pid: int, idents: list[tuple[str, str]], event: ClaimedEvent) -> None:
+        person = self.people[pid]
+        for kind, value in idents:
+            maximum = self.rules.maximum.get(kind)
+            if maximum is not UNLIMITED:
+                if len(person.limited[kind]) >= maximum:
+                    continue
+                person.limited[kind].add(value)
+            self.owner[(kind, value)] = pid
+            self.new_identifiers.append((kind, value, pid, event.id, event.timestamp))
+
+    def resolve(self, event: ClaimedEvent, idents: list[tuple[str, str]], link_only: list[tuple[str, str]]) -> int:
+        known = {self.find(self.owner[k]) for k in idents + link_only if k in self.owner}
+        if link_only and not any(k in self.owner for k in link_only):
+            idents = idents + [("anonymous_id", link_only[0][1])]
+        unowned = [k for k in idents if k not in self.owner]
+        problem = self._fits(known, unowned) if known else None
+        if problem is None:
+            if known:
+                survivor = min(known, key=lambda p: self.people[p].order)
+                linking = sorted(f"{t}:{v}" for t, v in idents + link_only if t and (t, v) in self.owner)
+                for other in sorted(known - {survivor}, key=lambda p: self.people[p].order):
+                    self._merge(survivor, other, event, linking)
+            else:
+                survivor = self.new_person()
+            self._attach(survivor, unowned, event)
+            return survivor
+        # The merge would break a rule: the identifier with the highest priority decides where the event goes.
+        anchor = max(idents + [k for k in link_only if k in self.owner], key=lambda k: self.rules.rank(k[0]))
+        if anchor in self.owner:
+            target = self.find(self.owner[anchor])
+        else:
+            target = self.new_person()
+        self._attach(target, unowned, event)
+        for other in sorted(known - {target}):
+            shared = sorted(f"{t}:{v}" for t, v in idents + link_only if self.owner.get((t, v)) is not None
+                            and self.find(self.owner[(t, v)]) == other)
+            self.refusals.append((target, other, event, shared, problem))
+        return target
+
+    def _merge(self, survivor: int, other: int, event: ClaimedEvent, linking: list[str]) -> None:
+        into, gone = self.people[survivor], self.people[other]
+        for kind, values in gone.limited.items():
+            into.limited[kind] |= values
+        for key, value in gone.traits.items():
+            if key not in into.trait_times or gone.trait_times.get(key, "") > into.trait_times[key]:
+                self.trait_updates.append((survivor, key, value, gone.trait_times.get(key, ""), event.id))
+        into.event_count += gone.event_count
+        into.event_counts.update(gone.event_counts)
+        for seen in (gone.first_seen,):
+            if seen and (into.first_seen is None or seen < into.first_seen):
+                into.first_seen = seen
+        if gone.last_seen and (into.last_seen is None or gone.last_seen > into.last_seen):
+            into.last_seen = gone.last_seen
+        gone.event_count = 0
+        gone.event_counts = Counter()
+        self.parent[other] = survivor
+        into.touched = gone.touched = True
+        self.merges.append((survivor, other, event, linking))
+
+
+def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> None:
+    query = Profile.objects.filter(id__in=profile_ids).order_by("id")
+    if connection.vendor == "postgresql":
+        query = query.select_for_update()
+    for p in query.only("id", "created_at", "traits", "trait_times", "event_count", "event_counts",
+                        "first_seen", "last_seen"):
+        resolver.people[p.id] = _Person(p.id, (p.created_at, p.id), dict(p.traits), dict(p.trait_times),
+                                        event_count=p.event_count, event_counts=Counter(p.event_counts),
+                                        first_seen=p.first_seen, last_seen=p.last_seen)
+    limited = [k for k, v in resolver.rules.maximum.items() if v is not UNLIMITED]
+    for pid, kind, value in Identifier.objects.filter(profile_id__in=profile_ids, type__in=limited).values_list(
+            "profile_id", "type", "value"):
+        resolver.people[pid].limited[kind].add(value)
+
+
+def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    values = list({v for _, v in keys})
+    found = {}
+    for start in range(0, len(values), 5000):
+        for kind, value, pid in Identifier.objects.filter(value__in=values[start:start + 5000]).values_list(
+                "type", "value", "profile_id"):
+            if (kind, value) in keys:
+                found[(kind, value)] = pid
+    return found
+
+
+def events_resolve(*, events: list[ClaimedEvent]) -> None:
+    """Resolves a claimed batch (inside the caller's transaction) and marks its events processed.
+
+    Guarantees: every event ends on one live profile; identifiers never point at a merged profile;
+    processing the same events again changes nothing (they are no longer pending).
+    """
+    now = timezone.now()
+    rules = rules_load()
+    region = settings.PHONE_DEFAULT_REGION
+    extracted = []
+    keys: set[tuple[str, str]] = set()
+    for event in events:
+        idents, link_only = message_identifiers(event.payload, default_region=region)
+        idents = [(t, v) for t, v in idents if rules.allows(t, v)]
+        link_only = [(t, v) for t, v in link_only if rules.allows(t, v)]
+        extracted.append((event, idents, link_only))
+        keys.update(idents)
+        keys.update(link_only)
+    _lock_identities(keys)
+
+    resolver = _Resolver(rules, now)
+    # Another worker may merge a profile between our lookup and our lock; look again until stable.
+    for _ in range(10):
+        owners = _lookup(keys)
+        missing = set(owners.values()) - set(resolver.people)
+        if not missing:
+            break
+        _load_profiles(resolver, missing)
+    resolver.owner.update(owners)
+
+    for event, idents, link_only in extracted:
+        if not idents and not link_only:
+            continue
+        pid = resolver.resolve(event, idents, link_only)
+        resolver.event_person[event.id] = pid
+        traits = message_traits(event.payload)
+        stamp = event.timestamp.isoformat()
+        for key, value in traits.items():
+            resolver.trait_updates.append((pid, key, value, stamp, event.id))
+
+    _flush(resolver, events, now)
+
+
+def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
+    # 1. Create every new profile, merged-away ones included, so merge records can name them.
+    new_ids = sorted((pid for pid, p in r.people.items() if p.is_new), reverse=True)
+    created = Profile.objects.bulk_create([Profile(created_at=now, updated_at=now) for _ in new_ids])
+    real = {pid: p.pk for pid, p in zip(new_ids, created)}
+    for pid, person in r.people.items():
+        person.id = real.get(pid, person.id)
+
+    def final(pid: int) -> int:
+        return r.people[r.find(pid)].id
+
+    # 2. Counters and traits per surviving profile, in message-time order, latest wins.
+    for event in events:
+        pid = r.event_person.get(event.id)
+        if pid is None:
+            continue
+        person = r.people[r.find(pid)]
+        person.touched = True
+        person.event_count += 1
+        person.event_counts[event.type] += 1
+        if person.first_seen is None or event.timestamp < person.first_seen:
+            person.first_seen = event.timestamp
+        if person.last_seen is None or event.timestamp > person.last_seen:
+            person.last_seen = event.timestamp
+    changes = []
+    for pid, key, value, stamp, event_id in r.trait_updates:
+        person = r.people[r.find(pid)]
+        person.touched = True
+        if stamp < person.trait_times.get(key, ""):
+            continue
+        old = person.traits.get(key)
+        person.trait_times[key] = stamp
+        if key in person.traits and old == value:
+            continue
+        person.traits[key] = value
+        changes.append(TraitChange(profile_id=person.id, key=key[:200], old_value=old, new_value=value,
+                                   changed_at=datetime.fromisoformat(stamp) if stamp else now, event_id=event_id))
+
+    # 3. Merges: move identifiers, events and history of merged profiles; leave a tombstone behind.
+    moved_events: Counter = Counter()
+    moved_identifiers: Counter = Counter()
+    merged_existing = {r.people[o].id: final(o) for _, o, _, _ in r.merges}
+    if merged_existing:
+        pairs = list(merged_existing.items())
+        moved_identifiers = _repoint("profiles_identifier", pairs)
+        moved_events = _repoint("profiles_event", pairs)
+        _repoint("profiles_traitchange", pairs)
+        for src, dst in pairs:
+            Profile.objects.filter(id=src).update(merged_into_id=dst, traits={}, trait_times={}, event_count=0,
+                                                  event_counts={}, updated_at=now)
+    records = [
+        MergeRecord(outcome=MergeRecord.Outcome.MERGED, into_profile_id=r.people[s].id,
+                    other_profile_id=r.people[o].id, reason="shared identifiers: " + ", ".join(link),
+                    linking_identifiers=link, moved_identifiers=moved_identifiers.get(r.people[o].id, 0),
+                    moved_events=moved_events.get(r.people[o].id, 0), event_id=e.id, message_id=e.message_id,
+                    created_at=now)
+        for s, o, e, link in r.merges
+    ] + [
+        MergeRecord(outcome=MergeRecord.Outcome.REFUSED, into_profile_id=final(t), other_profile_id=final(o),
+                    reason=problem, linking_identifiers=link, event_id=e.id, message_id=e.message_id,
+                    created_at=now)
+        for t, o, e, link, problem in r.refusals
+    ]
+    MergeRecord.objects.bulk_create(records)
+
+    # 4. New identifiers, on their surviving profile.
+    Identifier.objects.bulk_create(
+        [Identifier(type=t, value=v, profile_id=final(p), source_event_id=eid, first_seen=ts)
+         for t, v, p, eid, ts in r.new_identifiers],
+        ignore_conflicts=True,
+    )
+    TraitChange.objects.bulk_create(changes)
+
+    # 5. Profiles and events, one statement each.
+    survivors = [p for pid, p in r.people.items() if p.touched and r.find(pid) == pid]
+    _bulk_update_profiles(survivors, now)
+    _mark_processed([(e.id, final(r.event_person[e.id]) if e.id in r.event_person else None) for e in events], now)
+
+
+def _repoint(table: str, pairs: list[tuple[int, int]]) -> Counter:
+    """Moves rows of merged profiles to their survivors; returns how many rows moved per merged profile."""
+    moved: Counter = Counter()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH moved AS (UPDATE {table} t SET profile_id = m.dst "
+                f"FROM unnest(%s::bigint[], %s::bigint[]) AS m(src, dst) WHERE t.profile_id = m.src "
+                f"RETURNING m.src) SELECT src, count(*) FROM moved GROUP BY src",
+                [[s for s, _ in pairs], [d for _, d in pairs]],
+            )
+            moved.update(dict(cursor.fetchall()))
+        else:
+            for src, dst in pairs:
+                cursor.execute(f"UPDATE {table} SET profile_id = %s WHERE profile_id = %s", [dst, src])
+                moved[src] = cursor.rowcount
+    return moved
+
+
+def _bulk_update_profiles(people: list[_Person], now: datetime) -> None:
+    if not people:
+        return
+    Profile.objects.bulk_update(
+        [Profile(id=p.id, traits=p.traits, trait_times=p.trait_times, event_count=p.event_count,
+                 event_counts=dict(p.event_counts), first_seen=p.first_seen, last_seen=p.last_seen, updated_at=now)
+         for p in people],
+        ["traits", "trait_times", "event_count", "event_counts", "first_seen", "last_seen", "updated_at"],
+        batch_size=500,
+    )
+
+
+def _mark_processed(rows: list[tuple[int, int | None]], now: datetime) -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "UPDATE profiles_event e SET profile_id = v.pid, processed_at = %s "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, pid) WHERE e.id = v.id",
+                [now, [i for i, _ in rows], [p for _, p in rows]],
+            )
+        else:
+            cursor.executemany("UPDATE profiles_event SET profile_id = %s, processed_at = %s WHERE id = %s",
+                               [(p, now, i) for i, p in rows])

@@ -1,0 +1,21 @@
+"""Celery tasks of the profiles app, and the kick that wakes the pipeline after an accept."""
+from celery import current_app, shared_task
+from django.core.cache import cache
+
+from profiles.services.enrichment import profiles_enrich
+
+PIPELINE_KICK_KEY = "pipeline:kick"
+
+
+def kick_pipeline() -> None:
+    """Queues one pipeline drain unless one is already queued; the drain clears the key before each claim.
+
+    The pipeline task belongs to cdp, which sits above this app, so it is looked up by name.
+    """
+    if cache.add(PIPELINE_KICK_KEY, 1, timeout=30):
+        current_app.tasks["cdp.process_pending"].delay()
+
+
+@shared_task(name="profiles.enrich_all", soft_time_limit=600, time_limit=660)
+def enrich_all() -> int:
+    return profiles_enrich()

@@ -1,0 +1,96 @@
+"""The collection API: Segment Spec messages in, a 200 and stored events out; bad input named and refused."""
+import gzip
+
+import orjson
+import pytest
+
+from profiles.models import Event, Identifier, Profile
+
+pytestmark = pytest.mark.django_db
+
+
+def test_identify_then_track_builds_one_profile(post_collect, drain):
+    r = post_collect("identify", {"userId": "u1", "anonymousId": None, "traits": {"email": " Ann@Example.COM ",
+                                  "name": "Ann"}, "messageId": "m1"})
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    post_collect("track", {"userId": "u1", "event": "Order Completed", "properties": {"revenue": 12.5},
+                           "messageId": "m2"})
+    assert drain() == 2
+    profile = Profile.objects.get()
+    assert profile.traits == {"email": " Ann@Example.COM ", "name": "Ann"}
+    assert profile.event_count == 2 and profile.event_counts == {"identify": 1, "track": 1}
+    assert set(profile.identifiers.values_list("type", "value")) == {("user_id", "u1"), ("email", "ann@example.com")}
+
+
+def test_batch_rejects_bad_messages_by_index_and_keeps_the_rest(post_collect):
+    r = post_collect("batch", {"batch": [
+        {"type": "track", "userId": "u1", "event": "Viewed", "messageId": "a"},
+        {"type": "track", "event": "No identity", "messageId": "b"},
+        {"type": "explode", "userId": "u1", "messageId": "c"},
+        {"type": "track", "userId": "u1", "messageId": "d"},
+        {"type": "page", "anonymousId": "x", "messageId": "e", "timestamp": "not a date"},
+    ]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["accepted"] == 1
+    assert [(x["index"], x["code"]) for x in body["rejected"]] == [
+        (1, "missing_identity"), (2, "unknown_type"), (3, "missing_field"), (4, "invalid_timestamp")]
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["a"]
+
+
+def test_replayed_batch_creates_nothing_new(post_collect, drain):
+    batch = {"batch": [{"type": "track", "userId": f"u{i}", "event": "E", "messageId": f"m{i}"} for i in range(5)]}
+    assert post_collect("batch", batch).json()["accepted"] == 5
+    drain()
+    again = post_collect("batch", batch).json()
+    assert again["accepted"] == 0 and again["duplicates"] == 5
+    assert drain() == 0
+    assert Event.objects.count() == 5 and Profile.objects.count() == 5
+
+
+def test_bad_write_key_is_401_and_stores_nothing(post_collect):
+    r = post_collect("track", {"userId": "u", "event": "E"}, write_key="nope")
+    assert r.status_code == 401 and r.json()["code"] == "invalid_write_key"
+    assert Event.objects.count() == 0
+
+
+def test_write_key_in_body_is_accepted(client, source):
+    r = client.post("/v1/track", data=orjson.dumps({"writeKey": source.write_key, "userId": "u", "event": "E"}),
+                    content_type="application/json")
+    assert r.status_code == 200
+    assert "writeKey" not in Event.objects.get().payload
+
+
+def test_malformed_json_is_400(post_collect):
+    r = post_collect("track", None, raw=b"{not json")
+    assert r.status_code == 400 and r.json()["code"] == "malformed_json"
+
+
+def test_oversized_message_is_413_and_oversized_batch_is_413(post_collect):
+    big = {"userId": "u", "event": "E", "properties": {"blob": "x" * 33_000}}
+    assert post_collect("track", big).status_code == 413
+    batch = {"batch": [{"type": "track", "userId": "u", "event": "E", "properties": {"b": "x" * 30_000},
+                        "messageId": str(i)} for i in range(18)]}
+    assert post_collect("batch", batch).status_code == 413
+    assert Event.objects.count() == 0
+
+
+def test_gzip_body_is_accepted(post_collect):
+    body = gzip.compress(orjson.dumps({"batch": [{"type": "identify", "userId": "g", "messageId": "1"}]}))
+    r = post_collect("batch", None, raw=body, headers={"HTTP_CONTENT_ENCODING": "gzip"})
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+
+
+def test_clock_skew_is_corrected_with_sent_at(post_collect):
+    post_collect("track", {"userId": "u", "event": "E", "timestamp": "2020-01-01T00:00:00Z",
+                           "sentAt": "2020-01-01T00:00:10Z"})
+    event = Event.objects.get()
+    assert (event.received_at - event.timestamp).total_seconds() == pytest.approx(10, abs=0.001)
+
+
+def test_blocked_identifier_values_are_ignored(post_collect, drain):
+    post_collect("identify", {"userId": "undefined", "anonymousId": "a1", "traits": {"email": "test@example.com"}})
+    post_collect("identify", {"userId": "undefined", "anonymousId": "a2"})
+    drain()
+    assert Profile.objects.count() == 2
+    assert not Identifier.objects.filter(value__in=["undefined", "test@example.com"]).exists()
