@@ -44,3 +44,76 @@ def subprocess_env(transactional_db):
     env["DEBUG"] = "false"
     env["SECRET_KEY"] = "test-only"
     return env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until(check, *, seconds: float, what: str):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+@pytest.fixture
+def wait_until():
+    return _wait_until
+
+
+@pytest.fixture
+def gunicorn_server(subprocess_env):
+    """A real gunicorn process serving the app on the test database; yields its base URL."""
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    port = _free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "cdp.wsgi", "-w", "2", "-b",
+                             f"127.0.0.1:{port}", "--log-level", "warning"], env=subprocess_env)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            urllib.request.urlopen(url + "/api/schema/", timeout=1)
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+    try:
+        _wait_until(up, seconds=30, what="gunicorn")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def celery_worker_process(subprocess_env):
+    """A real Celery worker on Redis, processing for the test database; yields the Popen."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import redis
+
+    redis.Redis.from_url(subprocess_env["REDIS_URL"]).flushdb()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "cdp", "worker", "-Q", "ingest",
+                             "--pool", "solo", "-l", "warning", "--without-gossip", "--without-mingle"],
+                            env=subprocess_env)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(20)
