@@ -1,13 +1,15 @@
-"""Stops `make test` at once when PostgreSQL or Redis is not reachable, saying which and how to start it."""
+"""Stops `make test` at once when PostgreSQL or Redis is not reachable, saying which and how to start it.
+
+A management command, but it never touches the ORM: it must answer before any test database exists."""
 import os
-import sys
 from urllib.parse import urlparse
 
 import psycopg
 import redis
+from django.core.management.base import BaseCommand, CommandError
 
 
-def main() -> int:
+def unreachable_services() -> list[str]:
     problems = []
     db_url = os.environ["DATABASE_URL"]
     parsed = urlparse(db_url)
@@ -23,10 +25,17 @@ def main() -> int:
     except redis.RedisError as exc:
         problems.append(f"Redis is not reachable at {redis_url} ({exc}).\n"
                         "  Start it with: redis-server --daemonize yes   (or set REDIS_URL).")
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return 1 if problems else 0
+    return problems
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+class Command(BaseCommand):
+    help = "Checks that PostgreSQL (DATABASE_URL) and Redis (REDIS_URL) answer."
+    requires_system_checks = []
+
+    def handle(self, *args, **options):
+        if "DATABASE_URL" not in os.environ or "REDIS_URL" not in os.environ:
+            raise CommandError("Set DATABASE_URL and REDIS_URL (make test sets both).")
+        problems = unreachable_services()
+        if problems:
+            raise CommandError("\n".join(problems))
+        self.stdout.write("PostgreSQL and Redis are reachable.")
