@@ -1,0 +1,75 @@
+"""Serializers of the profiles API: output shapes only, plus the query parameters each view accepts."""
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from profiles.models import Event, Identifier, MergeRecord, Profile
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The error body every endpoint returns (see profiles.api.errors)."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField(required=False)
+
+
+class IdentifierSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Identifier
+        fields = ["type", "value", "first_seen"]
+
+
+class ProfileListSerializer(serializers.ModelSerializer):
+    identifiers = IdentifierSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Profile
+        fields = ["id", "identifiers", "traits", "event_count", "first_seen", "last_seen"]
+
+
+class MergeRecordSerializer(serializers.ModelSerializer):
+    into_profile = serializers.IntegerField(source="into_profile_id")
+    other_profile = serializers.IntegerField(source="other_profile_id")
+
+    class Meta:
+        model = MergeRecord
+        fields = ["id", "outcome", "into_profile", "other_profile", "reason", "linking_identifiers",
+                  "moved_identifiers", "moved_events", "message_id", "created_at"]
+
+
+class ProfileDetailSerializer(serializers.ModelSerializer):
+    identifiers = IdentifierSerializer(many=True, read_only=True)
+    merges = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Profile
+        fields = ["id", "identifiers", "traits", "computed", "event_count", "event_counts", "first_seen",
+                  "last_seen", "created_at", "updated_at", "merges"]
+
+    # The view passes the merge records in context so that the read stays in the selector.
+    @extend_schema_field(MergeRecordSerializer(many=True))
+    def get_merges(self, profile) -> list[dict]:
+        return MergeRecordSerializer(self.context.get("merges", []), many=True).data
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Event
+        fields = ["id", "type", "event", "message_id", "user_id", "anonymous_id", "timestamp", "received_at",
+                  "payload"]
+
+
+class ProfileListQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True,
+                              help_text="An identifier value (emails and phones normalised) or any trait value.")
+    identifier_type = serializers.CharField(required=False, allow_blank=True)
+    identifier = serializers.CharField(required=False, allow_blank=True)
+    trait = serializers.CharField(required=False, allow_blank=True, help_text="A trait key the profile must have.")
+    trait_value = serializers.CharField(required=False, allow_blank=True,
+                                        help_text="With trait: the value, compared as text.")
+
+
+class LookupQuerySerializer(serializers.Serializer):
+    type = serializers.CharField(
+        help_text="Identifier type: user_id, anonymous_id, email, phone or an external id type.")
+    value = serializers.CharField()

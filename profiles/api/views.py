@@ -1,0 +1,128 @@
+"""Profiles API: list and search, one profile with its merge history, its timeline, lookup by identifier.
+
+Thin views: parse the query, call one selector, render. Access comes from ProfileAPIView, so no view
+can forget the role check.
+"""
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from profiles import selectors
+from profiles.api.permissions import RoleModelPermissions
+from profiles.api.serializers import (ErrorSerializer, EventSerializer, LookupQuerySerializer,
+                                      ProfileDetailSerializer, ProfileListQuerySerializer, ProfileListSerializer)
+from profiles.models import Profile
+
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Describes BearerTokenAuthentication in the schema. It lives here, beside the views that use it,
+    because drf-spectacular registers extensions on import and the views are always imported for the schema."""
+
+    target_class = "profiles.api.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An API token from `manage.py create_api_token`."}
+
+
+UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="Missing, unknown or revoked bearer token.")
+FORBIDDEN = OpenApiResponse(ErrorSerializer, description="The token's role may not view profiles.")
+NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No live profile matches.")
+BAD_REQUEST = OpenApiResponse(ErrorSerializer, description="A query parameter is missing or invalid.")
+
+
+class ProfileAPIView(generics.GenericAPIView):
+    """Base of every profiles endpoint: RoleModelPermissions reads the model of `queryset`, so the
+    permission needed is profiles.view_profile whatever the view returns."""
+
+    permission_classes = [RoleModelPermissions]
+    queryset = Profile.objects.none()
+
+    def profile_or_404(self, profile_id: int) -> Profile:
+        profile = selectors.profile_get(profile_id=profile_id)
+        if profile is None:
+            raise NotFound(f"No profile {profile_id}.")
+        return profile
+
+
+class ProfileListView(ProfileAPIView):
+    serializer_class = ProfileListSerializer
+
+    @extend_schema(
+        operation_id="profiles_list",
+        parameters=[ProfileListQuerySerializer],
+        responses={200: ProfileListSerializer(many=True), 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN},
+    )
+    def get(self, request):
+        """Live profiles, most recently seen first. Merged profiles are not listed; their survivors are."""
+        query = ProfileListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        profiles = selectors.profile_list(search=params.get("q", ""), identifier_type=params.get("identifier_type", ""),
+                                          identifier=params.get("identifier", ""), trait=params.get("trait", ""),
+                                          trait_value=params.get("trait_value"))
+        page = self.paginate_queryset(profiles)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class ProfileDetailView(ProfileAPIView):
+    serializer_class = ProfileDetailSerializer
+
+    @extend_schema(
+        operation_id="profiles_retrieve",
+        responses={200: ProfileDetailSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def get(self, request, profile_id: int):
+        """One profile. The id of a merged profile returns the profile it was merged into."""
+        profile = self.profile_or_404(profile_id)
+        merges = list(selectors.profile_merges(profile=profile))
+        return Response(ProfileDetailSerializer(profile, context={"request": request, "merges": merges}).data)
+
+
+class TimelinePagination(CursorPagination):
+    # Matches the event_profile_timeline index; id breaks ties between events of the same instant.
+    ordering = ("-timestamp", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ProfileEventsView(ProfileAPIView):
+    serializer_class = EventSerializer
+    pagination_class = TimelinePagination
+
+    @extend_schema(
+        operation_id="profiles_events_list",
+        responses={200: EventSerializer(many=True), 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def get(self, request, profile_id: int):
+        """The profile's events, newest first, cursor-paginated (stable while new events arrive)."""
+        profile = self.profile_or_404(profile_id)
+        page = self.paginate_queryset(selectors.profile_events(profile=profile))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class ProfileLookupView(ProfileAPIView):
+    serializer_class = ProfileDetailSerializer
+    pagination_class = None
+
+    @extend_schema(
+        operation_id="profiles_lookup",
+        parameters=[LookupQuerySerializer],
+        responses={200: ProfileDetailSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN,
+                   404: NOT_FOUND},
+    )
+    def get(self, request):
+        """The live profile holding an identifier; email and phone values are normalised first."""
+        query = LookupQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        kind, value = query.validated_data["type"], query.validated_data["value"]
+        profile = selectors.profile_lookup(identifier_type=kind, value=value)
+        if profile is None:
+            raise NotFound(f"No profile has the identifier {kind}:{value}.")
+        merges = list(selectors.profile_merges(profile=profile))
+        return Response(ProfileDetailSerializer(profile, context={"request": request, "merges": merges}).data)

@@ -1,0 +1,93 @@
+"""Reads of profiles: lists and searches, one profile, lookup by identifier, the event timeline."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import BooleanField, Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KeyTextTransform
+
+from profiles.messages import normalise_email, normalise_phone
+from profiles.models import Event, Identifier, MergeRecord, Profile
+
+# Resolving a tombstone chain is bounded: merges always point at a live survivor, but a chain may
+# exist briefly while a batch is being resolved.
+MAX_MERGE_HOPS = 10
+
+
+def identifier_normalise(kind: str, value: str) -> str:
+    """The stored form of an identifier value: emails lower-cased, phones in E.164; others as given."""
+    value = (value or "").strip()
+    if kind == "email":
+        return normalise_email(value)
+    if kind == "phone":
+        return normalise_phone(value, settings.PHONE_DEFAULT_REGION)
+    return value
+
+
+def _live_profiles() -> QuerySet[Profile]:
+    return Profile.objects.filter(merged_into__isnull=True).prefetch_related(
+        Prefetch("identifiers", queryset=Identifier.objects.order_by("type", "value"))
+    )
+
+
+def profile_list(*, search: str = "", identifier_type: str = "", identifier: str = "", trait: str = "",
+                 trait_value: str | None = None) -> QuerySet[Profile]:
+    """Live profiles, most recently seen first; identifiers come in one prefetch query per page.
+
+    search matches an identifier value exactly (in its normalised form for emails and phones) or any
+    top-level trait value as text.
+    """
+    profiles = _live_profiles()
+    search = (search or "").strip()
+    if search:
+        values = {search, normalise_email(search), normalise_phone(search, settings.PHONE_DEFAULT_REGION)} - {""}
+        by_identifier = Identifier.objects.filter(value__in=values).values("profile_id")
+        # Any trait, whatever its key: jsonb_each_text has no ORM spelling, so a raw condition on
+        # the outer table (which Django never re-aliases) keeps it in the same query.
+        any_trait = RawSQL("EXISTS (SELECT 1 FROM jsonb_each_text(profiles_profile.traits) t "
+                           "WHERE lower(t.value) = lower(%s))", [search], output_field=BooleanField())
+        profiles = profiles.filter(Q(id__in=by_identifier) | Q(any_trait))
+    if identifier_type and identifier:
+        profiles = profiles.filter(id__in=Identifier.objects.filter(
+            type=identifier_type, value=identifier_normalise(identifier_type, identifier)).values("profile_id"))
+    elif identifier:
+        profiles = profiles.filter(id__in=Identifier.objects.filter(value=identifier.strip()).values("profile_id"))
+    if trait:
+        if trait_value is None or trait_value == "":
+            profiles = profiles.filter(traits__has_key=trait)
+        else:
+            # Traits arrive as JSON of any type; comparing as text lets ?trait_value=3 match 3 and "3".
+            profiles = profiles.alias(_trait_text=KeyTextTransform(trait, "traits")).filter(_trait_text=trait_value)
+    return profiles.order_by("-last_seen", "-id")
+
+
+def profile_get(*, profile_id: int) -> Profile | None:
+    """The live profile for an id; a merged profile's id resolves to the profile it was merged into."""
+    profile = Profile.objects.filter(pk=profile_id).only("id", "merged_into_id").first()
+    hops = 0
+    while profile is not None and profile.merged_into_id is not None and hops < MAX_MERGE_HOPS:
+        profile = Profile.objects.filter(pk=profile.merged_into_id).only("id", "merged_into_id").first()
+        hops += 1
+    if profile is None or profile.merged_into_id is not None:
+        return None
+    return _live_profiles().get(pk=profile.pk)
+
+
+def profile_lookup(*, identifier_type: str, value: str) -> Profile | None:
+    """The live profile holding an identifier, after normalising email and phone values."""
+    normalised = identifier_normalise(identifier_type, value)
+    if not normalised:
+        return None
+    row = Identifier.objects.filter(type=identifier_type, value=normalised).values_list("profile_id", flat=True).first()
+    return profile_get(profile_id=row) if row is not None else None
+
+
+def profile_merges(*, profile: Profile) -> QuerySet[MergeRecord]:
+    """Every merge decision involving the profile, either as survivor or as the profile merged away."""
+    return (MergeRecord.objects.filter(Q(into_profile=profile) | Q(other_profile=profile))
+            .order_by("-created_at", "-id"))
+
+
+def profile_events(*, profile: Profile) -> QuerySet[Event]:
+    """The profile's timeline, newest first (served by the event_profile_timeline index)."""
+    return Event.objects.filter(profile=profile).order_by("-timestamp", "-id")

@@ -1,0 +1,318 @@
+"""The profiles REST API, its schema, and the admin import/export, through the real collect -> pipeline path."""
+import pytest
+import tablib
+from django.core.management import call_command
+
+from profiles.models import Event, Identifier, MergeRecord, Profile, Source
+from profiles.resources import ProfileResource
+from tests.factories import ApiTokenFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def marketer_key():
+    key = "cdp_marketer_key"
+    ApiTokenFactory(user=UserFactory(groups=["Marketer"]), key=key)
+    return key
+
+
+@pytest.fixture
+def api(client, marketer_key):
+    def get(path, key=marketer_key, **params):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+        return client.get(path, params, **headers)
+    return get
+
+
+def live_profile(kind, value):
+    return Identifier.objects.get(type=kind, value=value).profile
+
+
+# --- authentication and roles ---------------------------------------------------------------------
+
+
+def test_missing_token_is_401_json(api):
+    response = api("/api/v1/profiles/", key=None)
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_unknown_token_is_401_json(api):
+    response = api("/api/v1/profiles/", key="cdp_not_a_real_key")
+    assert response.status_code == 401
+    assert response.json() == {"code": "authentication_failed", "message": "Unknown or revoked API token."}
+
+
+def test_revoked_token_is_401(api):
+    ApiTokenFactory(user=UserFactory(groups=["Marketer"]), key="cdp_revoked", revoked=True)
+    assert api("/api/v1/profiles/", key="cdp_revoked").status_code == 401
+
+
+def test_marketer_token_lists_profiles(api, post_collect, drain):
+    post_collect("identify", {"userId": "u1", "traits": {"email": "a@example.com"}, "messageId": "1"})
+    drain()
+    response = api("/api/v1/profiles/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 1
+    assert body["results"][0]["traits"] == {"email": "a@example.com"}
+    assert {(i["type"], i["value"]) for i in body["results"][0]["identifiers"]} == {
+        ("user_id", "u1"), ("email", "a@example.com")}
+
+
+def test_user_without_role_is_403(api):
+    ApiTokenFactory(user=UserFactory(), key="cdp_no_role")
+    response = api("/api/v1/profiles/", key="cdp_no_role")
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+
+
+# --- list and search ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_people(post_collect, drain):
+    post_collect("identify", {"userId": "u1", "traits": {"email": "ana@example.com", "plan": "gold"}, "messageId": "1"})
+    post_collect("identify", {"userId": "u2", "traits": {"phone": "(415) 555-2671", "plan": "free"}, "messageId": "2"})
+    post_collect("identify", {"userId": "u3", "traits": {"plan": "gold", "age": 40}, "messageId": "3"})
+    drain()
+    return {u: live_profile("user_id", u).pk for u in ("u1", "u2", "u3")}
+
+
+def ids(response):
+    assert response.status_code == 200, response.content
+    return {p["id"] for p in response.json()["results"]}
+
+
+def test_search_by_identifier_normalises_email_and_phone(api, three_people):
+    assert ids(api("/api/v1/profiles/", q="ANA@Example.com")) == {three_people["u1"]}
+    assert ids(api("/api/v1/profiles/", q="415-555-2671")) == {three_people["u2"]}
+    assert ids(api("/api/v1/profiles/", q="gold")) == {three_people["u1"], three_people["u3"]}
+    assert ids(api("/api/v1/profiles/", q="nobody")) == set()
+
+
+def test_filter_by_identifier_and_trait(api, three_people):
+    assert ids(api("/api/v1/profiles/", identifier_type="phone", identifier="+1 415 555 2671")) == {three_people["u2"]}
+    assert ids(api("/api/v1/profiles/", identifier_type="user_id", identifier="u3")) == {three_people["u3"]}
+    assert ids(api("/api/v1/profiles/", trait="plan", trait_value="gold")) == {three_people["u1"], three_people["u3"]}
+    assert ids(api("/api/v1/profiles/", trait="age", trait_value="40")) == {three_people["u3"]}
+    assert ids(api("/api/v1/profiles/", trait="age")) == {three_people["u3"]}
+
+
+def test_list_queries_do_not_grow_with_profiles(api, post_collect, drain, django_assert_max_num_queries):
+    post_collect("batch", {"batch": [
+        {"type": "identify", "userId": f"u{n}", "traits": {"email": f"p{n}@example.com"}, "messageId": str(n)}
+        for n in range(30)]})
+    drain()
+    # token lookup, last_used update, role permissions (2), count, page, identifiers prefetch
+    with django_assert_max_num_queries(7):
+        response = api("/api/v1/profiles/", limit=25)
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 25
+    assert all(len(p["identifiers"]) == 2 for p in response.json()["results"])
+
+
+def test_list_is_limit_offset_paginated(api, three_people):
+    body = api("/api/v1/profiles/", limit=2).json()
+    assert body["count"] == 3 and len(body["results"]) == 2
+    assert "offset=2" in body["next"]
+
+
+# --- detail, merges, lookup -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def merged(post_collect, drain):
+    """Two profiles (u1 on a laptop, an email on a phone) linked by a later identify: one merge."""
+    post_collect("identify", {"userId": "u1", "anonymousId": "laptop", "messageId": "1",
+                              "timestamp": "2026-01-01T10:00:00Z"})
+    drain()
+    post_collect("identify", {"anonymousId": "phone", "traits": {"email": "ana@example.com"}, "messageId": "2",
+                              "timestamp": "2026-01-01T11:00:00Z"})
+    drain()
+    post_collect("identify", {"userId": "u1", "traits": {"email": "ana@example.com"}, "messageId": "3",
+                              "timestamp": "2026-01-01T12:00:00Z"})
+    drain()
+    record = MergeRecord.objects.get(outcome="merged")
+    return record.into_profile_id, record.other_profile_id
+
+
+def test_detail_shows_identifiers_counters_and_merge_history(api, merged):
+    survivor, gone = merged
+    body = api(f"/api/v1/profiles/{survivor}/").json()
+    assert body["id"] == survivor
+    assert body["event_count"] == 3
+    assert {(i["type"], i["value"]) for i in body["identifiers"]} == {
+        ("user_id", "u1"), ("anonymous_id", "laptop"), ("anonymous_id", "phone"), ("email", "ana@example.com")}
+    assert [(m["outcome"], m["into_profile"], m["other_profile"]) for m in body["merges"]] == [
+        ("merged", survivor, gone)]
+    assert body["merges"][0]["linking_identifiers"]
+
+
+def test_merged_profile_id_resolves_to_survivor(api, merged):
+    survivor, gone = merged
+    assert Profile.objects.get(pk=gone).merged_into_id == survivor
+    body = api(f"/api/v1/profiles/{gone}/").json()
+    assert body["id"] == survivor
+    assert body["merges"][0]["other_profile"] == gone
+    assert gone not in ids(api("/api/v1/profiles/"))
+
+
+def test_unknown_profile_is_404_json(api):
+    response = api("/api/v1/profiles/999999/")
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "message": "No profile 999999."}
+
+
+def test_lookup_by_email_normalises_case(api, post_collect, drain):
+    post_collect("identify", {"userId": "u1", "traits": {"email": "Ana@Example.com"}, "messageId": "1"})
+    drain()
+    response = api("/api/v1/profiles/lookup", type="email", value="  ANA@example.COM ")
+    assert response.status_code == 200
+    assert response.json()["id"] == live_profile("user_id", "u1").pk
+
+
+def test_lookup_absent_is_404_json(api):
+    response = api("/api/v1/profiles/lookup", type="email", value="nobody@example.com")
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found",
+                               "message": "No profile has the identifier email:nobody@example.com."}
+
+
+def test_lookup_without_params_is_400_json(api):
+    response = api("/api/v1/profiles/lookup", type="email")
+    assert response.status_code == 400
+    assert response.json()["code"] == "required"
+    assert response.json()["field"] == "value"
+
+
+# --- timeline -------------------------------------------------------------------------------------
+
+
+def test_events_timeline_is_cursor_paginated_newest_first(api, post_collect, drain):
+    post_collect("batch", {"batch": [
+        {"type": "track", "userId": "u1", "event": f"E{n}", "messageId": str(n),
+         "timestamp": f"2026-01-01T10:{n:02d}:00Z"} for n in range(5)]})
+    drain()
+    profile = live_profile("user_id", "u1")
+    first = api(f"/api/v1/profiles/{profile.pk}/events/", page_size=2)
+    assert first.status_code == 200
+    body = first.json()
+    assert [e["event"] for e in body["results"]] == ["E4", "E3"]
+    assert body["previous"] is None and "cursor=" in body["next"]
+    seen = [e["event"] for e in body["results"]]
+    while body["next"]:
+        body = api(body["next"]).json()
+        seen += [e["event"] for e in body["results"]]
+    assert seen == ["E4", "E3", "E2", "E1", "E0"]
+
+
+def test_events_of_unknown_profile_is_404(api):
+    assert api("/api/v1/profiles/999999/events/").status_code == 404
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+def test_schema_serves_every_path(client):
+    response = client.get("/api/schema/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    for path in ("/api/v1/profiles/:", "/api/v1/profiles/{profile_id}/:", "/api/v1/profiles/{profile_id}/events/:",
+                 "/api/v1/profiles/lookup/:", "bearerAuth"):
+        assert path in text
+
+
+def test_schema_generates_without_warnings(tmp_path):
+    # --fail-on-warn makes every drf-spectacular warning (unresolvable serializer, unknown auth) an error.
+    call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    assert "/api/v1/profiles/lookup/" in (tmp_path / "schema.yml").read_text()
+
+
+# --- admin ----------------------------------------------------------------------------------------
+
+
+def test_admin_profile_page_shows_recent_events_and_merges(admin_client, merged):
+    survivor, gone = merged
+    response = admin_client.get(f"/admin/profiles/profile/{survivor}/change/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Last 20 events" in html
+    for event_id in Event.objects.filter(profile_id=survivor).values_list("id", flat=True):
+        assert f"/admin/profiles/event/{event_id}/change/" in html
+    assert "shared identifiers" in html
+    assert admin_client.get("/admin/profiles/profile/", {"q": "ana@example.com"}).status_code == 200
+
+
+def test_export_has_one_row_per_live_profile(merged):
+    survivor, _ = merged
+    dataset = ProfileResource().export()
+    assert dataset.headers == ["id", "user_id", "emails", "phones", "traits", "computed"]
+    assert [row[:4] for row in dataset] == [(str(survivor), "u1", "ana@example.com", "")]
+    assert dataset[0][4] == '{"email": "ana@example.com"}'
+
+
+def _import_rows():
+    data = tablib.Dataset(headers=["user_id", "email", "phone", "plan"])
+    data.append(["", "ANA@Example.com", "(415) 555-2671", "gold"])
+    data.append(["crm-2", "new@example.com", "", "free"])
+    data.append(["", "", "", "orphan"])
+    return data
+
+
+def test_import_merges_with_the_web_profile_by_email(post_collect, drain):
+    post_collect("identify", {"userId": "web-1", "traits": {"email": "ana@example.com"}, "messageId": "1"})
+    drain()
+    web = live_profile("user_id", "web-1")
+
+    result = ProfileResource().import_data(_import_rows(), dry_run=False)
+
+    assert [r.import_type for r in result.rows] == ["update", "new", "invalid"]
+    assert result.rows[0].instance.pk == web.pk
+    assert [row.number for row in result.invalid_rows] == [3]
+    web.refresh_from_db()
+    assert web.traits == {"email": "ANA@Example.com", "phone": "(415) 555-2671", "plan": "gold"}
+    assert live_profile("phone", "+14155552671").pk == web.pk
+    new = live_profile("user_id", "crm-2")
+    assert new.pk != web.pk and new.traits["plan"] == "free"
+    assert Event.objects.filter(source__name="Import", processed_at__isnull=False).count() == 2
+    assert Profile.objects.filter(merged_into__isnull=True).count() == 2
+
+    # The same file again is deduplicated by messageId: no new events, no new profiles.
+    ProfileResource().import_data(_import_rows(), dry_run=False)
+    assert Event.objects.filter(source__name="Import").count() == 2
+
+
+def test_import_dry_run_validates_without_writing(post_collect, drain):
+    post_collect("identify", {"userId": "web-1", "traits": {"email": "ana@example.com"}, "messageId": "1"})
+    drain()
+    result = ProfileResource().import_data(_import_rows(), dry_run=True)
+    assert [r.import_type for r in result.rows] == ["update", "new", "invalid"]
+    assert result.has_validation_errors()
+    assert not Source.objects.filter(name="Import").exists()
+    assert Event.objects.count() == 1
+
+
+def test_admin_csv_import_merges_with_the_web_profile_by_email(admin_client, post_collect, drain):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    post_collect("identify", {"userId": "web-1", "traits": {"email": "ana@example.com"}, "messageId": "1"})
+    drain()
+    web = live_profile("user_id", "web-1")
+    upload = SimpleUploadedFile("crm.csv", b"email,phone,plan\nANA@example.com,(415) 555-2671,gold\n",
+                                content_type="text/csv")
+    # Step 1: upload, which runs the dry run and renders the confirmation form.
+    response = admin_client.post("/admin/profiles/profile/import/", {"resource": "0", "format": "0",
+                                                                     "import_file": upload})
+    assert response.status_code == 200
+    confirm = response.context["confirm_form"]
+    assert Event.objects.filter(source__name="Import").count() == 0
+    # Step 2: confirm, which accepts the rows and runs the pipeline.
+    response = admin_client.post("/admin/profiles/profile/process_import/", confirm.initial)
+    assert response.status_code == 302
+    web.refresh_from_db()
+    assert web.traits["plan"] == "gold"
+    assert live_profile("phone", "+14155552671").pk == web.pk
+    assert Profile.objects.filter(merged_into__isnull=True).count() == 1
