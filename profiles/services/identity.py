@@ -297,8 +297,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
         if key in person.traits and old == value:
             continue
         person.traits[key] = value
-        changes.append(TraitChange(profile_id=person.id, key=key[:200], old_value=old, new_value=value,
-                                   changed_at=datetime.fromisoformat(stamp) if stamp else now, event_id=event_id))
+        changes.append((person.id, key[:200], old, value, datetime.fromisoformat(stamp) if stamp else now, event_id))
 
     # 3. Merges: move identifiers, events and history of merged profiles; leave a tombstone behind.
     moved_events: Counter = Counter()
@@ -328,12 +327,9 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
     MergeRecord.objects.bulk_create(records)
 
     # 4. New identifiers, on their surviving profile.
-    Identifier.objects.bulk_create(
-        [Identifier(type=t, value=v, profile_id=final(p), source_event_id=eid, first_seen=ts)
-         for t, v, p, eid, ts in r.new_identifiers],
-        ignore_conflicts=True,
-    )
-    TraitChange.objects.bulk_create(changes)
+    _insert_rows(Identifier, ["type", "value", "profile_id", "source_event_id", "first_seen"],
+                 [(t, v, final(p), eid, ts) for t, v, p, eid, ts in r.new_identifiers])
+    _insert_rows(TraitChange, ["profile_id", "key", "old_value", "new_value", "changed_at", "event_id"], changes)
 
     # 5. Profiles and events, one statement each.
     survivors = [p for pid, p in r.people.items() if p.touched and r.find(pid) == pid]
@@ -382,6 +378,28 @@ def _bulk_update_profiles(people: list[_Person], now: datetime) -> None:
             "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, traits jsonb, trait_times jsonb, event_count int, "
             "event_counts jsonb, first_seen timestamptz, last_seen timestamptz) WHERE p.id = v.id",
             [now, _json(rows)],
+        )
+
+
+_SQL_TYPES = {"type": "text", "value": "text", "profile_id": "bigint", "source_event_id": "bigint",
+              "first_seen": "timestamptz", "key": "text", "old_value": "jsonb", "new_value": "jsonb",
+              "changed_at": "timestamptz", "event_id": "bigint"}
+
+
+def _insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
+    """Inserts rows in one statement, skipping any that would break a unique constraint."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**dict(zip(columns, row))) for row in rows], ignore_conflicts=True)
+        return
+    names = ", ".join(columns)
+    spec = ", ".join(f"{c} {_SQL_TYPES[c]}" for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {model._meta.db_table} ({names}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) "
+            f"AS r({spec}) ON CONFLICT DO NOTHING",
+            [_json([dict(zip(columns, row)) for row in rows])],
         )
 
 

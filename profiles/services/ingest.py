@@ -36,16 +36,30 @@ def _insert(source_id: int, messages: list[AcceptedMessage], received_at: dateti
     """Stores messages in one statement; replays of a known messageId are skipped. Returns the new event ids."""
     if not messages:
         return []
-    payload_slot = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    row = "(" + ", ".join(["%s"] * (len(_COLUMNS) - 1) + [payload_slot]) + ")"
-    params: list = []
-    for m in messages:
-        params += [source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.timestamp, received_at,
-                   orjson.dumps(m.payload).decode()]
-    sql = (
-        f"INSERT INTO profiles_event ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * len(messages))} "
-        "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
-    )
+    if connection.vendor == "postgresql":
+        # One JSON parameter: psycopg adapts hundreds of separate parameters in Python, which costs more
+        # than the insert itself; PostgreSQL unpacks the document natively.
+        rows = orjson.dumps([
+            {"m": m.message_id, "t": m.type, "e": m.event, "u": m.user_id, "a": m.anonymous_id,
+             "ts": m.timestamp, "p": m.payload} for m in messages
+        ]).decode()
+        sql = (
+            f"INSERT INTO profiles_event ({', '.join(_COLUMNS)}) "
+            "SELECT %s, r.m, r.t, r.e, r.u, r.a, r.ts, %s, r.p FROM jsonb_to_recordset(%s::jsonb) "
+            "AS r(m text, t text, e text, u text, a text, ts timestamptz, p jsonb) "
+            "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
+        )
+        params = [source_id, received_at, rows]
+    else:
+        row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+        params = []
+        for m in messages:
+            params += [source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.timestamp,
+                       received_at, orjson.dumps(m.payload).decode()]
+        sql = (
+            f"INSERT INTO profiles_event ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * len(messages))} "
+            "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [r[0] for r in cursor.fetchall()]
