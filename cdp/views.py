@@ -1,18 +1,43 @@
-"""The web screens: the marketer's dashboard and the profile 360 page."""
+"""The web screens: the marketer's dashboard, the profile list and the profile 360 page."""
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+
+from cdp import selectors
+from profiles.models import Profile
+
+
+def _is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
 
 
 @login_required
 def dashboard(request):
-    return HttpResponse("dashboard")
+    stats = selectors.dashboard_stats()
+    charts = {key: stats[key] for key in ("days", "events_by_type", "new_profiles", "merges")}
+    charts["top_events"] = stats["top_events"]
+    return render(request, "cdp/dashboard.html", {"stats": stats, "charts": charts})
 
 
 @login_required
 def profile_list(request):
-    return HttpResponse("profiles")
+    query = request.GET.get("q", "")
+    page = selectors.profile_search(query=query, page=request.GET.get("page", 1))
+    return render(request, "profiles/profile_list.html", {"page": page, "query": query})
 
 
 @login_required
 def profile_detail(request, profile_id):
-    return HttpResponse("profile")
+    survivor_id = selectors.profile_survivor_id(profile_id=profile_id)
+    if survivor_id is None:
+        raise Http404("No such profile.")
+    if survivor_id != profile_id:
+        return redirect("profile-detail", profile_id=survivor_id)
+    timeline = selectors.profile_timeline(profile_id=profile_id, page=request.GET.get("page", 1))
+    if _is_htmx(request):
+        # "Load more" asks for the next page of the timeline only.
+        return render(request, "profiles/_timeline.html", {"timeline": timeline, "profile_id": profile_id})
+    profile = get_object_or_404(Profile, id=profile_id)
+    context = {"profile": profile, "timeline": timeline, "profile_id": profile_id}
+    context.update(selectors.profile_detail(profile=profile))
+    return render(request, "profiles/profile_detail.html", context)

@@ -1,0 +1,222 @@
+"""`manage.py bench ingest --events N [--json] [--workers W] [--keep]`: end-to-end throughput on PostgreSQL.
+
+One run measures, on fresh events of a dedicated source "bench-<timestamp>":
+  accept  - events/s through POST /v1/batch (batches of 100) on a real gunicorn, loaded by a separate client process;
+  process - events/s of a separate worker process draining the pipeline (pipeline_process_batch until 0),
+            and that worker's peak RSS;
+  copy    - the physical limit: the same events written with one COPY into a bare table without indexes;
+and each rate as a ratio of that limit. `bench _process` is the worker (internal).
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import resource
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+import orjson
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from cdp.bench.cleanup import bench_cleanup
+from cdp.bench.copy_limit import copy_limit, copy_rows
+from cdp.bench.messages import BATCH_SIZE, bench_messages
+from cdp.pipeline import pipeline_process_batch
+from profiles.models import Event, Source
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, log_path: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CommandError(f"gunicorn exited with {proc.returncode}:\n{open(log_path).read()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v1/batch")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise CommandError(f"gunicorn was not ready after {timeout}s:\n{open(log_path).read()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _last_json(output: str) -> dict:
+    lines = [line for line in output.strip().splitlines() if line.startswith("{")]
+    if not lines:
+        raise CommandError(f"no JSON result in:\n{output[-3000:]}")
+    return orjson.loads(lines[-1])
+
+
+class Command(BaseCommand):
+    help = "Benchmarks ingestion on PostgreSQL: HTTP accept, pipeline processing, and the COPY limit."
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["ingest", "_process"], help="ingest (_process is internal)")
+        parser.add_argument("--events", type=int, default=100_000)
+        parser.add_argument("--json", action="store_true", help="also print one JSON object on the last line")
+        parser.add_argument("--workers", type=int, default=None,
+                            help="gunicorn workers (default 2 on 2 CPUs or fewer, else 3)")
+        parser.add_argument("--connections", type=int, default=None,
+                            help="concurrent client connections (default 2 x workers)")
+        parser.add_argument("--keep", action="store_true", help="keep the bench source, its events and profiles")
+        parser.add_argument("--allow-pending", action="store_true",
+                            help="run although other pending events exist (the worker processes them too)")
+        parser.add_argument("--batch-size", type=int, default=None, help="pipeline batch size (default setting)")
+
+    def handle(self, *args, action, **options):
+        if action == "_process":
+            return self._process(options["batch_size"])
+        return self._ingest(**options)
+
+    # The worker process: drain, then report its own loop time and peak RSS.
+    def _process(self, batch_size):
+        total = batches = 0
+        started = time.perf_counter()
+        while processed := pipeline_process_batch(batch_size=batch_size):
+            total += processed
+            batches += 1
+        elapsed = time.perf_counter() - started
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        self.stdout.write(orjson.dumps({"processed": total, "batches": batches, "elapsed": elapsed,
+                                        "peak_rss_mb": peak_kb / 1024}).decode())
+
+    def _ingest(self, *, events, json, workers, connections, keep, allow_pending, batch_size, **_):
+        if connection.vendor != "postgresql":
+            raise CommandError("bench ingest needs PostgreSQL (set DATABASE_URL).")
+        if not settings.REDIS_URL:
+            raise CommandError("bench ingest needs REDIS_URL: without it Celery runs eagerly and the collection API "
+                               "would process every batch inline, which is not what accept measures.")
+        if events < BATCH_SIZE:
+            raise CommandError(f"--events must be at least {BATCH_SIZE}.")
+        workers = workers or (2 if (os.cpu_count() or 1) <= 2 else 3)
+        connections = connections or 2 * workers
+        pending = Event.objects.filter(processed_at__isnull=True).count()
+        if pending and not allow_pending:
+            raise CommandError(f"{pending} events are already pending; the pipeline would process them with the "
+                               "bench's. Drain them first (manage.py process_events) or pass --allow-pending.")
+
+        with connection.cursor() as cur:
+            cur.execute("SHOW autovacuum")
+            autovacuum = cur.fetchone()[0]
+        tag = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2)
+        source = Source.objects.create(name=f"bench-{tag}")
+        log = self.stderr.write
+        log(f"bench source {source.name} (id {source.pk}), {events} events, gunicorn -w {workers}, "
+            f"{connections} client connections")
+        env = dict(os.environ)
+        base = str(settings.BASE_DIR)
+
+        # 1. Accept: gunicorn in its own process, the client in another.
+        port = _free_port()
+        with tempfile.NamedTemporaryFile("w+", prefix="bench-gunicorn-", suffix=".log", delete=False) as glog:
+            log_path = glog.name
+        with open(log_path, "w") as glog:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "cdp.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                 "--log-level", "warning", "--timeout", "120"],
+                cwd=base, env=env, stdout=glog, stderr=subprocess.STDOUT,
+            )
+        try:
+            _wait_ready(server, port, log_path)
+            client = subprocess.run(
+                [sys.executable, "-m", "cdp.bench.client", str(port), source.write_key, tag, str(events),
+                 str(connections)],
+                cwd=base, env=env, capture_output=True, text=True, timeout=3600,
+            )
+        finally:
+            _stop(server)
+        if client.returncode != 0:
+            raise CommandError(f"the load client failed:\n{client.stderr[-3000:]}")
+        accept = _last_json(client.stdout)
+        stored = Event.objects.filter(source=source).count()
+        if accept["errors"] or stored != events:
+            raise CommandError(f"accept incomplete: {stored}/{events} stored, {accept['errors']} failed requests, "
+                               f"first error {accept['first_error']}; gunicorn log {log_path}")
+        os.unlink(log_path)
+        accept_rate = events / accept["elapsed"]
+
+        # 2. Process: a separate worker process drains the pipeline.
+        cmd = [sys.executable, "manage.py", "bench", "_process"]
+        if batch_size:
+            cmd += ["--batch-size", str(batch_size)]
+        started = time.perf_counter()
+        worker = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True, timeout=7200)
+        worker_wall = time.perf_counter() - started
+        if worker.returncode != 0:
+            raise CommandError(f"the pipeline worker failed:\n{worker.stderr[-3000:]}")
+        process = _last_json(worker.stdout)
+        left = Event.objects.filter(source=source, processed_at__isnull=True).count()
+        if left:
+            raise CommandError(f"{left} bench events are still pending after the worker finished.")
+        process_rate = events / process["elapsed"]
+
+        # 3. The limit: the same events, one COPY, a bare table.
+        data = copy_rows(bench_messages(tag=tag, events=events), source.pk)
+        limit = copy_limit(data=data, rows=events, table=f"bench_copy_{tag.replace('-', '_')}")
+
+        result = {
+            "events": events,
+            "accept_events_per_s": round(accept_rate, 1),
+            "process_events_per_s": round(process_rate, 1),
+            "copy_limit_events_per_s": round(limit, 1),
+            "worker_peak_rss_mb": round(process["peak_rss_mb"], 1),
+            "accept_ratio": round(accept_rate / limit, 4),
+            "process_ratio": round(process_rate / limit, 4),
+            "accept_seconds": round(accept["elapsed"], 3),
+            "process_seconds": round(process["elapsed"], 3),
+            "process_worker_wall_seconds": round(worker_wall, 3),
+            "process_batches": process["batches"],
+            "processed_total": process["processed"],
+            "gunicorn_workers": workers,
+            "client_connections": connections,
+            "source": source.name,
+            "autovacuum": autovacuum,
+        }
+        w = self.stdout.write
+        w(f"bench ingest: {events} events, source {source.name}, gunicorn -w {workers}, "
+          f"{connections} connections, batches of {BATCH_SIZE}")
+        w(f"{'stage':<10}{'events/s':>14}{'seconds':>10}{'of COPY limit':>16}")
+        w(f"{'accept':<10}{accept_rate:>14,.0f}{accept['elapsed']:>10.2f}{accept_rate / limit:>16.2%}")
+        w(f"{'process':<10}{process_rate:>14,.0f}{process['elapsed']:>10.2f}{process_rate / limit:>16.2%}")
+        w(f"{'copy':<10}{limit:>14,.0f}{events / limit:>10.2f}{1:>16.2%}")
+        w(f"worker peak RSS {process['peak_rss_mb']:.1f} MB; worker wall time with startup {worker_wall:.2f} s; "
+          f"{process['processed']} events processed in {process['batches']} batches")
+        if autovacuum != "on":
+            w("warning: autovacuum is off on this server: dead rows of earlier runs stay in profiles_event and its "
+              "indexes, and planner statistics stay stale, which slows the pipeline's claim query")
+        if process["processed"] != events:
+            w(f"note: the worker processed {process['processed']} events, other pending events included")
+
+        # 4. Clean up (set-based), unless asked to keep.
+        if keep:
+            w(f"kept: source {source.name} (id {source.pk}), its events in profiles_event (source_id={source.pk}) "
+              "and the profiles they created")
+        else:
+            removed = bench_cleanup(source)
+            w(f"cleaned up: {removed['events']} events, {removed['profiles']} profiles and source {source.name}")
+        if json:
+            w(orjson.dumps(result).decode())

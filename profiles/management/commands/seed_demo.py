@@ -1,0 +1,210 @@
+"""Demo data: synthetic web-shop traffic sent through the collection path, then resolved and enriched.
+
+The messages go through events_accept and the pipeline exactly as the collection API's would, so the
+demo shows what identity resolution really does (anonymous visits, identifies, two-device merges).
+"""
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from cdp.pipeline import pipeline_process_batch
+from profiles.models import Event, MergeRecord, Profile, Source
+from profiles.services.enrichment import profiles_enrich
+from profiles.services.ingest import events_accept
+
+SOURCE_NAME = "Demo web shop"
+# The collection API's batch endpoint takes 500 KB; 500 demo messages stay well under it.
+CHUNK = 500
+DAYS = 90
+TWO_DEVICE_SHARE = 0.10
+BUYER_SHARE = 0.30
+ANONYMOUS_ONLY_SHARE = 0.15
+
+FIRST = ["Ava", "Liam", "Noah", "Emma", "Olivia", "Mia", "Lucas", "Amelia", "Ethan", "Sofia", "Mateo", "Chloe",
+         "Leo", "Zoe", "Isaac", "Nora", "Hugo", "Maya", "Owen", "Lena", "Ravi", "Aiko", "Omar", "Ingrid", "Kofi"]
+LAST = ["Smith", "Garcia", "Chen", "Müller", "Okafor", "Rossi", "Nguyen", "Kowalski", "Patel", "Silva", "Dubois",
+        "Jensen", "Tanaka", "Haddad", "Novak", "Reyes", "Larsen", "Moreau", "Ibrahim", "Costa"]
+DOMAINS = ["example.com", "example.org", "example.net"]
+AREA_CODES = ["212", "312", "415", "503", "617", "702", "808", "917"]
+PRODUCTS = [
+    ("sku-1001", "Trail Running Shoes", "Footwear", 119.0), ("sku-1002", "Merino Wool Socks", "Apparel", 18.5),
+    ("sku-1003", "Rain Shell Jacket", "Apparel", 189.0), ("sku-1004", "Insulated Bottle 750 ml", "Gear", 34.0),
+    ("sku-1005", "Daypack 24 L", "Gear", 89.0), ("sku-1006", "Headlamp 400 lm", "Gear", 45.0),
+    ("sku-1007", "Fleece Pullover", "Apparel", 74.0), ("sku-1008", "Camp Mug", "Gear", 16.0),
+    ("sku-1009", "Hiking Boots", "Footwear", 164.0), ("sku-1010", "Sun Hat", "Apparel", 29.0),
+]
+PAGES = [("Home", "/"), ("Category", "/c/footwear"), ("Category", "/c/apparel"), ("Category", "/c/gear"),
+         ("Search", "/search"), ("Sale", "/sale"), ("Help", "/help/shipping")]
+USER_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 "
+    "Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36",
+]
+
+
+class _Generator:
+    """Builds the Segment messages of N people; every random choice comes from one seeded Random."""
+
+    def __init__(self, rng: random.Random, now: datetime):
+        self.rng = rng
+        self.now = now
+        self.messages: list[dict] = []
+        self.used_emails: set[str] = set()
+        self.used_phones: set[str] = set()
+
+    def _id(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def _time_after(self, start: datetime) -> datetime:
+        span = max(60.0, (self.now - start).total_seconds())
+        return start + timedelta(seconds=self.rng.uniform(0, span) * self.rng.random())
+
+    def _send(self, kind: str, when: datetime, device: dict, user_id: str | None, **fields) -> None:
+        # A session that starts minutes before "now" would otherwise run into the future.
+        when = min(when, self.now)
+        message = {"type": kind, "messageId": self._id(), "anonymousId": device["anonymous_id"],
+                   "timestamp": when.isoformat().replace("+00:00", "Z"),
+                   "context": {"library": {"name": "analytics.js", "version": "2.11.1"},
+                               "userAgent": device["user_agent"]}, **fields}
+        if user_id:
+            message["userId"] = user_id
+        self.messages.append(message)
+
+    def _page(self, when, device, user_id, name=None, path=None):
+        if name is None:
+            name, path = self.rng.choice(PAGES)
+        self._send("page", when, device, user_id, name=name,
+                   properties={"path": path, "url": f"https://shop.example.com{path}", "title": f"{name} · Trailhead"})
+
+    def _product(self, event, when, device, user_id, product):
+        sku, name, category, price = product
+        self._send("track", when, device, user_id, event=event,
+                   properties={"product_id": sku, "name": name, "category": category, "price": price,
+                               "currency": "USD"})
+
+    def _session(self, start: datetime, device: dict, user_id: str | None) -> datetime:
+        """One visit: a landing page, some browsing, maybe a cart. Returns when it ended."""
+        when = start
+        self._page(when, device, user_id)
+        for _ in range(self.rng.randint(0, 3)):
+            when += timedelta(seconds=self.rng.randint(15, 240))
+            product = self.rng.choice(PRODUCTS)
+            self._page(when, device, user_id, "Product", f"/p/{product[0]}")
+            self._product("Product Viewed", when + timedelta(seconds=1), device, user_id, product)
+            if self.rng.random() < 0.3:
+                when += timedelta(seconds=self.rng.randint(5, 90))
+                self._product("Product Added", when, device, user_id, product)
+        return when
+
+    def _order(self, when: datetime, device: dict, user_id: str) -> None:
+        basket = self.rng.sample(PRODUCTS, self.rng.randint(1, 3))
+        for product in basket:
+            self._product("Product Added", when, device, user_id, product)
+            when += timedelta(seconds=self.rng.randint(10, 120))
+        items = [{"product_id": sku, "name": name, "price": price, "quantity": self.rng.randint(1, 2)}
+                 for sku, name, _, price in basket]
+        revenue = round(sum(i["price"] * i["quantity"] for i in items), 2)
+        self._send("track", when, device, user_id, event="Checkout Started",
+                   properties={"value": revenue, "currency": "USD"})
+        self._send("track", when + timedelta(seconds=self.rng.randint(30, 300)), device, user_id,
+                   event="Order Completed",
+                   properties={"order_id": f"ORD-{self.rng.randint(100000, 999999)}", "revenue": revenue,
+                               "currency": "USD", "products": items})
+
+    def _person_traits(self) -> dict:
+        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
+        while True:
+            local = f"{first}.{last}{self.rng.randint(1, 9999)}".lower().replace("ü", "u")
+            email = f"{local}@{self.rng.choice(DOMAINS)}"
+            if email not in self.used_emails:
+                break
+        while True:
+            phone = f"+1 {self.rng.choice(AREA_CODES)} 555 {self.rng.randint(100, 9999):04d}"
+            if phone not in self.used_phones:
+                break
+        self.used_emails.add(email)
+        self.used_phones.add(phone)
+        return {"email": email, "name": f"{first} {last}", "first_name": first, "last_name": last, "phone": phone}
+
+    def person(self, *, two_devices: bool, buyer: bool, identifies: bool) -> None:
+        first_visit = self.now - timedelta(seconds=self.rng.uniform(3600, DAYS * 86400))
+        user_id = f"u_{self.rng.getrandbits(40):010x}"
+        traits = self._person_traits()
+        devices = [{"anonymous_id": self._id(), "user_agent": self.rng.choice(USER_AGENTS)}
+                   for _ in range(2 if two_devices else 1)]
+        identified_at = None
+        when = first_visit
+        for index, device in enumerate(devices):
+            # Each device browses anonymously first, then the person signs in on it.
+            if index:
+                when = self._time_after(identified_at)
+            when = self._session(when, device, None)
+            if not identifies:
+                for _ in range(self.rng.randint(0, 2)):
+                    when = self._session(self._time_after(when), device, None)
+                return
+            when += timedelta(seconds=self.rng.randint(20, 300))
+            self._send("identify", when, device, user_id, traits=dict(traits))
+            identified_at = when
+        # Signed-in activity starts after the last device's sign-in, so that device's anonymous visits
+        # become a profile of their own first and the identify merges it (the two-device story).
+        for _ in range(self.rng.randint(0, 4)):
+            self._session(self._time_after(identified_at), self.rng.choice(devices), user_id)
+        if buyer:
+            for _ in range(self.rng.choice((1, 1, 1, 2, 2, 3, 4))):
+                self._order(self._time_after(identified_at), self.rng.choice(devices), user_id)
+
+
+def demo_messages(*, people: int, seed: int | None, now: datetime) -> list[dict]:
+    """The messages of `people` synthetic shoppers over the last 90 days, in timestamp order."""
+    rng = random.Random(seed)
+    generator = _Generator(rng, now)
+    indexes = list(range(people))
+    # At least one of each kind as soon as there are people, so a tiny demo still shows merges and orders.
+    two_device = set(rng.sample(indexes, max(1, round(people * TWO_DEVICE_SHARE)) if people else 0))
+    buyers = set(rng.sample(indexes, max(1, round(people * BUYER_SHARE)) if people else 0))
+    free = [i for i in indexes if i not in two_device and i not in buyers]
+    anonymous = set(rng.sample(free, min(len(free), round(people * ANONYMOUS_ONLY_SHARE))))
+    for i in indexes:
+        generator.person(two_devices=i in two_device, buyer=i in buyers, identifies=i not in anonymous)
+    # Sent in time order, as a live site would: a device's anonymous visits reach the pipeline before its identify.
+    generator.messages.sort(key=lambda m: m["timestamp"])
+    return generator.messages
+
+
+class Command(BaseCommand):
+    help = "Sends synthetic web-shop traffic through the collection path, resolves it and computes traits."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--profiles", type=int, default=300, help="How many people to simulate (default 300).")
+        parser.add_argument("--seed", type=int, default=None, help="Seed for a reproducible data set.")
+        parser.add_argument("--if-empty", action="store_true", help="Do nothing when any event is already stored.")
+
+    def handle(self, *args, profiles: int, seed: int | None, if_empty: bool, **options):
+        if if_empty and Event.objects.exists():
+            self.stdout.write("Events already exist; seed_demo skipped.")
+            return
+        source, _ = Source.objects.get_or_create(name=SOURCE_NAME)
+        messages = demo_messages(people=profiles, seed=seed, now=timezone.now())
+        accepted = duplicates = 0
+        for start in range(0, len(messages), CHUNK):
+            result = events_accept(source=source, messages=messages[start:start + CHUNK])
+            if result.rejected:
+                raise RuntimeError(f"demo messages rejected: {[r.as_dict() for r in result.rejected[:3]]}")
+            accepted += result.accepted
+            duplicates += result.duplicates
+        processed = 0
+        while batch := pipeline_process_batch():
+            processed += batch
+        enriched = profiles_enrich()
+        self.stdout.write(self.style.SUCCESS(
+            f"Sent {len(messages)} messages ({accepted} new, {duplicates} duplicates) for {profiles} people; "
+            f"processed {processed}; {Profile.objects.filter(merged_into__isnull=True).count()} live profiles, "
+            f"{MergeRecord.objects.filter(outcome=MergeRecord.Outcome.MERGED).count()} merges, {enriched} enriched."))
