@@ -47,6 +47,20 @@ def _read_body(request: HttpRequest, limit: int) -> bytes | HttpResponse:
     return raw
 
 
+def _with_batch_defaults(message, batch: dict):
+    """Segment clients put sentAt (and may put context) on the batch; a message's own values win."""
+    if not isinstance(message, dict):
+        return message
+    message = dict(message)
+    if "sentAt" not in message and isinstance(batch.get("sentAt"), str):
+        message["sentAt"] = batch["sentAt"]
+    shared = batch.get("context")
+    own = message.get("context")
+    if isinstance(shared, dict) and (own is None or isinstance(own, dict)):
+        message["context"] = {**shared, **(own or {})}
+    return message
+
+
 @csrf_exempt
 @require_POST
 def collect(request: HttpRequest, kind: str) -> HttpResponse:
@@ -74,11 +88,7 @@ def collect(request: HttpRequest, kind: str) -> HttpResponse:
         messages = data.get("batch")
         if not isinstance(messages, list):
             return _error(400, "invalid_batch", "A batch body needs a list under \"batch\".")
-        context = data.get("context")
-        if isinstance(context, dict):
-            # Segment allows batch-level context; a message's own context wins key by key.
-            messages = [{**m, "context": {**context, **(m.get("context") or {})}} if isinstance(m, dict) else m
-                        for m in messages]
+        messages = [_with_batch_defaults(m, data) for m in messages]
         result = events_accept(source=source, messages=messages)
     else:
         result = events_accept(source=source, messages=[data], default_type=kind)

@@ -4,7 +4,7 @@ Pure functions, no database: the collection API, the importer and the demo gener
 """
 from __future__ import annotations
 
-import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -12,6 +12,9 @@ import orjson
 import phonenumbers
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+# PostgreSQL stores years 1 to 294276, Python 1 to 9999; anything outside this window is a client bug.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,8 @@ def validate_message(message, *, index: int, received_at: datetime, default_type
     raw = orjson.dumps(message)
     if len(raw) > max_bytes:
         return Rejection(index, "message_too_large", f"The message is {len(raw)} bytes; the limit is {max_bytes}.")
+    if b"\\u0000" in raw:
+        return Rejection(index, "invalid_character", "The message contains a NUL character (\\u0000).")
     user_id = _as_id(message.get("userId"))
     anonymous_id = _as_id(message.get("anonymousId"))
     if not user_id and not anonymous_id:
@@ -110,12 +115,17 @@ def validate_message(message, *, index: int, received_at: datetime, default_type
         # Segment's clock-skew correction: the client's clock is trusted for intervals, not for the epoch.
         sent_at = parse_time(message.get("sentAt"))
         if sent_at is not None:
-            timestamp = received_at - (sent_at - sent_time)
+            try:
+                timestamp = received_at - (sent_at - sent_time)
+            except OverflowError:
+                timestamp = LATEST  # refused just below
+        if not EARLIEST <= timestamp < LATEST:
+            return Rejection(index, "invalid_timestamp", "timestamp (after clock-skew correction with sentAt) is "
+                             "outside 1970-2199.", "timestamp")
     message_id = _as_id(message.get("messageId"))[:200]
     if not message_id:
-        # A message without an id still deduplicates on replay: its content names it.
-        message_id = "content-" + hashlib.blake2b(orjson.dumps(message, option=orjson.OPT_SORT_KEYS),
-                                                 digest_size=16).hexdigest()
+        # As Segment does: a message without an id gets a new one, so two identical clicks stay two events.
+        message_id = f"generated-{uuid.uuid4()}"
     payload = dict(message)
     payload["type"] = msg_type
     payload.pop("writeKey", None)

@@ -153,17 +153,20 @@ class _Resolver:
         if link_only and not any(k in self.owner for k in link_only):
             idents = idents + [("anonymous_id", link_only[0][1])]
         unowned = [k for k in idents if k not in self.owner]
-        problem = self._fits(known, unowned) if known else None
+        # First whether the known profiles may merge, then whether the new identifiers fit the result.
+        problem = self._fits(known, []) if len(known) > 1 else None
         if problem is None:
             if known:
                 survivor = min(known, key=lambda p: self.people[p].order)
                 linking = sorted(f"{t}:{v}" for t, v in idents + link_only if t and (t, v) in self.owner)
                 for other in sorted(known - {survivor}, key=lambda p: self.people[p].order):
                     self._merge(survivor, other, event, linking)
-            else:
-                survivor = self.new_person()
-            self._attach(survivor, unowned, event)
-            return survivor
+                known = {survivor}
+                problem = self._fits(known, unowned)
+            if problem is None:
+                survivor = survivor if known else self.new_person()
+                self._attach(survivor, unowned, event)
+                return survivor
         # The merge would break a rule: the identifier with the highest priority decides where the event goes.
         anchor = max(idents + [k for k in link_only if k in self.owner], key=lambda k: self.rules.rank(k[0]))
         if anchor in self.owner:

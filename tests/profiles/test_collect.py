@@ -94,3 +94,31 @@ def test_blocked_identifier_values_are_ignored(post_collect, drain):
     drain()
     assert Profile.objects.count() == 2
     assert not Identifier.objects.filter(value__in=["undefined", "test@example.com"]).exists()
+
+
+def test_odd_input_is_refused_per_message_never_a_500(post_collect):
+    r = post_collect("batch", {"context": {"app": {"name": "shop"}}, "batch": [
+        {"type": "track", "userId": "u\u0000x", "event": "E", "messageId": "nul"},
+        {"type": "track", "userId": "u", "event": "E", "timestamp": "0001-01-01T00:00:00+05:00", "messageId": "old"},
+        {"type": "track", "userId": "u", "event": "E", "timestamp": "9999-12-31T00:00:00Z",
+         "sentAt": "0001-01-01T00:00:00Z", "messageId": "skew"},
+        {"type": "track", "userId": "u", "event": "E", "context": [1], "messageId": "ctx"},
+        {"type": "track", "userId": "u", "event": "E", "messageId": "ok"},
+    ]})
+    assert r.status_code == 200
+    assert [(x["index"], x["code"]) for x in r.json()["rejected"]] == [
+        (0, "invalid_character"), (1, "invalid_timestamp"), (2, "invalid_timestamp"), (3, "invalid_field")]
+    assert Event.objects.get().payload["context"] == {"app": {"name": "shop"}}
+
+
+def test_batch_level_sent_at_corrects_clock_skew(post_collect):
+    post_collect("batch", {"sentAt": "2020-01-01T00:01:00Z", "batch": [
+        {"type": "track", "userId": "u", "event": "E", "timestamp": "2020-01-01T00:00:00Z"}]})
+    event = Event.objects.get()
+    assert (event.received_at - event.timestamp).total_seconds() == pytest.approx(60, abs=0.001)
+
+
+def test_messages_without_message_id_are_each_kept(post_collect):
+    for _ in range(2):
+        assert post_collect("track", {"userId": "u", "event": "Click"}).json()["accepted"] == 1
+    assert Event.objects.count() == 2

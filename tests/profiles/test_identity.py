@@ -157,3 +157,16 @@ def test_profiles_match_connected_components_of_anonymous_ids(post_collect, drai
     assert {frozenset(v) for v in got.values()} == expected
     assert live().count() == len(expected)
     assert sum(live().values_list("event_count", flat=True)) == len(pairs)
+
+
+def test_merge_goes_ahead_when_only_a_new_identifier_would_not_fit(post_collect, drain):
+    post_collect("identify", {"userId": "full", "traits": {}, "context": {"externalIds": [
+        {"id": f"e{i}@x.com", "type": "email"} for i in range(5)]}})
+    post_collect("track", {"anonymousId": "device", "event": "E"})
+    drain()
+    post_collect("identify", {"userId": "full", "anonymousId": "device", "traits": {"email": "sixth@x.com"}})
+    drain()
+    profile = live().get()
+    assert profile.identifiers.filter(type="email").count() == 5
+    assert not Identifier.objects.filter(value="sixth@x.com").exists()
+    assert MergeRecord.objects.filter(outcome="merged").count() == 1
