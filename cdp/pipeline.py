@@ -6,9 +6,9 @@ consent gate (arrives with the consent work) -> identity resolution -> traits an
 import logging
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import DataError, IntegrityError, OperationalError, transaction
 
-from profiles.services.identity import events_claim_pending, events_resolve
+from profiles.services.identity import event_set_aside, events_claim_pending, events_resolve
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -19,6 +19,8 @@ def pipeline_process_batch(*, batch_size: int | None = None) -> int:
 
     A worker that dies mid-batch rolls the transaction back, so the batch is claimed again later.
     Two workers whose batches touch the same profiles can deadlock; PostgreSQL aborts one, which retries.
+    A batch that fails otherwise is retried in halves, so one bad event is found and set aside with its
+    error instead of blocking every event behind it.
     """
     batch_size = batch_size or settings.PIPELINE_BATCH_SIZE
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -33,4 +35,16 @@ def pipeline_process_batch(*, batch_size: int | None = None) -> int:
             if "deadlock" not in str(exc) or attempt == MAX_ATTEMPTS:
                 raise
             logger.warning("pipeline batch deadlocked, retrying (attempt %s)", attempt)
+        except (DataError, IntegrityError) as exc:
+            # Data the database refuses is a property of some event, not of the moment: retrying won't help.
+            return _isolate_failure(batch_size, exc)
     return 0
+
+
+def _isolate_failure(batch_size: int, exc: Exception) -> int:
+    if batch_size > 1:
+        return pipeline_process_batch(batch_size=batch_size // 2)
+    with transaction.atomic():
+        event_id = event_set_aside(reason=f"{type(exc).__name__}: {exc}")
+    logger.error("pipeline set event %s aside: %s", event_id, type(exc).__name__)
+    return 1 if event_id else 0

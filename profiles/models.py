@@ -118,6 +118,8 @@ class Event(models.Model):
     payload = models.JSONField()
     profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the pipeline could not process this event even alone; it is then set aside, not retried.
+    error = models.TextField(blank=True, db_default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "message_id"], name="event_unique_message")]

@@ -73,6 +73,19 @@ def events_claim_pending(*, limit: int) -> list[ClaimedEvent]:
         return [ClaimedEvent(i, m, t, ts, orjson.loads(p)) for i, m, t, ts, p in cursor.fetchall()]
 
 
+def event_set_aside(*, reason: str) -> int | None:
+    """Marks the oldest claimable pending event as failed so it stops blocking the queue; returns its id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE profiles_event SET processed_at = %s, error = %s WHERE id = (SELECT id FROM profiles_event "
+            "WHERE processed_at IS NULL ORDER BY id LIMIT 1" + (" FOR UPDATE SKIP LOCKED" if connection.vendor ==
+                                                                "postgresql" else "") + ") RETURNING id",
+            [timezone.now(), reason[:2000]],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def _lock_identities(keys: set[tuple[str, str]]) -> None:
     if connection.vendor != "postgresql" or not keys:
         return

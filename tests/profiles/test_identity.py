@@ -170,3 +170,19 @@ def test_merge_goes_ahead_when_only_a_new_identifier_would_not_fit(post_collect,
     assert profile.identifiers.filter(type="email").count() == 5
     assert not Identifier.objects.filter(value="sixth@x.com").exists()
     assert MergeRecord.objects.filter(outcome="merged").count() == 1
+
+
+def test_an_event_the_database_cannot_read_is_set_aside_not_blocking(post_collect, drain):
+    from django.db import connection
+
+    for i in range(5):
+        post_collect("identify", {"userId": f"u{i}", "messageId": str(i)})
+    bad = Event.objects.get(message_id="2")
+    with connection.cursor() as cursor:  # a timestamp psycopg cannot turn into a Python datetime
+        cursor.execute("UPDATE profiles_event SET timestamp = '0001-01-01 00:00:00+05' WHERE id = %s", [bad.pk])
+    assert drain() == 5
+    processed_at, profile_id, error = Event.objects.filter(pk=bad.pk).values_list(
+        "processed_at", "profile_id", "error").get()
+    assert processed_at is not None and profile_id is None and "DataError" in error
+    assert live().count() == 4
+    assert not Event.objects.filter(processed_at__isnull=True).exists()
