@@ -14,7 +14,27 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 
 
+def pipeline_drain(*, max_batches: int | None = None, batch_size: int | None = None) -> int:
+    """Processes batches until none wait (or max_batches); returns how many events it processed.
+
+    Events a crashed worker left behind below this drain's position are taken by the next drain.
+    """
+    total, after_id, batches = 0, 0, 0
+    while max_batches is None or batches < max_batches:
+        processed, after_id = _process_batch(batch_size=batch_size, after_id=after_id)
+        if not processed:
+            break
+        total += processed
+        batches += 1
+    return total
+
+
 def pipeline_process_batch(*, batch_size: int | None = None) -> int:
+    """Processes the oldest pending batch; returns how many events it processed (0 when none wait)."""
+    return _process_batch(batch_size=batch_size)[0]
+
+
+def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple[int, int]:
     """Processes one batch in one transaction; returns how many events it processed (0 when none wait).
 
     A worker that dies mid-batch rolls the transaction back, so the batch is claimed again later.
@@ -26,25 +46,25 @@ def pipeline_process_batch(*, batch_size: int | None = None) -> int:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                events = events_claim_pending(limit=batch_size)
+                events = events_claim_pending(limit=batch_size, after_id=after_id)
                 if not events:
-                    return 0
+                    return 0, after_id
                 events_resolve(events=events)
-                return len(events)
+                return len(events), events[-1].id
         except OperationalError as exc:
             if "deadlock" not in str(exc) or attempt == MAX_ATTEMPTS:
                 raise
             logger.warning("pipeline batch deadlocked, retrying (attempt %s)", attempt)
         except (DataError, IntegrityError) as exc:
             # Data the database refuses is a property of some event, not of the moment: retrying won't help.
-            return _isolate_failure(batch_size, exc)
-    return 0
+            return _isolate_failure(batch_size, after_id, exc)
+    return 0, after_id
 
 
-def _isolate_failure(batch_size: int, exc: Exception) -> int:
+def _isolate_failure(batch_size: int, after_id: int, exc: Exception) -> tuple[int, int]:
     if batch_size > 1:
-        return pipeline_process_batch(batch_size=batch_size // 2)
+        return _process_batch(batch_size=batch_size // 2, after_id=after_id)
     with transaction.atomic():
-        event_id = event_set_aside(reason=f"{type(exc).__name__}: {exc}")
+        event_id = event_set_aside(reason=f"{type(exc).__name__}: {exc}", after_id=after_id)
     logger.error("pipeline set event %s aside: %s", event_id, type(exc).__name__)
-    return 1 if event_id else 0
+    return (1, event_id) if event_id else (0, after_id)

@@ -1,8 +1,9 @@
 """The pipeline's Celery task: drain pending events batch by batch."""
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
 
-from cdp.pipeline import pipeline_process_batch
+from cdp.pipeline import pipeline_drain
 
 # One task drains for at most this long, then re-queues itself so other queues get their turn.
 DRAIN_BATCHES = 50
@@ -13,13 +14,9 @@ DRAIN_BATCHES = 50
 def process_pending() -> int:
     from profiles.tasks import PIPELINE_KICK_KEY
 
-    total = 0
-    for _ in range(DRAIN_BATCHES):
-        # Cleared before each claim, so an event accepted while this batch runs queues a fresh drain.
-        cache.delete(PIPELINE_KICK_KEY)
-        processed = pipeline_process_batch()
-        total += processed
-        if not processed:
-            return total
-    process_pending.delay()
+    # Cleared before draining, so an event accepted while this drain runs queues a fresh one.
+    cache.delete(PIPELINE_KICK_KEY)
+    total = pipeline_drain(max_batches=DRAIN_BATCHES)
+    if total >= DRAIN_BATCHES * settings.PIPELINE_BATCH_SIZE:
+        process_pending.delay()
     return total

@@ -25,7 +25,6 @@ IMPORT_SOURCE_NAME = "Import"
 IDENTITY_COLUMNS = ("user_id", "email", "phone", "anonymous_id")
 # Columns of our own export that are not traits: "id" is internal, "computed" is derived by the platform.
 IGNORED_COLUMNS = ("id", "computed")
-MAX_PIPELINE_ROUNDS = 100_000
 
 
 def _cell(value) -> str:
@@ -189,11 +188,9 @@ class ProfileResource(resources.ModelResource):
                 messages.pop(order[rejection.index], None)
             # The admin reaches the pipeline (cdp's layer) only through this call, imported here so that
             # profiles does not depend on cdp at import time.
-            from cdp.pipeline import pipeline_process_batch
+            from cdp.pipeline import pipeline_drain
 
-            for _ in range(MAX_PIPELINE_ROUNDS):
-                if not pipeline_process_batch():
-                    break
+            pipeline_drain()
         resolved = _profiles_by_identifier(list(messages.values())) if not dry_run else {}
 
         for index, row in enumerate(rows):

@@ -5,7 +5,7 @@ import os
 import orjson
 import pytest
 
-from cdp.pipeline import pipeline_process_batch
+from cdp.pipeline import pipeline_drain
 from profiles.models import Source
 
 
@@ -26,12 +26,7 @@ def post_collect(client, source):
 
 @pytest.fixture
 def drain():
-    def run():
-        total = 0
-        while processed := pipeline_process_batch():
-            total += processed
-        return total
-    return run
+    return pipeline_drain
 
 
 @pytest.fixture

@@ -58,29 +58,37 @@ def rules_load() -> Rules:
     return rules
 
 
-def events_claim_pending(*, limit: int) -> list[ClaimedEvent]:
-    """Claims up to `limit` unprocessed events for this transaction; other workers skip them."""
+def events_claim_pending(*, limit: int, after_id: int = 0) -> list[ClaimedEvent]:
+    """Claims up to `limit` unprocessed events with ids above `after_id` for this transaction.
+
+    Other workers skip what this one holds. A draining worker passes the last id it claimed, so it does
+    not walk again over index entries of events it has just processed (until vacuum removes them).
+    """
     if connection.vendor != "postgresql":
-        query = Event.objects.filter(processed_at__isnull=True).order_by("id")[:limit]
+        query = Event.objects.filter(processed_at__isnull=True, id__gt=after_id).order_by("id")[:limit]
         return [ClaimedEvent(*row) for row in query.values_list("id", "message_id", "type", "timestamp", "payload")]
     with connection.cursor() as cursor:
+        # The pending index walked in id order is the right plan whatever the statistics say; with stale
+        # statistics (a burst of inserts, autovacuum behind) PostgreSQL picks a bitmap scan that reads
+        # and sorts every pending row, payloads included, on every claim.
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
         # Raw SQL to parse payloads with orjson: JSONField decodes with json.loads, the batch's largest cost.
         cursor.execute(
             "SELECT id, message_id, type, timestamp, payload::text FROM profiles_event "
-            "WHERE processed_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-            [limit],
+            "WHERE processed_at IS NULL AND id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            [after_id, limit],
         )
         return [ClaimedEvent(i, m, t, ts, orjson.loads(p)) for i, m, t, ts, p in cursor.fetchall()]
 
 
-def event_set_aside(*, reason: str) -> int | None:
+def event_set_aside(*, reason: str, after_id: int = 0) -> int | None:
     """Marks the oldest claimable pending event as failed so it stops blocking the queue; returns its id."""
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE profiles_event SET processed_at = %s, error = %s WHERE id = (SELECT id FROM profiles_event "
-            "WHERE processed_at IS NULL ORDER BY id LIMIT 1" + (" FOR UPDATE SKIP LOCKED" if connection.vendor ==
+            "WHERE processed_at IS NULL AND id > %s ORDER BY id LIMIT 1" + (" FOR UPDATE SKIP LOCKED" if connection.vendor ==
                                                                 "postgresql" else "") + ") RETURNING id",
-            [timezone.now(), reason[:2000]],
+            [timezone.now(), reason[:2000], after_id],
         )
         row = cursor.fetchone()
     return row[0] if row else None

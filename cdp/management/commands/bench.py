@@ -2,7 +2,7 @@
 
 One run measures, on fresh events of a dedicated source "bench-<timestamp>":
   accept  - events/s through POST /v1/batch (batches of 100) on a real gunicorn, loaded by a separate client process;
-  process - events/s of a separate worker process draining the pipeline (pipeline_process_batch until 0),
+  process - events/s of a separate worker process draining the pipeline (pipeline_drain until nothing is pending),
             and that worker's peak RSS;
   copy    - the physical limit: the same events written with one COPY into a bare table without indexes;
 and each rate as a ratio of that limit. `bench _process` is the worker (internal).
@@ -28,7 +28,7 @@ from django.db import connection
 from cdp.bench.cleanup import bench_cleanup
 from cdp.bench.copy_limit import copy_limit, copy_rows
 from cdp.bench.messages import BATCH_SIZE, bench_messages
-from cdp.pipeline import pipeline_process_batch
+from cdp.pipeline import pipeline_drain
 from profiles.models import Event, Source
 
 
@@ -94,11 +94,9 @@ class Command(BaseCommand):
 
     # The worker process: drain, then report its own loop time and peak RSS.
     def _process(self, batch_size):
-        total = batches = 0
         started = time.perf_counter()
-        while processed := pipeline_process_batch(batch_size=batch_size):
-            total += processed
-            batches += 1
+        total = pipeline_drain(batch_size=batch_size)
+        batches = -(-total // (batch_size or settings.PIPELINE_BATCH_SIZE))
         elapsed = time.perf_counter() - started
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         self.stdout.write(orjson.dumps({"processed": total, "batches": batches, "elapsed": elapsed,

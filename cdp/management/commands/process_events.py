@@ -1,7 +1,7 @@
 """Drains pending events through the pipeline in this process (operations, and the concurrency tests)."""
 from django.core.management.base import BaseCommand
 
-from cdp.pipeline import pipeline_process_batch
+from cdp.pipeline import pipeline_drain
 
 
 class Command(BaseCommand):
@@ -11,7 +11,5 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None)
 
     def handle(self, *args, batch_size=None, **options):
-        total = 0
-        while processed := pipeline_process_batch(batch_size=batch_size):
-            total += processed
+        total = pipeline_drain(batch_size=batch_size)
         self.stdout.write(f"processed {total} events")

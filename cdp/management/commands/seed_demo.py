@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from cdp.pipeline import pipeline_process_batch
+from cdp.pipeline import pipeline_drain
 from profiles.models import Event, MergeRecord, Profile, Source
 from profiles.services.enrichment import profiles_enrich
 from profiles.services.ingest import events_accept
@@ -200,9 +200,7 @@ class Command(BaseCommand):
                 raise RuntimeError(f"demo messages rejected: {[r.as_dict() for r in result.rejected[:3]]}")
             accepted += result.accepted
             duplicates += result.duplicates
-        processed = 0
-        while batch := pipeline_process_batch():
-            processed += batch
+        processed = pipeline_drain()
         enriched = profiles_enrich()
         self.stdout.write(self.style.SUCCESS(
             f"Sent {len(messages)} messages ({accepted} new, {duplicates} duplicates) for {profiles} people; "
