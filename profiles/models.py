@@ -156,7 +156,9 @@ class MergeRecord(models.Model):
 
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     into_profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_in")
-    other_profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_out")
+    # Empty when what was refused is an identifier that would exceed a maximum, not a second profile.
+    other_profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.CASCADE,
+                                      related_name="merges_out")
     reason = models.TextField()
     # The identifiers that linked the two profiles, as "type:value".
     linking_identifiers = models.JSONField(default=list)

@@ -29,7 +29,7 @@ class ProfileListSerializer(serializers.ModelSerializer):
 
 class MergeRecordSerializer(serializers.ModelSerializer):
     into_profile = serializers.IntegerField(source="into_profile_id")
-    other_profile = serializers.IntegerField(source="other_profile_id")
+    other_profile = serializers.IntegerField(source="other_profile_id", allow_null=True)
 
     class Meta:
         model = MergeRecord

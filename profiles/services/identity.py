@@ -130,7 +130,7 @@ class _Resolver:
         self.people: dict[int, _Person] = {}
         self.new_identifiers: list[tuple[str, str, int, int, datetime]] = []
         self.merges: list[tuple[int, int, ClaimedEvent, list[str]]] = []
-        self.refusals: list[tuple[int, int, ClaimedEvent, list[str], str]] = []
+        self.refusals: list[tuple[int, int | None, ClaimedEvent, list[str], str]] = []
         self.event_person: dict[int, int] = {}
         self.trait_updates: list[tuple[int, str, object, str, int]] = []
         self._next_temp = -1
@@ -164,6 +164,8 @@ class _Resolver:
             maximum = self.rules.maximum.get(kind)
             if maximum is not UNLIMITED:
                 if len(person.limited[kind]) >= maximum:
+                    self.refusals.append((pid, None, event, [f"{kind}:{value}"],
+                                          f"{kind} limit {maximum} per profile reached; identifier not added"))
                     continue
                 person.limited[kind].add(value)
             self.owner[(kind, value)] = pid
@@ -358,7 +360,8 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
                     created_at=now)
         for s, o, e, link in r.merges
     ] + [
-        MergeRecord(outcome=MergeRecord.Outcome.REFUSED, into_profile_id=final(t), other_profile_id=final(o),
+        MergeRecord(outcome=MergeRecord.Outcome.REFUSED, into_profile_id=final(t),
+                    other_profile_id=final(o) if o is not None else None,
                     reason=problem, linking_identifiers=link, event_id=e.id, message_id=e.message_id,
                     created_at=now)
         for t, o, e, link, problem in r.refusals

@@ -170,6 +170,9 @@ def test_merge_goes_ahead_when_only_a_new_identifier_would_not_fit(post_collect,
     assert profile.identifiers.filter(type="email").count() == 5
     assert not Identifier.objects.filter(value="sixth@x.com").exists()
     assert MergeRecord.objects.filter(outcome="merged").count() == 1
+    refusal = MergeRecord.objects.get(outcome="refused")
+    assert (refusal.into_profile, refusal.other_profile) == (profile, None)
+    assert refusal.linking_identifiers == ["email:sixth@x.com"] and "email limit 5" in refusal.reason
 
 
 def test_an_event_the_database_cannot_read_is_set_aside_not_blocking(post_collect, drain):
