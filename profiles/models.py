@@ -162,7 +162,6 @@ class MergeRecord(models.Model):
     reason = models.TextField()
     # The identifiers that linked the two profiles, as "type:value".
     linking_identifiers = models.JSONField(default=list)
-    # Rows that already belonged to the merged profile; what arrived in the merging batch goes straight over.
     moved_identifiers = models.PositiveIntegerField(default=0)
     moved_events = models.PositiveIntegerField(default=0)
     event_id = models.BigIntegerField(null=True, blank=True)

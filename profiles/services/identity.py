@@ -117,6 +117,9 @@ class _Person:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     touched: bool = False
+    # Events and identifiers this batch gave the profile, so a merge record counts them as moved too.
+    batch_events: int = 0
+    batch_identifiers: int = 0
 
 
 class _Resolver:
@@ -129,7 +132,7 @@ class _Resolver:
         self.parent: dict[int, int] = {}
         self.people: dict[int, _Person] = {}
         self.new_identifiers: list[tuple[str, str, int, int, datetime]] = []
-        self.merges: list[tuple[int, int, ClaimedEvent, list[str]]] = []
+        self.merges: list[tuple[int, int, ClaimedEvent, list[str], int, int]] = []
         self.refusals: list[tuple[int, int | None, ClaimedEvent, list[str], str]] = []
         self.event_person: dict[int, int] = {}
         self.trait_updates: list[tuple[int, str, object, str, int]] = []
@@ -169,6 +172,7 @@ class _Resolver:
                     continue
                 person.limited[kind].add(value)
             self.owner[(kind, value)] = pid
+            person.batch_identifiers += 1
             self.new_identifiers.append((kind, value, pid, event.id, event.timestamp))
 
     def resolve(self, event: ClaimedEvent, idents: list[tuple[str, str]], link_only: list[tuple[str, str]]) -> int:
@@ -221,7 +225,9 @@ class _Resolver:
         gone.event_counts = Counter()
         self.parent[other] = survivor
         into.touched = gone.touched = True
-        self.merges.append((survivor, other, event, linking))
+        self.merges.append((survivor, other, event, linking, gone.batch_events, gone.batch_identifiers))
+        into.batch_events += gone.batch_events
+        into.batch_identifiers += gone.batch_identifiers
 
 
 def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> None:
@@ -295,6 +301,7 @@ def events_resolve(*, events: list[ClaimedEvent]) -> None:
             continue
         pid = resolver.resolve(event, idents, link_only)
         resolver.event_person[event.id] = pid
+        resolver.people[pid].batch_events += 1
         traits = message_traits(event.payload)
         stamp = event.timestamp.isoformat()
         for key, value in traits.items():
@@ -343,7 +350,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
     # 3. Merges: move identifiers, events and history of merged profiles; leave a tombstone behind.
     moved_events: Counter = Counter()
     moved_identifiers: Counter = Counter()
-    merged_existing = {r.people[o].id: final(o) for _, o, _, _ in r.merges}
+    merged_existing = {r.people[o].id: final(o) for _, o, *_ in r.merges}
     if merged_existing:
         pairs = list(merged_existing.items())
         moved_identifiers = _repoint("profiles_identifier", pairs)
@@ -355,10 +362,11 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
     records = [
         MergeRecord(outcome=MergeRecord.Outcome.MERGED, into_profile_id=r.people[s].id,
                     other_profile_id=r.people[o].id, reason="shared identifiers: " + ", ".join(link),
-                    linking_identifiers=link, moved_identifiers=moved_identifiers.get(r.people[o].id, 0),
-                    moved_events=moved_events.get(r.people[o].id, 0), event_id=e.id, message_id=e.message_id,
-                    created_at=now)
-        for s, o, e, link in r.merges
+                    linking_identifiers=link,
+                    moved_identifiers=moved_identifiers.get(r.people[o].id, 0) + batch_identifiers,
+                    moved_events=moved_events.get(r.people[o].id, 0) + batch_events, event_id=e.id,
+                    message_id=e.message_id, created_at=now)
+        for s, o, e, link, batch_events, batch_identifiers in r.merges
     ] + [
         MergeRecord(outcome=MergeRecord.Outcome.REFUSED, into_profile_id=final(t),
                     other_profile_id=final(o) if o is not None else None,

@@ -38,8 +38,8 @@ def test_two_devices_merge_into_the_oldest_with_a_merge_record(post_collect, dra
     assert Event.objects.filter(profile=survivor).count() == 4
     record = MergeRecord.objects.get(outcome="merged")
     assert (record.into_profile_id, record.other_profile_id) == (older.pk, newer.pk)
-    # Event 3 and user_id u1 arrived in the merging batch and went straight to the survivor.
-    assert record.message_id == "4" and record.moved_events == 1 and record.moved_identifiers == 1
+    # laptop's events 2 and 3 and identifiers laptop and u1, whether already stored or from this batch.
+    assert record.message_id == "4" and record.moved_events == 2 and record.moved_identifiers == 2
     assert "user_id:u1" in record.linking_identifiers
 
 
