@@ -1,13 +1,10 @@
-"""Admin for sources, profiles (with import/export), identity rules and the read-only audit tables."""
+"""Admin for sources, profiles, identity rules and the read-only audit tables (import/export: cdp/admin.py)."""
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from import_export.admin import ImportExportModelAdmin
-from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from profiles import selectors
 from profiles.models import ApiToken, Event, Identifier, IdentityRule, MergeRecord, Profile, Source
-from profiles.resources import ProfileResource
 
 RECENT_EVENTS = 20
 
@@ -40,9 +37,7 @@ class IdentifierInline(admin.TabularInline):
 
 
 @admin.register(Profile)
-class ProfileAdmin(ImportExportModelAdmin):
-    resource_classes = [ProfileResource]
-    formats = [CSV, XLSX, JSON]
+class ProfileAdmin(admin.ModelAdmin):
     list_display = ["id", "last_seen", "event_count", "merged_into"]
     list_filter = [("merged_into", admin.EmptyFieldListFilter)]
     search_fields = ["=id", "identifiers__value"]

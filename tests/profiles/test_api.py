@@ -4,7 +4,7 @@ import tablib
 from django.core.management import call_command
 
 from profiles.models import Event, Identifier, MergeRecord, Profile, Source
-from profiles.resources import ProfileResource
+from cdp.resources import ProfileResource
 from tests.factories import ApiTokenFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Import and export of profiles (django-import-export).
+"""Import and export of profiles (django-import-export); in cdp because an import runs the pipeline.
 
 Export writes one row per live profile. Import never writes profiles directly: every row becomes a
 Segment identify message accepted from the "Import" source and resolved by the pipeline, so an imported
@@ -16,6 +16,7 @@ from django.utils import timezone
 from import_export import fields, resources
 from import_export.results import Result, RowResult
 
+from cdp.pipeline import pipeline_drain
 from profiles.messages import Rejection, validate_message
 from profiles.models import Identifier, Profile, Source
 from profiles.selectors import identifier_normalise
@@ -186,10 +187,6 @@ class ProfileResource(resources.ModelResource):
             for rejection in accepted.rejected:
                 problems[order[rejection.index]] = ValidationError(rejection.message)
                 messages.pop(order[rejection.index], None)
-            # The admin reaches the pipeline (cdp's layer) only through this call, imported here so that
-            # profiles does not depend on cdp at import time.
-            from cdp.pipeline import pipeline_drain
-
             pipeline_drain()
         resolved = _profiles_by_identifier(list(messages.values())) if not dry_run else {}
 
