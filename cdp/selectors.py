@@ -15,6 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from profiles import selectors as profiles_selectors
 from profiles.models import Event, Identifier, MergeRecord, Profile
 
 DASHBOARD_DAYS = 30
@@ -22,8 +23,6 @@ TIMELINE_PAGE_SIZE = 25
 PROFILE_PAGE_SIZE = 25
 COMPUTED_LABELS = {"recency_days": "Days since last seen", "frequency_orders": "Orders",
                    "monetary_value": "Lifetime value", "engagement_score": "Engagement score (0-100)"}
-# A tombstone chain longer than this would mean a bug in merging; stop rather than loop.
-MAX_MERGE_HOPS = 20
 
 
 def _days(today: date, days: int) -> list[date]:
@@ -115,38 +114,12 @@ def profile_search(*, query: str = "", page: int | str = 1) -> Page:
     return Paginator(profiles, PROFILE_PAGE_SIZE).get_page(page)
 
 
-def profile_survivor_id(*, profile_id: int) -> int | None:
-    """The live profile a (possibly merged) profile id now lives on; None when the id never existed."""
-    current = profile_id
-    for _ in range(MAX_MERGE_HOPS):
-        rows = list(Profile.objects.filter(id=current).values_list("merged_into_id", flat=True))
-        if not rows:
-            return None
-        if rows[0] is None:
-            return current
-        current = rows[0]
-    return current
-
-
-def _absorbed_ids(profile_id: int) -> set[int]:
-    """The profile and every tombstone merged into it, directly or through earlier survivors."""
-    ids, frontier = {profile_id}, {profile_id}
-    for _ in range(MAX_MERGE_HOPS):
-        frontier = set(Profile.objects.filter(merged_into_id__in=frontier).values_list("id", flat=True)) - ids
-        if not frontier:
-            break
-        ids |= frontier
-    return ids
-
-
 def profile_detail(*, profile: Profile) -> dict:
     """Identifiers grouped by type, traits and computed traits sorted by name, and the merge history."""
     grouped: dict[str, list[Identifier]] = defaultdict(list)
     for identifier in profile.identifiers.order_by("type", "first_seen", "id"):
         grouped[identifier.type].append(identifier)
-    absorbed = _absorbed_ids(profile.id)
-    merges = list(MergeRecord.objects.filter(Q(into_profile_id__in=absorbed) | Q(other_profile_id__in=absorbed))
-                  .order_by("-created_at", "-id")[:100])
+    merges = list(profiles_selectors.profile_merges(profile=profile)[:100])
     return {
         "identifiers": dict(sorted(grouped.items())),
         "traits": sorted(profile.traits.items()),
@@ -159,6 +132,5 @@ def profile_detail(*, profile: Profile) -> dict:
 
 def profile_timeline(*, profile_id: int, page: int | str = 1) -> Page:
     """The profile's events, newest first, a page at a time (served by the (profile, -timestamp, -id) index)."""
-    events = (Event.objects.filter(profile_id=profile_id).order_by("-timestamp", "-id")
-              .select_related("source").only("id", "type", "event", "timestamp", "payload", "source__name"))
+    events = (profiles_selectors.profile_events(profile=profile_id).select_related("source").only("id", "type", "event", "timestamp", "payload", "source__name"))
     return Paginator(events, TIMELINE_PAGE_SIZE).get_page(page)

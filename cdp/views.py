@@ -1,10 +1,10 @@
 """The web screens: the marketer's dashboard, the profile list and the profile 360 page."""
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 
 from cdp import selectors
-from profiles.models import Profile
+from profiles.selectors import profile_get
 
 
 def _is_htmx(request) -> bool:
@@ -28,16 +28,15 @@ def profile_list(request):
 
 @login_required
 def profile_detail(request, profile_id):
-    survivor_id = selectors.profile_survivor_id(profile_id=profile_id)
-    if survivor_id is None:
+    profile = profile_get(profile_id=profile_id)
+    if profile is None:
         raise Http404("No such profile.")
-    if survivor_id != profile_id:
-        return redirect("profile-detail", profile_id=survivor_id)
+    if profile.pk != profile_id:
+        return redirect("profile-detail", profile_id=profile.pk)
     timeline = selectors.profile_timeline(profile_id=profile_id, page=request.GET.get("page", 1))
     if _is_htmx(request):
         # "Load more" asks for the next page of the timeline only.
         return render(request, "profiles/_timeline.html", {"timeline": timeline, "profile_id": profile_id})
-    profile = get_object_or_404(Profile, id=profile_id)
     context = {"profile": profile, "timeline": timeline, "profile_id": profile_id}
     context.update(selectors.profile_detail(profile=profile))
     return render(request, "profiles/profile_detail.html", context)

@@ -82,9 +82,21 @@ def profile_lookup(*, identifier_type: str, value: str) -> Profile | None:
     return profile_get(profile_id=row) if row is not None else None
 
 
+def _absorbed_ids(profile_id: int) -> set[int]:
+    """The profile and every tombstone merged into it, directly or through earlier survivors."""
+    ids, frontier = {profile_id}, {profile_id}
+    for _ in range(MAX_MERGE_HOPS):
+        frontier = set(Profile.objects.filter(merged_into_id__in=frontier).values_list("id", flat=True)) - ids
+        if not frontier:
+            break
+        ids |= frontier
+    return ids
+
+
 def profile_merges(*, profile: Profile) -> QuerySet[MergeRecord]:
-    """Every merge decision involving the profile, either as survivor or as the profile merged away."""
-    return (MergeRecord.objects.filter(Q(into_profile=profile) | Q(other_profile=profile))
+    """Every merge decision involving the profile or any profile merged into it, newest first."""
+    absorbed = _absorbed_ids(profile.pk)
+    return (MergeRecord.objects.filter(Q(into_profile_id__in=absorbed) | Q(other_profile_id__in=absorbed))
             .order_by("-created_at", "-id"))
 
 
