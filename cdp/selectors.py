@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from profiles import selectors as profiles_selectors
-from profiles.models import Event, Identifier, MergeRecord, Profile
+from profiles.models import Event, Identifier, MergeRecord, PendingEvent, Profile
 
 DASHBOARD_DAYS = 30
 TIMELINE_PAGE_SIZE = 25
@@ -48,7 +48,7 @@ class IngestionLag:
 
 def ingestion_lag() -> IngestionLag:
     """Events accepted but not yet resolved, and how long the oldest of them has waited."""
-    row = Event.objects.filter(processed_at__isnull=True).aggregate(n=Count("id"), oldest=Min("received_at"))
+    row = PendingEvent.objects.aggregate(n=Count("id"), oldest=Min("received_at"))
     return IngestionLag(pending=row["n"], oldest_received_at=row["oldest"])
 
 

@@ -118,6 +118,7 @@ CELERY_BEAT_SCHEDULE = {
     # Safety net: picks up events left behind by a worker that died mid-batch.
     "pipeline-sweep": {"task": "cdp.process_pending", "schedule": 10.0},
     "enrichment": {"task": "profiles.enrich_all", "schedule": 15 * 60.0},
+    "event-partitions": {"task": "profiles.maintain_event_partitions", "schedule": 6 * 3600.0},
 }
 
 REST_FRAMEWORK = {

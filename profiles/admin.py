@@ -4,7 +4,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from profiles import selectors
-from profiles.models import ApiToken, Event, Identifier, IdentityRule, MergeRecord, Profile, Source
+from profiles.models import ApiToken, Event, Identifier, IdentityRule, MergeRecord, PendingEvent, Profile, Source
 
 RECENT_EVENTS = 20
 
@@ -86,12 +86,22 @@ class MergeRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
-    list_display = ["id", "timestamp", "type", "event", "source", "profile", "processed_at"]
+    list_display = ["id", "timestamp", "type", "event", "source", "profile", "processed_at", "error"]
     list_filter = ["type"]
     search_fields = ["=message_id", "=user_id", "=anonymous_id"]
     list_select_related = ["source", "profile"]
     # An events table grows large: counting it for every page would be the slowest query of the screen.
     show_full_result_count = False
+
+
+@admin.register(PendingEvent)
+class PendingEventAdmin(ReadOnlyAdmin):
+    """The pipeline's queue: accepted messages not processed yet (normally empty within seconds)."""
+
+    list_display = ["id", "received_at", "timestamp", "type", "event", "source"]
+    list_filter = ["type"]
+    search_fields = ["=message_id", "=user_id", "=anonymous_id"]
+    list_select_related = ["source"]
 
 
 @admin.register(ApiToken)

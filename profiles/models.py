@@ -4,7 +4,6 @@ import secrets
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 
 class Source(models.Model):
@@ -104,10 +103,29 @@ class EventType(models.TextChoices):
     ALIAS = "alias"
 
 
-class Event(models.Model):
-    """An accepted message, stored as sent. processed_at is null until the pipeline has resolved it."""
+class MessageKey(models.Model):
+    """A (source, messageId) the collection API has accepted: what makes a replayed message a duplicate.
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT)
+    A table of its own because the events are partitioned by month, and PostgreSQL only enforces a unique key
+    on a partitioned table when the key contains the partition column.
+    """
+
+    pk = models.CompositePrimaryKey("source_id", "message_id")
+    # No database foreign keys on the three ingestion tables: a per-row referential check (which also
+    # share-locks the referenced row) costs more than the insert. Only the pipeline and the erasure code write them.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    message_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField()
+
+
+class PendingEvent(models.Model):
+    """An accepted message waiting for the pipeline. Processing moves it, with the same id, into Event.
+
+    A small queue table apart from the events, so that processing never rewrites an event row (an update of
+    a row in a big indexed table costs a new row version and an entry in every index).
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, db_constraint=False, related_name="+")
     message_id = models.CharField(max_length=200)
     type = models.CharField(max_length=16, choices=EventType.choices)
     event = models.CharField(max_length=200, blank=True, default="")
@@ -116,18 +134,36 @@ class Event(models.Model):
     timestamp = models.DateTimeField()
     received_at = models.DateTimeField()
     payload = models.JSONField()
-    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
-    processed_at = models.DateTimeField(null=True, blank=True)
-    # Set when the pipeline could not process this event even alone; it is then set aside, not retried.
+
+    def __str__(self):
+        return f"pending {self.type} {self.event or ''} {self.message_id}"
+
+
+class Event(models.Model):
+    """A processed message, stored as sent, on the profile it resolved to. Append-only.
+
+    On PostgreSQL the table is partitioned by month of `timestamp` (see profiles.services.partitions), so
+    retention drops whole months. The id is the PendingEvent id the message was accepted with.
+    """
+
+    id = models.BigIntegerField(primary_key=True)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, db_constraint=False)
+    message_id = models.CharField(max_length=200)
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    event = models.CharField(max_length=200, blank=True, default="")
+    user_id = models.CharField(max_length=512, blank=True, default="")
+    anonymous_id = models.CharField(max_length=512, blank=True, default="")
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    payload = models.JSONField()
+    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False,
+                                related_name="events")
+    processed_at = models.DateTimeField()
+    # Set when the pipeline could not process this event even alone; it was set aside without a profile.
     error = models.TextField(blank=True, db_default="")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["source", "message_id"], name="event_unique_message")]
-        indexes = [
-            models.Index(fields=["profile", "-timestamp", "-id"], name="event_profile_timeline"),
-            models.Index(fields=["id"], name="event_pending", condition=Q(processed_at__isnull=True)),
-            models.Index(fields=["timestamp"], name="event_timestamp"),
-        ]
+        indexes = [models.Index(fields=["profile", "-timestamp", "-id"], name="event_profile_timeline")]
 
     def __str__(self):
         return f"{self.type} {self.event or ''} {self.message_id}"

@@ -6,6 +6,7 @@ from django.core.cache import cache
 from kombu.exceptions import OperationalError as BrokerError
 
 from profiles.services.enrichment import profiles_enrich
+from profiles.services.partitions import event_partitions_maintain
 
 PIPELINE_KICK_KEY = "pipeline:kick"
 logger = logging.getLogger(__name__)
@@ -28,3 +29,8 @@ def kick_pipeline() -> None:
 @shared_task(name="profiles.enrich_all", soft_time_limit=600, time_limit=660)
 def enrich_all() -> int:
     return profiles_enrich()
+
+
+@shared_task(name="profiles.maintain_event_partitions", soft_time_limit=1800, time_limit=1860)
+def maintain_event_partitions() -> list[str]:
+    return event_partitions_maintain()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db import connection, models, transaction
 
-from profiles.models import Event, Profile, Source
+from profiles.models import Event, MessageKey, PendingEvent, Profile, Source
 
 
 def bench_cleanup(source: Source) -> dict:
@@ -35,6 +35,8 @@ def bench_cleanup(source: Source) -> dict:
                     [source.pk])
         cur.execute(f"DELETE FROM {event_table} WHERE source_id = %s", [source.pk])
         events = cur.rowcount
+        for model in (PendingEvent, MessageKey):
+            cur.execute(f"DELETE FROM {model._meta.db_table} WHERE source_id = %s", [source.pk])
         for rel in Profile._meta.related_objects:
             if rel.many_to_many or rel.related_model is Event and rel.field.column == "profile_id":
                 continue

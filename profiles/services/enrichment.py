@@ -2,8 +2,6 @@
 from django.db import connection
 from django.utils import timezone
 
-from profiles.models import Profile
-
 
 def profiles_enrich(*, profile_ids: list[int] | None = None) -> int:
     """Recomputes computed traits for the given live profiles (all when None) in set-based SQL.

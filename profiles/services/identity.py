@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,9 +17,10 @@ import orjson
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from psycopg.types.datetime import TimestamptzLoader
 
 from profiles.messages import message_identifiers, message_traits
-from profiles.models import Event, Identifier, IdentityRule, MergeRecord, Profile, TraitChange
+from profiles.models import Identifier, IdentityRule, MergeRecord, PendingEvent, Profile, TraitChange
 
 # Bounded so that two or three workers stay inside PostgreSQL's shared lock table
 # (max_locks_per_transaction x max_connections = 6,400 by default).
@@ -27,7 +29,20 @@ UNLIMITED = None
 DEFAULT_PRIORITY = 50
 
 
-@dataclass
+@contextmanager
+def _cursor():
+    """A cursor that parses timestamps with psycopg's C loader.
+
+    Django registers a timezone-aware loader written in Python; a batch parses tens of thousands of timestamps.
+    The connection's time zone is UTC under Django, so the values are the same aware datetimes.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+        yield cursor
+
+
+@dataclass(slots=True)
 class ClaimedEvent:
     id: int
     message_id: str
@@ -59,39 +74,39 @@ def rules_load() -> Rules:
 
 
 def events_claim_pending(*, limit: int, after_id: int = 0) -> list[ClaimedEvent]:
-    """Claims up to `limit` unprocessed events with ids above `after_id` for this transaction.
+    """Claims up to `limit` queued events with ids above `after_id` for this transaction.
 
     Other workers skip what this one holds. A draining worker passes the last id it claimed, so it does
-    not walk again over index entries of events it has just processed (until vacuum removes them).
+    not walk again over index entries of events it has just moved out of the queue (until vacuum removes them).
     """
     if connection.vendor != "postgresql":
-        query = Event.objects.filter(processed_at__isnull=True, id__gt=after_id).order_by("id")[:limit]
+        query = PendingEvent.objects.filter(id__gt=after_id).order_by("id")[:limit]
         return [ClaimedEvent(*row) for row in query.values_list("id", "message_id", "type", "timestamp", "payload")]
-    with connection.cursor() as cursor:
-        # The pending index walked in id order is the right plan whatever the statistics say; with stale
-        # statistics (a burst of inserts, autovacuum behind) PostgreSQL picks a bitmap scan that reads
-        # and sorts every pending row, payloads included, on every claim.
+    with _cursor() as cursor:
+        # The queue's primary key walked in id order is the right plan whatever the statistics say; with stale
+        # statistics (a burst of inserts, autovacuum behind) PostgreSQL may pick a bitmap scan that reads and
+        # sorts every queued row, payloads included, on every claim.
         cursor.execute("SET LOCAL enable_bitmapscan = off")
         # Raw SQL to parse payloads with orjson: JSONField decodes with json.loads, the batch's largest cost.
         cursor.execute(
-            "SELECT id, message_id, type, timestamp, payload::text FROM profiles_event "
-            "WHERE processed_at IS NULL AND id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            "SELECT id, message_id, type, timestamp, payload::text FROM profiles_pendingevent "
+            "WHERE id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
             [after_id, limit],
         )
         return [ClaimedEvent(i, m, t, ts, orjson.loads(p)) for i, m, t, ts, p in cursor.fetchall()]
 
 
 def event_set_aside(*, reason: str, after_id: int = 0) -> int | None:
-    """Marks the oldest claimable pending event as failed so it stops blocking the queue; returns its id."""
+    """Moves the oldest claimable queued event to the events, without a profile and with the reason it failed,
+    so it stops blocking the queue; returns its id."""
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE profiles_event SET processed_at = %s, error = %s WHERE id = (SELECT id FROM profiles_event "
-            "WHERE processed_at IS NULL AND id > %s ORDER BY id LIMIT 1" + (" FOR UPDATE SKIP LOCKED" if connection.vendor ==
-                                                                "postgresql" else "") + ") RETURNING id",
-            [timezone.now(), reason[:2000], after_id],
-        )
+        cursor.execute(f"SELECT id FROM profiles_pendingevent WHERE id > %s ORDER BY id LIMIT 1{lock}", [after_id])
         row = cursor.fetchone()
-    return row[0] if row else None
+    if row is None:
+        return None
+    _move_processed([(row[0], None)], timezone.now(), error=reason[:2000])
+    return row[0]
 
 
 def _lock_identities(keys: set[tuple[str, str]]) -> None:
@@ -128,6 +143,7 @@ class _Resolver:
     def __init__(self, rules: Rules, now: datetime):
         self.rules = rules
         self.now = now
+        self.limited_types = {k for k, v in rules.maximum.items() if v is not UNLIMITED}
         self.owner: dict[tuple[str, str], int] = {}
         self.parent: dict[int, int] = {}
         self.people: dict[int, _Person] = {}
@@ -149,12 +165,13 @@ class _Resolver:
         self.people[pid] = _Person(None, (self.now, -pid), {}, {}, is_new=True)
         return pid
 
-    def _limited_types(self):
-        return {k for k, v in self.rules.maximum.items() if v is not UNLIMITED}
 
     def _fits(self, pids: set[int], extra: list[tuple[str, str]]) -> str | None:
         """None when these profiles plus extra identifiers respect every maximum; else the reason why not."""
-        for kind in self._limited_types():
+        limited = self.limited_types
+        if len(pids) < 2 and not any(t in limited for t, _ in extra):
+            return None
+        for kind in limited:
             values = set().union(*(self.people[p].limited.get(kind, set()) for p in pids))
             values |= {v for t, v in extra if t == kind}
             if len(values) > self.rules.maximum[kind]:
@@ -231,24 +248,29 @@ class _Resolver:
 
 
 def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> None:
+    limited = [k for k, v in resolver.rules.maximum.items() if v is not UNLIMITED]
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with _cursor() as cursor:
             cursor.execute(
                 "SELECT id, created_at, traits::text, trait_times::text, event_count, event_counts::text, "
-                "first_seen, last_seen FROM profiles_profile WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                "first_seen, last_seen FROM profiles_profile WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
                 [list(profile_ids)],
             )
             rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la)
                     for i, c, t, tt, n, ec, f, la in cursor.fetchall()]
+            cursor.execute("SELECT profile_id, type, value FROM profiles_identifier "
+                           "WHERE profile_id = ANY(%s::bigint[]) AND type = ANY(%s::text[])",
+                           [list(profile_ids), limited])
+            held = cursor.fetchall()
     else:
         rows = Profile.objects.filter(id__in=profile_ids).values_list(
             "id", "created_at", "traits", "trait_times", "event_count", "event_counts", "first_seen", "last_seen")
+        held = Identifier.objects.filter(profile_id__in=profile_ids, type__in=limited).values_list(
+            "profile_id", "type", "value")
     for pid, created_at, traits, trait_times, count, counts, first_seen, last_seen in rows:
         resolver.people[pid] = _Person(pid, (created_at, pid), traits, trait_times, event_count=count,
                                        event_counts=Counter(counts), first_seen=first_seen, last_seen=last_seen)
-    limited = [k for k, v in resolver.rules.maximum.items() if v is not UNLIMITED]
-    for pid, kind, value in Identifier.objects.filter(profile_id__in=profile_ids, type__in=limited).values_list(
-            "profile_id", "type", "value"):
+    for pid, kind, value in held:
         resolver.people[pid].limited[kind].add(value)
 
 
@@ -267,10 +289,10 @@ def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
 
 
 def events_resolve(*, events: list[ClaimedEvent]) -> None:
-    """Resolves a claimed batch (inside the caller's transaction) and marks its events processed.
+    """Resolves a claimed batch (inside the caller's transaction) and moves its events out of the queue.
 
     Guarantees: every event ends on one live profile; identifiers never point at a merged profile;
-    processing the same events again changes nothing (they are no longer pending).
+    processing the same events again changes nothing (they are no longer queued).
     """
     now = timezone.now()
     rules = rules_load()
@@ -313,8 +335,7 @@ def events_resolve(*, events: list[ClaimedEvent]) -> None:
 def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
     # 1. Create every new profile, merged-away ones included, so merge records can name them.
     new_ids = sorted((pid for pid, p in r.people.items() if p.is_new), reverse=True)
-    created = Profile.objects.bulk_create([Profile(created_at=now, updated_at=now) for _ in new_ids])
-    real = {pid: p.pk for pid, p in zip(new_ids, created)}
+    real = dict(zip(new_ids, _create_profiles(len(new_ids), now)))
     for pid, person in r.people.items():
         person.id = real.get(pid, person.id)
 
@@ -384,7 +405,23 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
     # 5. Profiles and events, one statement each.
     survivors = [p for pid, p in r.people.items() if p.touched and r.find(pid) == pid]
     _bulk_update_profiles(survivors, now)
-    _mark_processed([(e.id, final(r.event_person[e.id]) if e.id in r.event_person else None) for e in events], now)
+    _move_processed([(e.id, final(r.event_person[e.id]) if e.id in r.event_person else None) for e in events], now)
+
+
+def _create_profiles(count: int, now: datetime) -> list[int]:
+    """Inserts `count` empty profiles in one statement; returns their ids in creation order."""
+    if not count:
+        return []
+    if connection.vendor != "postgresql":
+        return [p.pk for p in Profile.objects.bulk_create([Profile(created_at=now, updated_at=now)
+                                                           for _ in range(count)])]
+    with connection.cursor() as cursor:
+        # Django's bulk_create builds and adapts a model instance per row, JSON defaults included.
+        cursor.execute(
+            "INSERT INTO profiles_profile (created_at, updated_at, traits, trait_times, computed, event_count, "
+            "event_counts) SELECT %s, %s, '{}', '{}', '{}', 0, '{}' FROM generate_series(1, %s) "
+            "RETURNING id", [now, now, count])
+        return sorted(r[0] for r in cursor.fetchall())
 
 
 def _repoint(table: str, pairs: list[tuple[int, int]]) -> Counter:
@@ -457,14 +494,29 @@ def _json(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _mark_processed(rows: list[tuple[int, int | None]], now: datetime) -> None:
+_EVENT_COLUMNS = "id, source_id, message_id, type, event, user_id, anonymous_id, timestamp, received_at, payload"
+
+
+def _move_processed(rows: list[tuple[int, int | None]], now: datetime, error: str = "") -> None:
+    """Moves events out of the queue into the events table, each on its profile, in one statement.
+
+    The payload never travels back to Python: PostgreSQL moves the row itself.
+    """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                "UPDATE profiles_event e SET profile_id = v.p, processed_at = %s "
-                "FROM jsonb_to_recordset(%s::jsonb) AS v(i bigint, p bigint) WHERE e.id = v.i",
-                [now, _json([{"i": i, "p": p} for i, p in rows])],
+                "WITH v AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS v(i bigint, p bigint)), "
+                "gone AS (DELETE FROM profiles_pendingevent q USING v WHERE q.id = v.i "
+                f"RETURNING q.*, v.p) INSERT INTO profiles_event ({_EVENT_COLUMNS}, profile_id, processed_at, error) "
+                f"SELECT {_EVENT_COLUMNS}, p, %s, %s FROM gone",
+                [_json([{"i": i, "p": p} for i, p in rows]), now, error],
             )
-        else:
-            cursor.executemany("UPDATE profiles_event SET profile_id = %s, processed_at = %s WHERE id = %s",
-                               [(p, now, i) for i, p in rows])
+            return
+        ids = [i for i, _ in rows]
+        cursor.execute(
+            f"INSERT INTO profiles_event ({_EVENT_COLUMNS}, profile_id, processed_at, error) "
+            f"SELECT {', '.join('q.' + c for c in _EVENT_COLUMNS.split(', '))}, v.column2, %s, %s "
+            f"FROM profiles_pendingevent q JOIN (VALUES {', '.join(['(%s, %s)'] * len(rows))}) AS v "
+            "ON q.id = v.column1",
+            [now, error, *(x for row in rows for x in row)])
+        cursor.execute(f"DELETE FROM profiles_pendingevent WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)

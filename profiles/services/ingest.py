@@ -1,4 +1,4 @@
-"""Accepting collected messages: one INSERT per request, deduplicated by (source, messageId)."""
+"""Accepting collected messages: one statement per request queues the new ones, deduplicated by (source, messageId)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,39 +29,52 @@ class AcceptResult:
         }
 
 
-_COLUMNS = ("source_id", "message_id", "type", "event", "user_id", "anonymous_id", "timestamp", "received_at", "payload")
+_COLUMNS = ("source_id", "message_id", "type", "event", "user_id", "anonymous_id", "timestamp", "received_at",
+            "payload")
 
 
 def _insert(source_id: int, messages: list[AcceptedMessage], received_at: datetime) -> list[int]:
-    """Stores messages in one statement; replays of a known messageId are skipped. Returns the new event ids."""
+    """Queues messages whose (source, messageId) is new; replays are skipped. Returns the new queue ids."""
     if not messages:
         return []
-    if connection.vendor == "postgresql":
-        # One JSON parameter: psycopg adapts hundreds of separate parameters in Python, which costs more
-        # than the insert itself; PostgreSQL unpacks the document natively.
-        rows = orjson.dumps([
-            {"m": m.message_id, "t": m.type, "e": m.event, "u": m.user_id, "a": m.anonymous_id,
-             "ts": m.timestamp, "p": m.payload} for m in messages
-        ]).decode()
-        sql = (
-            f"INSERT INTO profiles_event ({', '.join(_COLUMNS)}) "
-            "SELECT %s, r.m, r.t, r.e, r.u, r.a, r.ts, %s, r.p FROM jsonb_to_recordset(%s::jsonb) "
-            "AS r(m text, t text, e text, u text, a text, ts timestamptz, p jsonb) "
-            "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One JSON parameter: psycopg adapts hundreds of separate parameters in Python, which costs more
+            # than the insert itself; PostgreSQL unpacks the document natively. The key insert decides which
+            # messages are new, so two requests racing with one messageId queue it once.
+            rows = orjson.dumps([
+                {"m": m.message_id, "t": m.type, "e": m.event, "u": m.user_id, "a": m.anonymous_id,
+                 "ts": m.timestamp, "p": m.payload} for m in messages
+            ]).decode()
+            cursor.execute(
+                "WITH r AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) "
+                "AS r(m text, t text, e text, u text, a text, ts timestamptz, p jsonb)), "
+                "fresh AS (INSERT INTO profiles_messagekey (source_id, message_id, received_at) "
+                "SELECT %s, m, %s FROM r ON CONFLICT DO NOTHING RETURNING message_id) "
+                f"INSERT INTO profiles_pendingevent ({', '.join(_COLUMNS)}) "
+                "SELECT %s, r.m, r.t, r.e, r.u, r.a, r.ts, %s, r.p FROM r JOIN fresh ON fresh.message_id = r.m "
+                "RETURNING id",
+                [rows, source_id, received_at, source_id, received_at],
+            )
+            return [r[0] for r in cursor.fetchall()]
+        values = ", ".join(["(%s, %s, %s)"] * len(messages))
+        cursor.execute(
+            f"INSERT INTO profiles_messagekey (source_id, message_id, received_at) VALUES {values} "
+            "ON CONFLICT DO NOTHING RETURNING message_id",
+            [x for m in messages for x in (source_id, m.message_id, received_at)],
         )
-        params = [source_id, received_at, rows]
-    else:
+        fresh = {r[0] for r in cursor.fetchall()}
+        new = [m for m in messages if m.message_id in fresh]
+        if not new:
+            return []
         row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
         params = []
-        for m in messages:
+        for m in new:
             params += [source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.timestamp,
                        received_at, orjson.dumps(m.payload).decode()]
-        sql = (
-            f"INSERT INTO profiles_event ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * len(messages))} "
-            "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(
+            f"INSERT INTO profiles_pendingevent ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * len(new))} "
+            "RETURNING id", params)
         return [r[0] for r in cursor.fetchall()]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import orjson
 
-from profiles.models import Event, Identifier, Profile, Source
+from profiles.models import Event, Identifier, MessageKey, PendingEvent, Profile, Source
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("accept_events_per_s", "process_events_per_s", "copy_limit_events_per_s", "worker_peak_rss_mb",
@@ -24,7 +24,7 @@ def test_bench_ingest_reports_positive_rates_and_cleans_up(subprocess_env):
     assert result["processed_total"] == 2000
     assert "cleaned up: 2000 events, 200 profiles" in run.stdout
     assert not Source.objects.filter(name__startswith="bench-").exists()
-    assert Event.objects.count() == 0
+    assert Event.objects.count() == 0 and PendingEvent.objects.count() == 0 and MessageKey.objects.count() == 0
     assert Profile.objects.count() == 0 and Identifier.objects.count() == 0
 
 
@@ -35,5 +35,5 @@ def test_bench_ingest_keep_leaves_processed_events(subprocess_env):
     source = Source.objects.get(name__startswith="bench-")
     events = Event.objects.filter(source=source)
     assert events.count() == 200
-    assert not events.filter(processed_at__isnull=True).exists()
+    assert not PendingEvent.objects.filter(source=source).exists()
     assert Profile.objects.filter(merged_into__isnull=True).count() == 20

@@ -4,7 +4,7 @@ import gzip
 import orjson
 import pytest
 
-from profiles.models import Event, Identifier, Profile
+from profiles.models import Event, Identifier, MessageKey, PendingEvent, Profile
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ def test_batch_rejects_bad_messages_by_index_and_keeps_the_rest(post_collect):
     assert body["accepted"] == 1
     assert [(x["index"], x["code"]) for x in body["rejected"]] == [
         (1, "missing_identity"), (2, "unknown_type"), (3, "missing_field"), (4, "invalid_timestamp")]
-    assert list(Event.objects.values_list("message_id", flat=True)) == ["a"]
+    assert list(PendingEvent.objects.values_list("message_id", flat=True)) == ["a"]
 
 
 def test_replayed_batch_creates_nothing_new(post_collect, drain):
@@ -45,20 +45,28 @@ def test_replayed_batch_creates_nothing_new(post_collect, drain):
     again = post_collect("batch", batch).json()
     assert again["accepted"] == 0 and again["duplicates"] == 5
     assert drain() == 0
-    assert Event.objects.count() == 5 and Profile.objects.count() == 5
+    assert Event.objects.count() == 5 and Profile.objects.count() == 5 and MessageKey.objects.count() == 5
+
+
+def test_replay_while_still_queued_is_a_duplicate_too(post_collect, drain):
+    message = {"userId": "u", "event": "E", "messageId": "once"}
+    assert post_collect("track", message).json()["accepted"] == 1
+    assert post_collect("track", message).json() == {"success": True, "accepted": 0, "duplicates": 1, "rejected": []}
+    assert PendingEvent.objects.count() == 1
+    assert drain() == 1 and Event.objects.get().message_id == "once"
 
 
 def test_bad_write_key_is_401_and_stores_nothing(post_collect):
     r = post_collect("track", {"userId": "u", "event": "E"}, write_key="nope")
     assert r.status_code == 401 and r.json()["code"] == "invalid_write_key"
-    assert Event.objects.count() == 0
+    assert PendingEvent.objects.count() == 0 and MessageKey.objects.count() == 0
 
 
 def test_write_key_in_body_is_accepted(client, source):
     r = client.post("/v1/track", data=orjson.dumps({"writeKey": source.write_key, "userId": "u", "event": "E"}),
                     content_type="application/json")
     assert r.status_code == 200
-    assert "writeKey" not in Event.objects.get().payload
+    assert "writeKey" not in PendingEvent.objects.get().payload
 
 
 def test_malformed_json_is_400(post_collect):
@@ -72,7 +80,7 @@ def test_oversized_message_is_413_and_oversized_batch_is_413(post_collect):
     batch = {"batch": [{"type": "track", "userId": "u", "event": "E", "properties": {"b": "x" * 30_000},
                         "messageId": str(i)} for i in range(18)]}
     assert post_collect("batch", batch).status_code == 413
-    assert Event.objects.count() == 0
+    assert PendingEvent.objects.count() == 0
 
 
 def test_gzip_body_is_accepted(post_collect):
@@ -84,7 +92,7 @@ def test_gzip_body_is_accepted(post_collect):
 def test_clock_skew_is_corrected_with_sent_at(post_collect):
     post_collect("track", {"userId": "u", "event": "E", "timestamp": "2020-01-01T00:00:00Z",
                            "sentAt": "2020-01-01T00:00:10Z"})
-    event = Event.objects.get()
+    event = PendingEvent.objects.get()
     assert (event.received_at - event.timestamp).total_seconds() == pytest.approx(10, abs=0.001)
 
 
@@ -108,17 +116,17 @@ def test_odd_input_is_refused_per_message_never_a_500(post_collect):
     assert r.status_code == 200
     assert [(x["index"], x["code"]) for x in r.json()["rejected"]] == [
         (0, "invalid_character"), (1, "invalid_timestamp"), (2, "invalid_timestamp"), (3, "invalid_field")]
-    assert Event.objects.get().payload["context"] == {"app": {"name": "shop"}}
+    assert PendingEvent.objects.get().payload["context"] == {"app": {"name": "shop"}}
 
 
 def test_batch_level_sent_at_corrects_clock_skew(post_collect):
     post_collect("batch", {"sentAt": "2020-01-01T00:01:00Z", "batch": [
         {"type": "track", "userId": "u", "event": "E", "timestamp": "2020-01-01T00:00:00Z"}]})
-    event = Event.objects.get()
+    event = PendingEvent.objects.get()
     assert (event.received_at - event.timestamp).total_seconds() == pytest.approx(60, abs=0.001)
 
 
 def test_messages_without_message_id_are_each_kept(post_collect):
     for _ in range(2):
         assert post_collect("track", {"userId": "u", "event": "Click"}).json()["accepted"] == 1
-    assert Event.objects.count() == 2
+    assert PendingEvent.objects.count() == 2

@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st, HealthCheck
 
-from profiles.models import Event, Identifier, MergeRecord, Profile, TraitChange
+from profiles.models import Event, Identifier, MergeRecord, MessageKey, PendingEvent, Profile, TraitChange
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +118,7 @@ def test_processing_is_idempotent_after_a_rolled_back_batch(post_collect, drain)
     with pytest.raises(Crash), transaction.atomic():
         pipeline_process_batch()
         raise Crash  # a worker dying before commit
-    assert Event.objects.filter(processed_at__isnull=True).count() == 1
+    assert PendingEvent.objects.count() == 1 and Event.objects.count() == 0
     assert drain() == 1 and drain() == 0
     assert live().count() == 1 and Identifier.objects.count() == 2
 
@@ -132,8 +132,8 @@ def test_profiles_match_connected_components_of_anonymous_ids(post_collect, drai
     """Reference: with only anonymous ids (no limits), profiles are the connected components of the links."""
     from cdp.pipeline import pipeline_process_batch
 
-    Event.objects.all().delete()
-    Identifier.objects.all().delete()
+    for model in (MessageKey, PendingEvent, Event, Identifier):
+        model.objects.all().delete()
     MergeRecord.objects.all().delete()
     Profile.objects.all().delete()
     for i, (a, b) in enumerate(pairs):
@@ -180,12 +180,12 @@ def test_an_event_the_database_cannot_read_is_set_aside_not_blocking(post_collec
 
     for i in range(5):
         post_collect("identify", {"userId": f"u{i}", "messageId": str(i)})
-    bad = Event.objects.get(message_id="2")
+    bad = PendingEvent.objects.get(message_id="2")
     with connection.cursor() as cursor:  # a timestamp psycopg cannot turn into a Python datetime
-        cursor.execute("UPDATE profiles_event SET timestamp = '0001-01-01 00:00:00+05' WHERE id = %s", [bad.pk])
+        cursor.execute("UPDATE profiles_pendingevent SET timestamp = '0001-01-01 00:00:00+05' WHERE id = %s", [bad.pk])
     assert drain() == 5
     processed_at, profile_id, error = Event.objects.filter(pk=bad.pk).values_list(
         "processed_at", "profile_id", "error").get()
     assert processed_at is not None and profile_id is None and "DataError" in error
     assert live().count() == 4
-    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert not PendingEvent.objects.exists() and Event.objects.count() == 5

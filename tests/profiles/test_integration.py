@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from profiles.models import Event, Identifier, Profile, Source
+from profiles.models import Event, Identifier, PendingEvent, Profile, Source
 
 
 def live_profiles():
@@ -29,7 +29,7 @@ def test_segment_python_client_through_gunicorn_and_celery(gunicorn_server, cele
     analytics.flush()
     assert errors == []
 
-    wait_until(lambda: Event.objects.count() == 3 and not Event.objects.filter(processed_at__isnull=True).exists(),
+    wait_until(lambda: Event.objects.count() == 3 and not PendingEvent.objects.exists(),
                seconds=30, what="the worker to process the events")
     profile = live_profiles().get()
     assert profile.traits == {"email": "Seven@Example.com", "name": "Seven"}
@@ -53,7 +53,7 @@ def test_rudderstack_client_gzip_batches_are_accepted(gunicorn_server, subproces
     rudder.track(user_id="r1", event="Signed Up")
     rudder.flush()
     assert errors == []
-    assert sorted(Event.objects.values_list("type", flat=True)) == ["identify", "track"]
+    assert sorted(PendingEvent.objects.values_list("type", flat=True)) == ["identify", "track"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -72,7 +72,7 @@ def test_two_worker_processes_make_one_profile_per_person(subprocess_env, client
                              "traits": {"email": f"person{p}@example.com"}, "messageId": f"{p}-{round_}-i"})
     for start in range(0, len(messages), 500):
         events_accept(source=source, messages=messages[start:start + 500])
-    assert Event.objects.filter(processed_at__isnull=True).count() == len(messages)
+    assert PendingEvent.objects.count() == len(messages)
 
     command = [sys.executable, "manage.py", "process_events", "--batch-size", "7"]
     workers = [subprocess.Popen(command, env=subprocess_env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
@@ -105,7 +105,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(subprocess_env):
     crashed = subprocess.run([sys.executable, "-c", code], env={**subprocess_env,
                              "DJANGO_SETTINGS_MODULE": "cdp.settings"})
     assert crashed.returncode == 9
-    assert Event.objects.filter(processed_at__isnull=True).count() == 300 and Profile.objects.count() == 0
+    assert PendingEvent.objects.count() == 300 and Profile.objects.count() == 0
     subprocess.run([sys.executable, "manage.py", "process_events"], env=subprocess_env, check=True)
     assert live_profiles().count() == 300
-    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert not PendingEvent.objects.exists() and Event.objects.count() == 300

@@ -29,7 +29,7 @@ from cdp.bench.cleanup import bench_cleanup
 from cdp.bench.copy_limit import copy_limit, copy_rows
 from cdp.bench.messages import BATCH_SIZE, bench_messages
 from cdp.pipeline import pipeline_drain
-from profiles.models import Event, Source
+from profiles.models import Event, PendingEvent, Source
 
 
 def _free_port() -> int:
@@ -112,7 +112,7 @@ class Command(BaseCommand):
             raise CommandError(f"--events must be at least {BATCH_SIZE}.")
         workers = workers or (2 if (os.cpu_count() or 1) <= 2 else 3)
         connections = connections or 2 * workers
-        pending = Event.objects.filter(processed_at__isnull=True).count()
+        pending = PendingEvent.objects.count()
         if pending and not allow_pending:
             raise CommandError(f"{pending} events are already pending; the pipeline would process them with the "
                                "bench's. Drain them first (manage.py process_events) or pass --allow-pending.")
@@ -150,7 +150,7 @@ class Command(BaseCommand):
         if client.returncode != 0:
             raise CommandError(f"the load client failed:\n{client.stderr[-3000:]}")
         accept = _last_json(client.stdout)
-        stored = Event.objects.filter(source=source).count()
+        stored = PendingEvent.objects.filter(source=source).count()
         if accept["errors"] or stored != events:
             raise CommandError(f"accept incomplete: {stored}/{events} stored, {accept['errors']} failed requests, "
                                f"first error {accept['first_error']}; gunicorn log {log_path}")
@@ -167,8 +167,8 @@ class Command(BaseCommand):
         if worker.returncode != 0:
             raise CommandError(f"the pipeline worker failed:\n{worker.stderr[-3000:]}")
         process = _last_json(worker.stdout)
-        left = Event.objects.filter(source=source, processed_at__isnull=True).count()
-        if left:
+        left = PendingEvent.objects.filter(source=source).count()
+        if left or Event.objects.filter(source=source).count() != events:
             raise CommandError(f"{left} bench events are still pending after the worker finished.")
         process_rate = events / process["elapsed"]
 
@@ -204,8 +204,8 @@ class Command(BaseCommand):
         w(f"worker peak RSS {process['peak_rss_mb']:.1f} MB; worker wall time with startup {worker_wall:.2f} s; "
           f"{process['processed']} events processed in {process['batches']} batches")
         if autovacuum != "on":
-            w("warning: autovacuum is off on this server: dead rows of earlier runs stay in profiles_event and its "
-              "indexes, and planner statistics stay stale, which slows the pipeline's claim query")
+            w("warning: autovacuum is off on this server: dead rows of earlier runs stay in the queue table and "
+              "planner statistics stay stale, which slows the pipeline's claim query")
         if process["processed"] != events:
             w(f"note: the worker processed {process['processed']} events, other pending events included")
 

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from cdp.pipeline import pipeline_drain
-from profiles.models import Event, MergeRecord, Profile, Source
+from profiles.models import MergeRecord, MessageKey, Profile, Source
 from profiles.services.enrichment import profiles_enrich
 from profiles.services.ingest import events_accept
 
@@ -188,7 +188,7 @@ class Command(BaseCommand):
         parser.add_argument("--if-empty", action="store_true", help="Do nothing when any event is already stored.")
 
     def handle(self, *args, profiles: int, seed: int | None, if_empty: bool, **options):
-        if if_empty and Event.objects.exists():
+        if if_empty and MessageKey.objects.exists():
             self.stdout.write("Events already exist; seed_demo skipped.")
             return
         source, _ = Source.objects.get_or_create(name=SOURCE_NAME)

@@ -1,0 +1,98 @@
+"""Monthly partitions of the events table on PostgreSQL: create them ahead of time, adopt stray rows.
+
+Events land in the partition of their month (UTC) or, when it does not exist yet, in the default partition.
+Creating a partition locks the whole events table (ACCESS EXCLUSIVE), so it never happens inside the
+pipeline: the scheduled maintenance creates the coming months ahead and moves any rows the default partition
+holds (historical imports, clients with wrong clocks) into partitions of their own, so that retention can
+drop whole months.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from django.db import connection, transaction
+
+from profiles.models import Event
+
+EVENTS = Event._meta.db_table
+DEFAULT_PARTITION = f"{EVENTS}_default"
+MONTHS_AHEAD = 2
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    month: date
+    rows: int | None = None
+
+
+def month_start(day: date) -> date:
+    return date(day.year, day.month, 1)
+
+
+def add_months(month: date, count: int) -> date:
+    index = month.year * 12 + month.month - 1 + count
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def partition_name(month: date) -> str:
+    return f"{EVENTS}_y{month.year:04d}m{month.month:02d}"
+
+
+def _bound(month: date) -> str:
+    return datetime(month.year, month.month, 1, tzinfo=timezone.utc).isoformat()
+
+
+def event_partitions_list() -> list[Partition]:
+    """The monthly partitions that exist, oldest first, with their approximate row counts."""
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, greatest(c.reltuples, 0)::bigint FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass AND c.relname <> %s "
+            "ORDER BY c.relname", [EVENTS, DEFAULT_PARTITION])
+        rows = cursor.fetchall()
+    return [Partition(name, date(int(name[-7:-3]), int(name[-2:]), 1), count) for name, count in rows]
+
+
+def _default_months() -> list[date]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT date_trunc('month', timestamp AT TIME ZONE 'UTC')::date "
+                       f"FROM {DEFAULT_PARTITION}")
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def event_partitions_ensure(*, months: list[date]) -> list[str]:
+    """Creates the missing monthly partitions for these months; rows of those months leave the default partition.
+
+    One short transaction per partition (ACCESS EXCLUSIVE on the events table while it attaches). Idempotent.
+    Returns the names of the partitions it created.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    existing = {p.month for p in event_partitions_list()}
+    created = []
+    for month in sorted({month_start(m) for m in months} - existing):
+        name, lower, upper = partition_name(month), _bound(month), _bound(add_months(month, 1))
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"CREATE TABLE {name} (LIKE {EVENTS} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            # The default partition may already hold rows of this month; attaching would fail while it does.
+            cursor.execute(
+                f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE timestamp >= %s AND timestamp < %s "
+                f"RETURNING *) INSERT INTO {name} SELECT * FROM moved", [lower, upper])
+            # Bounds are literals (DDL takes no parameters); both are ISO dates this module formats.
+            cursor.execute(f"ALTER TABLE {EVENTS} ATTACH PARTITION {name} FOR VALUES FROM ('{lower}') TO ('{upper}')")
+        created.append(name)
+    return created
+
+
+def event_partitions_maintain(*, today: date | None = None) -> list[str]:
+    """The scheduled upkeep: partitions for this month and the next MONTHS_AHEAD, and for every month whose
+    rows sit in the default partition. Returns the names of the partitions it created."""
+    if connection.vendor != "postgresql":
+        return []
+    this_month = month_start(today or datetime.now(timezone.utc).date())
+    months = [add_months(this_month, k) for k in range(MONTHS_AHEAD + 1)] + _default_months()
+    return event_partitions_ensure(months=months)
