@@ -35,7 +35,9 @@ class Profile(models.Model):
     trait_times = models.JSONField(default=dict, blank=True)
     computed = models.JSONField(default=dict, blank=True)
     first_seen = models.DateTimeField(null=True, blank=True)
-    last_seen = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Not indexed: it changes with every event, and an indexed column that changes makes every profile update
+    # a non-HOT one (a new entry in every index). Reads of it are aggregates over all profiles anyway.
+    last_seen = models.DateTimeField(null=True, blank=True)
     event_count = models.PositiveIntegerField(default=0)
     event_counts = models.JSONField(default=dict, blank=True)
 

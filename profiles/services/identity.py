@@ -15,7 +15,7 @@ from datetime import datetime
 
 import orjson
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
 
@@ -27,6 +27,7 @@ from profiles.models import Identifier, IdentityRule, MergeRecord, PendingEvent,
 LOCK_BUCKETS = 1024
 UNLIMITED = None
 DEFAULT_PRIORITY = 50
+MAX_LOCK_ROUNDS = 20
 
 
 @contextmanager
@@ -109,11 +110,15 @@ def event_set_aside(*, reason: str, after_id: int = 0) -> int | None:
     return row[0]
 
 
+def _bucket(key: tuple[str, str]) -> int:
+    kind, value = key
+    return int.from_bytes(hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=4).digest()) % LOCK_BUCKETS
+
+
 def _lock_identities(keys: set[tuple[str, str]]) -> None:
     if connection.vendor != "postgresql" or not keys:
         return
-    buckets = sorted({int.from_bytes(hashlib.blake2b(f"{t}\x00{v}".encode(), digest_size=4).digest()) % LOCK_BUCKETS
-                      for t, v in keys})
+    buckets = sorted({_bucket(k) for k in keys})
     with connection.cursor() as cursor:
         # Sorted order on every worker, so two batches never wait on each other in a cycle here.
         cursor.execute("SELECT count(pg_advisory_xact_lock(7100000 + b)) FROM unnest(%s::int[]) AS b", [buckets])
@@ -247,45 +252,63 @@ class _Resolver:
         into.batch_identifiers += gone.batch_identifiers
 
 
-def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> None:
+def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> set[int]:
+    """Locks and loads these profiles; returns those that are gone or merged meanwhile (they are not loaded)."""
     limited = [k for k, v in resolver.rules.maximum.items() if v is not UNLIMITED]
+    columns = "id, created_at, traits, trait_times, event_count, event_counts, first_seen, last_seen, merged_into_id"
     if connection.vendor == "postgresql":
         with _cursor() as cursor:
             cursor.execute(
                 "SELECT id, created_at, traits::text, trait_times::text, event_count, event_counts::text, "
-                "first_seen, last_seen FROM profiles_profile WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+                "first_seen, last_seen, merged_into_id FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
+                "ORDER BY id FOR UPDATE",
                 [list(profile_ids)],
             )
-            rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la)
-                    for i, c, t, tt, n, ec, f, la in cursor.fetchall()]
+            rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la, m)
+                    for i, c, t, tt, n, ec, f, la, m in cursor.fetchall()]
+            live = [r[0] for r in rows if r[-1] is None]
             cursor.execute("SELECT profile_id, type, value FROM profiles_identifier "
-                           "WHERE profile_id = ANY(%s::bigint[]) AND type = ANY(%s::text[])",
-                           [list(profile_ids), limited])
+                           "WHERE profile_id = ANY(%s::bigint[]) AND type = ANY(%s::text[])", [live, limited])
             held = cursor.fetchall()
     else:
-        rows = Profile.objects.filter(id__in=profile_ids).values_list(
-            "id", "created_at", "traits", "trait_times", "event_count", "event_counts", "first_seen", "last_seen")
-        held = Identifier.objects.filter(profile_id__in=profile_ids, type__in=limited).values_list(
+        rows = Profile.objects.filter(id__in=profile_ids).values_list(*columns.split(", "))
+        live = [r[0] for r in rows if r[-1] is None]
+        held = Identifier.objects.filter(profile_id__in=live, type__in=limited).values_list(
             "profile_id", "type", "value")
-    for pid, created_at, traits, trait_times, count, counts, first_seen, last_seen in rows:
-        resolver.people[pid] = _Person(pid, (created_at, pid), traits, trait_times, event_count=count,
-                                       event_counts=Counter(counts), first_seen=first_seen, last_seen=last_seen)
+    for pid, created_at, traits, trait_times, count, counts, first_seen, last_seen, merged_into in rows:
+        if merged_into is None:
+            resolver.people[pid] = _Person(pid, (created_at, pid), traits, trait_times, event_count=count,
+                                           event_counts=Counter(counts), first_seen=first_seen, last_seen=last_seen)
     for pid, kind, value in held:
         resolver.people[pid].limited[kind].add(value)
+    return set(profile_ids) - set(live)
 
 
-def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """The identifiers that exist among these keys: (type, value) -> (identifier id, profile id)."""
     if connection.vendor != "postgresql":
         values = list({v for _, v in keys})
-        rows = Identifier.objects.filter(value__in=values).values_list("type", "value", "profile_id")
-        return {(t, v): pid for t, v, pid in rows if (t, v) in keys}
+        rows = Identifier.objects.filter(value__in=values).values_list("type", "value", "id", "profile_id")
+        return {(t, v): (i, pid) for t, v, i, pid in rows if (t, v) in keys}
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT i.type, i.value, i.profile_id FROM profiles_identifier i "
-            "JOIN jsonb_to_recordset(%s::jsonb) AS k(t text, v text) ON i.type = k.t AND i.value = k.v",
-            [_json([{"t": t, "v": v} for t, v in keys])],
+            "SELECT i.type, i.value, i.id, i.profile_id FROM profiles_identifier i "
+            "JOIN unnest(%s::text[], %s::text[]) AS k(t, v) ON i.type = k.t AND i.value = k.v",
+            [[t for t, _ in keys], [v for _, v in keys]],
         )
-        return {(t, v): pid for t, v, pid in cursor.fetchall()}
+        return {(t, v): (i, pid) for t, v, i, pid in cursor.fetchall()}
+
+
+def _reread(owned: dict[tuple[str, str], tuple[int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """The same identifiers read again by id: where they are now, after our profile locks."""
+    if connection.vendor != "postgresql":
+        now = dict(Identifier.objects.filter(id__in=[i for i, _ in owned.values()]).values_list("id", "profile_id"))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id, profile_id FROM profiles_identifier WHERE id = ANY(%s::bigint[])",
+                           [[i for i, _ in owned.values()]])
+            now = dict(cursor.fetchall())
+    return {key: (i, now[i]) for key, (i, _) in owned.items() if i in now}
 
 
 def events_resolve(*, events: list[ClaimedEvent]) -> None:
@@ -309,14 +332,21 @@ def events_resolve(*, events: list[ClaimedEvent]) -> None:
     _lock_identities(keys)
 
     resolver = _Resolver(rules, now)
-    # Another worker may merge a profile between our lookup and our lock; look again until stable.
-    for _ in range(10):
-        owners = _lookup(keys)
-        missing = set(owners.values()) - set(resolver.people)
+    owned = _lookup(keys)
+    for _ in range(MAX_LOCK_ROUNDS):
+        missing = {pid for _, pid in owned.values()} - set(resolver.people)
         if not missing:
             break
-        _load_profiles(resolver, missing)
-    resolver.owner.update(owners)
+        # Only a merge moves identifiers, and it leaves the merged profile a tombstone. So when every profile
+        # we lock is live, nothing we found has moved; when one is not, read our identifiers again. Keys that
+        # had no owner cannot gain one meanwhile: only the holder of a key's lock bucket inserts it.
+        if _load_profiles(resolver, missing):
+            owned = _reread(owned)
+    else:
+        # Each round follows merges other workers committed; this many in one batch means something else moves
+        # identifiers without leaving tombstones. Raising rolls the batch back; the sweep claims it again.
+        raise OperationalError(f"identifier owners still moving after {MAX_LOCK_ROUNDS} rounds")
+    resolver.owner.update({key: pid for key, (_, pid) in owned.items()})
 
     for event, idents, link_only in extracted:
         if not idents and not link_only:

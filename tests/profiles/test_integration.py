@@ -109,3 +109,49 @@ def test_a_worker_killed_mid_batch_loses_nothing(subprocess_env):
     subprocess.run([sys.executable, "manage.py", "process_events"], env=subprocess_env, check=True)
     assert live_profiles().count() == 300
     assert not PendingEvent.objects.exists() and Event.objects.count() == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_merge_committed_by_another_process_between_lookup_and_lock_is_followed(subprocess_env, monkeypatch):
+    """Worker A finds anonymous id a3 on profile Q; before A locks Q, another process merges Q into P (through
+    a1 and a2, which are not A's identifiers, so it does not wait for A). A must follow a3 to P."""
+    from cdp.pipeline import pipeline_process_batch
+    from profiles.services import identity
+    from profiles.services.ingest import events_accept
+
+    source = Source.objects.create(name="interleave")
+    keys = [("anonymous_id", "a1"), ("anonymous_id", "a2"), ("anonymous_id", "a3")]
+    assert len({identity._bucket(k) for k in keys}) == 3  # the other process must not wait for A's lock
+    events_accept(source=source, messages=[{"type": "track", "anonymousId": "a1", "event": "E", "messageId": "p"}])
+    pipeline_process_batch()
+    events_accept(source=source, messages=[
+        {"type": "track", "anonymousId": "a2", "event": "E", "messageId": "q",
+         "context": {"externalIds": [{"type": "anonymous_id", "id": "a3"}]}}])
+    pipeline_process_batch()
+    older, newer = Profile.objects.order_by("id")
+    events_accept(source=source, messages=[
+        {"type": "track", "anonymousId": "a3", "event": "A", "messageId": "a"},
+        {"type": "track", "anonymousId": "a1", "event": "B", "messageId": "b",
+         "context": {"externalIds": [{"type": "anonymous_id", "id": "a2"}]}}])
+
+    real_lookup = identity._lookup
+    merged_meanwhile = []
+
+    def lookup_then_let_the_other_process_merge(found_keys):
+        owned = real_lookup(found_keys)
+        if not merged_meanwhile:
+            assert owned[("anonymous_id", "a3")][1] == newer.id
+            run = subprocess.run([sys.executable, "manage.py", "process_events"], env=subprocess_env,
+                                 capture_output=True, text=True, timeout=120)
+            merged_meanwhile.append(run.stdout)
+        return owned
+
+    monkeypatch.setattr(identity, "_lookup", lookup_then_let_the_other_process_merge)
+    assert pipeline_process_batch(batch_size=1) == 1
+
+    assert merged_meanwhile == ["processed 1 events\n"]
+    newer.refresh_from_db()
+    assert newer.merged_into_id == older.id
+    assert Event.objects.get(message_id="a").profile_id == older.id
+    assert live_profiles().get().event_count == 4
+    assert not Identifier.objects.exclude(profile_id=older.id).exists()
