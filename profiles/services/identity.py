@@ -131,6 +131,8 @@ class _Person:
     traits: dict
     trait_times: dict
     limited: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # Whether `limited` holds all the profile's identifiers of limited types (always, for a new profile).
+    limits_known: bool = False
     is_new: bool = False
     event_count: int = 0
     event_counts: Counter = field(default_factory=Counter)
@@ -167,7 +169,7 @@ class _Resolver:
     def new_person(self) -> int:
         pid = self._next_temp
         self._next_temp -= 1
-        self.people[pid] = _Person(None, (self.now, -pid), {}, {}, is_new=True)
+        self.people[pid] = _Person(None, (self.now, -pid), {}, {}, is_new=True, limits_known=True)
         return pid
 
 
@@ -176,6 +178,8 @@ class _Resolver:
         limited = self.limited_types
         if len(pids) < 2 and not any(t in limited for t, _ in extra):
             return None
+        for pid in pids:
+            self._require_limits(pid)
         for kind in limited:
             values = set().union(*(self.people[p].limited.get(kind, set()) for p in pids))
             values |= {v for t, v in extra if t == kind}
@@ -183,11 +187,17 @@ class _Resolver:
                 return f"{kind} limit {self.rules.maximum[kind]} per profile would be exceeded ({len(values)})"
         return None
 
+    def _require_limits(self, pid: int) -> None:
+        if not self.people[pid].limits_known:
+            # events_resolve loads them for every profile a rule can apply to; this is a bug, not bad data.
+            raise RuntimeError(f"identity rules checked on profile {self.people[pid].id} without its identifiers")
+
     def _attach(self, pid: int, idents: list[tuple[str, str]], event: ClaimedEvent) -> None:
         person = self.people[pid]
         for kind, value in idents:
             maximum = self.rules.maximum.get(kind)
             if maximum is not UNLIMITED:
+                self._require_limits(pid)
                 if len(person.limited[kind]) >= maximum:
                     self.refusals.append((pid, None, event, [f"{kind}:{value}"],
                                           f"{kind} limit {maximum} per profile reached; identifier not added"))
@@ -254,7 +264,6 @@ class _Resolver:
 
 def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> set[int]:
     """Locks and loads these profiles; returns those that are gone or merged meanwhile (they are not loaded)."""
-    limited = [k for k, v in resolver.rules.maximum.items() if v is not UNLIMITED]
     columns = "id, created_at, traits, trait_times, event_count, event_counts, first_seen, last_seen, merged_into_id"
     if connection.vendor == "postgresql":
         with _cursor() as cursor:
@@ -266,22 +275,54 @@ def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> set[int]:
             )
             rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la, m)
                     for i, c, t, tt, n, ec, f, la, m in cursor.fetchall()]
-            live = [r[0] for r in rows if r[-1] is None]
-            cursor.execute("SELECT profile_id, type, value FROM profiles_identifier "
-                           "WHERE profile_id = ANY(%s::bigint[]) AND type = ANY(%s::text[])", [live, limited])
-            held = cursor.fetchall()
     else:
         rows = Profile.objects.filter(id__in=profile_ids).values_list(*columns.split(", "))
-        live = [r[0] for r in rows if r[-1] is None]
-        held = Identifier.objects.filter(profile_id__in=live, type__in=limited).values_list(
-            "profile_id", "type", "value")
+    live = set()
     for pid, created_at, traits, trait_times, count, counts, first_seen, last_seen, merged_into in rows:
         if merged_into is None:
+            live.add(pid)
             resolver.people[pid] = _Person(pid, (created_at, pid), traits, trait_times, event_count=count,
                                            event_counts=Counter(counts), first_seen=first_seen, last_seen=last_seen)
-    for pid, kind, value in held:
-        resolver.people[pid].limited[kind].add(value)
-    return set(profile_ids) - set(live)
+    return set(profile_ids) - live
+
+
+def _profiles_at_stake(resolver: _Resolver, extracted: list) -> set[int]:
+    """The loaded profiles an identity rule can apply to in this batch.
+
+    A rule is checked on a profile only when an event could merge it with another profile or give it a new
+    identifier, that is, when the event also carries a key the profile does not own. Profiles that merely
+    receive events on keys they already hold (most traffic) need no check, so their identifiers are not read.
+    """
+    owner = resolver.owner
+    at_stake: set[int] = set()
+    for _, idents, link_only in extracted:
+        keys = idents + link_only
+        owners = {owner[k] for k in keys if k in owner}
+        if len(owners) > 1 or (owners and any(k not in owner for k in keys)):
+            at_stake |= owners
+    return at_stake
+
+
+def _load_limits(resolver: _Resolver, profile_ids: set[int]) -> None:
+    """Reads the identifiers of limited types (user_id, email, ...) that these profiles hold."""
+    limited = sorted(resolver.limited_types)
+    if profile_ids and limited:
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                # A lateral subquery that cannot be flattened: one index probe per profile whatever the planner's
+                # statistics say (with stale ones it scans the whole table instead).
+                cursor.execute(
+                    "SELECT p.id, i.type, i.value FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL "
+                    "(SELECT type, value FROM profiles_identifier WHERE profile_id = p.id "
+                    "AND type = ANY(%s::text[]) OFFSET 0) i", [list(profile_ids), limited])
+                held = cursor.fetchall()
+        else:
+            held = Identifier.objects.filter(profile_id__in=profile_ids, type__in=limited).values_list(
+                "profile_id", "type", "value")
+        for pid, kind, value in held:
+            resolver.people[pid].limited[kind].add(value)
+    for pid in profile_ids:
+        resolver.people[pid].limits_known = True
 
 
 def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
@@ -291,9 +332,11 @@ def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]
         rows = Identifier.objects.filter(value__in=values).values_list("type", "value", "id", "profile_id")
         return {(t, v): (i, pid) for t, v, i, pid in rows if (t, v) in keys}
     with connection.cursor() as cursor:
+        # One unique-index probe per key, as a lateral subquery the planner cannot flatten: given a join instead,
+        # and stale statistics, it hashes the whole identifier table for every batch.
         cursor.execute(
-            "SELECT i.type, i.value, i.id, i.profile_id FROM profiles_identifier i "
-            "JOIN unnest(%s::text[], %s::text[]) AS k(t, v) ON i.type = k.t AND i.value = k.v",
+            "SELECT k.t, k.v, i.id, i.profile_id FROM unnest(%s::text[], %s::text[]) AS k(t, v) CROSS JOIN LATERAL "
+            "(SELECT id, profile_id FROM profiles_identifier WHERE type = k.t AND value = k.v OFFSET 0) i",
             [[t for t, _ in keys], [v for _, v in keys]],
         )
         return {(t, v): (i, pid) for t, v, i, pid in cursor.fetchall()}
@@ -347,6 +390,7 @@ def events_resolve(*, events: list[ClaimedEvent]) -> None:
         # identifiers without leaving tombstones. Raising rolls the batch back; the sweep claims it again.
         raise OperationalError(f"identifier owners still moving after {MAX_LOCK_ROUNDS} rounds")
     resolver.owner.update({key: pid for key, (_, pid) in owned.items()})
+    _load_limits(resolver, _profiles_at_stake(resolver, extracted))
 
     for event, idents, link_only in extracted:
         if not idents and not link_only:
@@ -407,9 +451,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
         moved_identifiers = _repoint("profiles_identifier", pairs)
         moved_events = _repoint("profiles_event", pairs)
         _repoint("profiles_traitchange", pairs)
-        for src, dst in pairs:
-            Profile.objects.filter(id=src).update(merged_into_id=dst, traits={}, trait_times={}, event_count=0,
-                                                  event_counts={}, updated_at=now)
+        _leave_tombstones(pairs, now)
     records = [
         MergeRecord(outcome=MergeRecord.Outcome.MERGED, into_profile_id=r.people[s].id,
                     other_profile_id=r.people[o].id, reason="shared identifiers: " + ", ".join(link),
@@ -436,6 +478,16 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
     survivors = [p for pid, p in r.people.items() if p.touched and r.find(pid) == pid]
     _bulk_update_profiles(survivors, now)
     _move_processed([(e.id, final(r.event_person[e.id]) if e.id in r.event_person else None) for e in events], now)
+
+
+def _leave_tombstones(pairs: list[tuple[int, int]], now: datetime) -> None:
+    """Empties merged profiles and points each at its survivor, in one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH m(src, dst) AS (VALUES {', '.join(['(%s, %s)'] * len(pairs))}) "
+            "UPDATE profiles_profile SET merged_into_id = m.dst, traits = '{}', trait_times = '{}', "
+            "event_count = 0, event_counts = '{}', updated_at = %s FROM m WHERE profiles_profile.id = m.src",
+            [*(x for pair in pairs for x in pair), now])
 
 
 def _create_profiles(count: int, now: datetime) -> list[int]:
@@ -467,9 +519,13 @@ def _repoint(table: str, pairs: list[tuple[int, int]]) -> Counter:
             )
             moved.update(dict(cursor.fetchall()))
         else:
-            for src, dst in pairs:
-                cursor.execute(f"UPDATE {table} SET profile_id = %s WHERE profile_id = %s", [dst, src])
-                moved[src] = cursor.rowcount
+            pairs_cte = f"WITH m(src, dst) AS (VALUES {', '.join(['(%s, %s)'] * len(pairs))}) "
+            params = [x for pair in pairs for x in pair]
+            cursor.execute(pairs_cte + f"SELECT t.profile_id, count(*) FROM {table} t JOIN m ON t.profile_id = m.src "
+                           "GROUP BY t.profile_id", params)
+            moved.update(dict(cursor.fetchall()))
+            cursor.execute(pairs_cte + f"UPDATE {table} SET profile_id = m.dst FROM m WHERE {table}.profile_id = m.src",
+                           params)
     return moved
 
 
