@@ -121,7 +121,8 @@ def _lock_identities(keys: set[tuple[str, str]]) -> None:
     buckets = sorted({_bucket(k) for k in keys})
     with connection.cursor() as cursor:
         # Sorted order on every worker, so two batches never wait on each other in a cycle here.
-        cursor.execute("SELECT count(pg_advisory_xact_lock(7100000 + b)) FROM unnest(%s::int[]) AS b", [buckets])
+        cursor.execute("SELECT count(pg_advisory_xact_lock(7100000 + b)) FROM unnest(%s::int[]) AS b",
+                       [_int_array(buckets)])
 
 
 @dataclass
@@ -135,7 +136,7 @@ class _Person:
     limits_known: bool = False
     is_new: bool = False
     event_count: int = 0
-    event_counts: Counter = field(default_factory=Counter)
+    event_counts: dict[str, int] = field(default_factory=dict)
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     touched: bool = False
@@ -247,14 +248,15 @@ class _Resolver:
             if key not in into.trait_times or gone.trait_times.get(key, "") > into.trait_times[key]:
                 self.trait_updates.append((survivor, key, value, gone.trait_times.get(key, ""), event.id))
         into.event_count += gone.event_count
-        into.event_counts.update(gone.event_counts)
+        for kind, count in gone.event_counts.items():
+            into.event_counts[kind] = into.event_counts.get(kind, 0) + count
         for seen in (gone.first_seen,):
             if seen and (into.first_seen is None or seen < into.first_seen):
                 into.first_seen = seen
         if gone.last_seen and (into.last_seen is None or gone.last_seen > into.last_seen):
             into.last_seen = gone.last_seen
         gone.event_count = 0
-        gone.event_counts = Counter()
+        gone.event_counts = {}
         self.parent[other] = survivor
         into.touched = gone.touched = True
         self.merges.append((survivor, other, event, linking, gone.batch_events, gone.batch_identifiers))
@@ -271,7 +273,7 @@ def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> set[int]:
                 "SELECT id, created_at, traits::text, trait_times::text, event_count, event_counts::text, "
                 "first_seen, last_seen, merged_into_id FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
                 "ORDER BY id FOR UPDATE",
-                [list(profile_ids)],
+                [_int_array(profile_ids)],
             )
             rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la, m)
                     for i, c, t, tt, n, ec, f, la, m in cursor.fetchall()]
@@ -282,7 +284,7 @@ def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> set[int]:
         if merged_into is None:
             live.add(pid)
             resolver.people[pid] = _Person(pid, (created_at, pid), traits, trait_times, event_count=count,
-                                           event_counts=Counter(counts), first_seen=first_seen, last_seen=last_seen)
+                                           event_counts=counts, first_seen=first_seen, last_seen=last_seen)
     return set(profile_ids) - live
 
 
@@ -314,7 +316,7 @@ def _load_limits(resolver: _Resolver, profile_ids: set[int]) -> None:
                 cursor.execute(
                     "SELECT p.id, i.type, i.value FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL "
                     "(SELECT type, value FROM profiles_identifier WHERE profile_id = p.id "
-                    "AND type = ANY(%s::text[]) OFFSET 0) i", [list(profile_ids), limited])
+                    "AND type = ANY(%s::text[]) OFFSET 0) i", [_int_array(profile_ids), limited])
                 held = cursor.fetchall()
         else:
             held = Identifier.objects.filter(profile_id__in=profile_ids, type__in=limited).values_list(
@@ -335,9 +337,10 @@ def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]
         # One unique-index probe per key, as a lateral subquery the planner cannot flatten: given a join instead,
         # and stale statistics, it hashes the whole identifier table for every batch.
         cursor.execute(
-            "SELECT k.t, k.v, i.id, i.profile_id FROM unnest(%s::text[], %s::text[]) AS k(t, v) CROSS JOIN LATERAL "
-            "(SELECT id, profile_id FROM profiles_identifier WHERE type = k.t AND value = k.v OFFSET 0) i",
-            [[t for t, _ in keys], [v for _, v in keys]],
+            "SELECT k.t, k.v, i.id, i.profile_id FROM json_to_recordset(%s::json) AS k(t text, v text) "
+            "CROSS JOIN LATERAL (SELECT id, profile_id FROM profiles_identifier WHERE type = k.t AND value = k.v "
+            "OFFSET 0) i",
+            [_json([{"t": t, "v": v} for t, v in keys])],
         )
         return {(t, v): (i, pid) for t, v, i, pid in cursor.fetchall()}
 
@@ -349,7 +352,7 @@ def _reread(owned: dict[tuple[str, str], tuple[int, int]]) -> dict[tuple[str, st
     else:
         with connection.cursor() as cursor:
             cursor.execute("SELECT id, profile_id FROM profiles_identifier WHERE id = ANY(%s::bigint[])",
-                           [[i for i, _ in owned.values()]])
+                           [_int_array(i for i, _ in owned.values())])
             now = dict(cursor.fetchall())
     return {key: (i, now[i]) for key, (i, _) in owned.items() if i in now}
 
@@ -424,7 +427,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
         person = r.people[r.find(pid)]
         person.touched = True
         person.event_count += 1
-        person.event_counts[event.type] += 1
+        person.event_counts[event.type] = person.event_counts.get(event.type, 0) + 1
         if person.first_seen is None or event.timestamp < person.first_seen:
             person.first_seen = event.timestamp
         if person.last_seen is None or event.timestamp > person.last_seen:
@@ -513,9 +516,9 @@ def _repoint(table: str, pairs: list[tuple[int, int]]) -> Counter:
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"WITH moved AS (UPDATE {table} t SET profile_id = m.dst "
-                f"FROM unnest(%s::bigint[], %s::bigint[]) AS m(src, dst) WHERE t.profile_id = m.src "
+                f"FROM json_to_recordset(%s::json) AS m(src bigint, dst bigint) WHERE t.profile_id = m.src "
                 f"RETURNING m.src) SELECT src, count(*) FROM moved GROUP BY src",
-                [[s for s, _ in pairs], [d for _, d in pairs]],
+                [_json([{"src": src, "dst": dst} for src, dst in pairs])],
             )
             moved.update(dict(cursor.fetchall()))
         else:
@@ -574,6 +577,11 @@ def _insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
             f"AS r({spec}) ON CONFLICT DO NOTHING",
             [_json([dict(zip(columns, row)) for row in rows])],
         )
+
+
+def _int_array(values) -> str:
+    """An array literal of integers: psycopg's list adapter checks every element in Python."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
 def _json(value) -> str:
