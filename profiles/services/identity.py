@@ -59,7 +59,12 @@ class Rules:
     blocked: dict[str, set[str]]
 
     def allows(self, kind: str, value: str) -> bool:
-        return value.lower() not in self.blocked.get(kind, ()) and value.lower() not in self.blocked.get("*", ())
+        blocked = self.blocked.get(kind)
+        everywhere = self.blocked.get("*")
+        if not blocked and not everywhere:
+            return True
+        value = value.lower()
+        return not (blocked and value in blocked) and not (everywhere and value in everywhere)
 
     def rank(self, kind: str) -> int:
         return self.priority.get(kind, DEFAULT_PRIORITY)
