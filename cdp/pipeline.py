@@ -1,14 +1,16 @@
 """The pipeline: claim a batch of pending events and run each app's step over the whole batch, in order.
 
-consent gate (arrives with the consent work) -> identity resolution -> traits and counters
--> segment re-evaluation and campaign triggers (arrive with their apps).
+identity resolution, traits and counters -> consent carried across merges -> consent signals of the
+messages -> segment re-evaluation and campaign triggers (arrive with their apps). All in one transaction.
 """
 import logging
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, transaction
 
-from profiles.services.identity import event_set_aside, events_claim_pending, events_resolve
+from consent.services import CollectedEvent, consent_apply_collected, consent_merge
+from profiles.services.identity import (ClaimedEvent, ResolveOutcome, event_set_aside, events_claim_pending,
+                                       events_resolve)
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -49,7 +51,8 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
                 events = events_claim_pending(limit=batch_size, after_id=after_id)
                 if not events:
                     return 0, after_id
-                events_resolve(events=events)
+                outcome = events_resolve(events=events)
+                _after_resolve(events, outcome)
                 return len(events), events[-1].id
         except OperationalError as exc:
             if "deadlock" not in str(exc) or attempt == MAX_ATTEMPTS:
@@ -59,6 +62,14 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
             # Data the database refuses is a property of some event, not of the moment: retrying won't help.
             return _isolate_failure(batch_size, after_id, exc)
     return 0, after_id
+
+
+def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
+    # Merges first: a choice carried over from a merged profile is older than the signals of this batch.
+    consent_merge(merges=outcome.merged)
+    consent_apply_collected(events=[
+        CollectedEvent(e.id, e.message_id, outcome.profile_of[e.id], e.timestamp, e.payload)
+        for e in events if e.id in outcome.profile_of])
 
 
 def _isolate_failure(batch_size: int, after_id: int, exc: Exception) -> tuple[int, int]:

@@ -96,6 +96,10 @@ COLLECT_MAX_BATCH_BYTES = 500 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = COLLECT_MAX_BATCH_BYTES + 1024
 PIPELINE_BATCH_SIZE = env.int("PIPELINE_BATCH_SIZE", default=2000)
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
+# The privacy regime of a profile whose country names none (consent.regimes): GDPR's opt-in is the safe default.
+CONSENT_DEFAULT_REGIME = env.str("CONSENT_DEFAULT_REGIME", default="gdpr")
+if CONSENT_DEFAULT_REGIME not in ("gdpr", "ccpa"):
+    raise ImproperlyConfigured(f"CONSENT_DEFAULT_REGIME must be gdpr or ccpa, not {CONSENT_DEFAULT_REGIME!r}")
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -61,6 +61,14 @@ def _with_batch_defaults(message, batch: dict):
     return message
 
 
+def _with_gpc(message):
+    """Global Privacy Control travels as a request header (`Sec-GPC: 1`); it is kept with each message as
+    `context.gpc`, where the pipeline's consent step reads it as an opt-out of sale and sharing."""
+    if not isinstance(message, dict) or not (message.get("context") is None or isinstance(message["context"], dict)):
+        return message
+    return {**message, "context": {**(message.get("context") or {}), "gpc": True}}
+
+
 @csrf_exempt
 @require_POST
 def collect(request: HttpRequest, kind: str) -> HttpResponse:
@@ -89,7 +97,9 @@ def collect(request: HttpRequest, kind: str) -> HttpResponse:
         if not isinstance(messages, list):
             return _error(400, "invalid_batch", "A batch body needs a list under \"batch\".")
         messages = [_with_batch_defaults(m, data) for m in messages]
-        result = events_accept(source=source, messages=messages)
     else:
-        result = events_accept(source=source, messages=[data], default_type=kind)
+        messages = [data]
+    if request.headers.get("Sec-GPC", "").strip() == "1":
+        messages = [_with_gpc(m) for m in messages]
+    result = events_accept(source=source, messages=messages, default_type=None if kind == "batch" else kind)
     return HttpResponse(orjson.dumps(result.as_dict()), status=200, content_type="application/json")

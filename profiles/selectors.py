@@ -82,9 +82,9 @@ def profile_lookup(*, identifier_type: str, value: str) -> Profile | None:
     return profile_get(profile_id=row) if row is not None else None
 
 
-def _absorbed_ids(profile_id: int) -> set[int]:
+def profile_merged_ids(*, profile: Profile) -> set[int]:
     """The profile and every tombstone merged into it, directly or through earlier survivors."""
-    ids, frontier = {profile_id}, {profile_id}
+    ids, frontier = {profile.pk}, {profile.pk}
     for _ in range(MAX_MERGE_HOPS):
         frontier = set(Profile.objects.filter(merged_into_id__in=frontier).values_list("id", flat=True)) - ids
         if not frontier:
@@ -95,7 +95,7 @@ def _absorbed_ids(profile_id: int) -> set[int]:
 
 def profile_merges(*, profile: Profile) -> QuerySet[MergeRecord]:
     """Every merge decision involving the profile or any profile merged into it, newest first."""
-    absorbed = _absorbed_ids(profile.pk)
+    absorbed = profile_merged_ids(profile=profile)
     return (MergeRecord.objects.filter(Q(into_profile_id__in=absorbed) | Q(other_profile_id__in=absorbed))
             .order_by("-created_at", "-id"))
 

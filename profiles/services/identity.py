@@ -130,6 +130,15 @@ def _lock_identities(keys: set[tuple[str, str]]) -> None:
                        [_int_array(buckets)])
 
 
+@dataclass(frozen=True)
+class ResolveOutcome:
+    """What a resolved batch did, for the pipeline's next steps: the live profile of each event, and every
+    existing profile merged away, as (merged profile, survivor)."""
+
+    profile_of: dict[int, int]
+    merged: list[tuple[int, int]]
+
+
 @dataclass
 class _Person:
     id: int | None
@@ -362,7 +371,7 @@ def _reread(owned: dict[tuple[str, str], tuple[int, int]]) -> dict[tuple[str, st
     return {key: (i, now[i]) for key, (i, _) in owned.items() if i in now}
 
 
-def events_resolve(*, events: list[ClaimedEvent]) -> None:
+def events_resolve(*, events: list[ClaimedEvent]) -> ResolveOutcome:
     """Resolves a claimed batch (inside the caller's transaction) and moves its events out of the queue.
 
     Guarantees: every event ends on one live profile; identifiers never point at a merged profile;
@@ -411,10 +420,10 @@ def events_resolve(*, events: list[ClaimedEvent]) -> None:
         for key, value in traits.items():
             resolver.trait_updates.append((pid, key, value, stamp, event.id))
 
-    _flush(resolver, events, now)
+    return _flush(resolver, events, now)
 
 
-def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
+def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOutcome:
     # 1. Create every new profile, merged-away ones included, so merge records can name them.
     new_ids = sorted((pid for pid, p in r.people.items() if p.is_new), reverse=True)
     real = dict(zip(new_ids, _create_profiles(len(new_ids), now)))
@@ -485,7 +494,9 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> None:
     # 5. Profiles and events, one statement each.
     survivors = [p for pid, p in r.people.items() if p.touched and r.find(pid) == pid]
     _bulk_update_profiles(survivors, now)
-    _move_processed([(e.id, final(r.event_person[e.id]) if e.id in r.event_person else None) for e in events], now)
+    profile_of = {e.id: final(r.event_person[e.id]) for e in events if e.id in r.event_person}
+    _move_processed([(e.id, profile_of.get(e.id)) for e in events], now)
+    return ResolveOutcome(profile_of=profile_of, merged=sorted(merged_existing.items()))
 
 
 def _leave_tombstones(pairs: list[tuple[int, int]], now: datetime) -> None:

@@ -1,0 +1,55 @@
+"""Consent API shapes: the state per purpose, ledger entries, and a choice to record."""
+from rest_framework import serializers
+
+from consent.models import ConsentEntry
+
+
+class PurposeStateSerializer(serializers.Serializer):
+    purpose = serializers.CharField()
+    name = serializers.CharField()
+    granted = serializers.BooleanField()
+    explicit = serializers.BooleanField(help_text="False when no choice was made and the regime's default applies.")
+    source = serializers.CharField()
+    recorded_at = serializers.DateTimeField(allow_null=True)
+
+
+class ProfileConsentSerializer(serializers.Serializer):
+    profile_id = serializers.IntegerField()
+    regime = serializers.CharField()
+    purposes = PurposeStateSerializer(many=True)
+
+
+class ConsentEntrySerializer(serializers.ModelSerializer):
+    purpose = serializers.SlugRelatedField(slug_field="key", read_only=True)
+
+    class Meta:
+        model = ConsentEntry
+        fields = ["id", "profile_id", "purpose", "granted", "source", "regime", "recorded_at", "created_at",
+                  "policy_version", "tc_string", "ip_hash", "user_agent", "event_id", "message_id", "reason"]
+
+
+class ConsentListQuerySerializer(serializers.Serializer):
+    profile_id = serializers.IntegerField(required=False, help_text="Entries of this profile and of every "
+                                                                    "profile merged into it.")
+    purpose = serializers.SlugField(required=False)
+
+
+class SubjectIdentifierSerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=64)
+    value = serializers.CharField(max_length=512)
+
+
+class ConsentRecordSerializer(serializers.Serializer):
+    profile_id = serializers.IntegerField(required=False)
+    identifier = SubjectIdentifierSerializer(required=False, help_text="Instead of profile_id.")
+    purpose = serializers.SlugField()
+    granted = serializers.BooleanField()
+    recorded_at = serializers.DateTimeField(required=False, help_text="When the person chose; default now.")
+    policy_version = serializers.CharField(max_length=64, required=False, default="")
+    ip = serializers.IPAddressField(required=False, default="", help_text="The person's address, stored hashed.")
+    user_agent = serializers.CharField(max_length=512, required=False, default="")
+
+    def validate(self, data):
+        if ("profile_id" in data) == ("identifier" in data):
+            raise serializers.ValidationError({"profile_id": "Give exactly one of profile_id and identifier."})
+        return data
