@@ -1,6 +1,6 @@
 """The pipeline: claim a batch of pending events and run each app's step over the whole batch, in order.
 
-identity resolution, traits and counters -> consent carried across merges -> consent signals of the
+consent gate (suppression list) -> identity resolution, traits and counters -> consent carried across merges -> consent signals of the
 messages -> segment re-evaluation and campaign triggers (arrive with their apps). All in one transaction.
 """
 import logging
@@ -8,7 +8,9 @@ import logging
 from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, transaction
 
-from consent.services import CollectedEvent, consent_apply_collected, consent_merge
+from consent.services.ledger import CollectedEvent, consent_apply_collected, consent_merge
+from consent.services.suppression import suppressed_events
+from profiles.services.ingest import events_discard
 from profiles.services.identity import (ClaimedEvent, ResolveOutcome, event_set_aside, events_claim_pending,
                                        events_resolve)
 
@@ -51,9 +53,15 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
                 events = events_claim_pending(limit=batch_size, after_id=after_id)
                 if not events:
                     return 0, after_id
+                last_id = events[-1].id
+                # The consent gate: events of erased subjects are dropped before they create anything.
+                dropped = suppressed_events(payloads={e.id: e.payload for e in events})
+                if dropped:
+                    events_discard(event_ids=sorted(dropped))
+                    events = [e for e in events if e.id not in dropped]
                 outcome = events_resolve(events=events)
                 _after_resolve(events, outcome)
-                return len(events), events[-1].id
+                return len(events) + len(dropped), last_id
         except OperationalError as exc:
             if "deadlock" not in str(exc) or attempt == MAX_ATTEMPTS:
                 raise

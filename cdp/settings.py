@@ -98,6 +98,8 @@ PIPELINE_BATCH_SIZE = env.int("PIPELINE_BATCH_SIZE", default=2000)
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
 # The privacy regime of a profile whose country names none (consent.regimes): GDPR's opt-in is the safe default.
 CONSENT_DEFAULT_REGIME = env.str("CONSENT_DEFAULT_REGIME", default="gdpr")
+# Keys the suppression list's hashes of erased identifiers. Changing it forgets who was erased: set it once.
+SUPPRESSION_KEY = env.str("SUPPRESSION_KEY", default=SECRET_KEY)
 if CONSENT_DEFAULT_REGIME not in ("gdpr", "ccpa"):
     raise ImproperlyConfigured(f"CONSENT_DEFAULT_REGIME must be gdpr or ccpa, not {CONSENT_DEFAULT_REGIME!r}")
 
@@ -117,6 +119,7 @@ CELERY_TASK_DEFAULT_QUEUE = "ingest"
 CELERY_TASK_ROUTES = {
     "profiles.*": {"queue": "ingest"},
     "cdp.*": {"queue": "ingest"},
+    "consent.*": {"queue": "privacy"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Safety net: picks up events left behind by a worker that died mid-batch.

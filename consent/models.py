@@ -1,4 +1,5 @@
 """Purposes, the append-only consent ledger, and the current consent state derived from it."""
+from django.conf import settings
 from django.db import models
 
 from profiles.models import Profile
@@ -94,3 +95,78 @@ class ConsentState(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["profile", "purpose"], name="consentstate_unique")]
+
+
+class RequestKind(models.TextChoices):
+    ACCESS = "access", "Access"
+    PORTABILITY = "portability", "Portability"
+    DELETION = "deletion", "Deletion"
+    RECTIFICATION = "rectification", "Rectification"
+    RESTRICTION = "restriction", "Restriction of processing"
+    OPT_OUT = "opt_out_sale", "Opt-out of sale/sharing"
+
+
+class RequestStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    VERIFYING = "verifying_identity", "Verifying identity"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    REJECTED = "rejected", "Rejected"
+
+
+class PrivacyRequest(models.Model):
+    """A data subject request and where it stands. Every change of status is a PrivacyRequestTransition.
+
+    `identifiers` names the subject until the request is done; a completed deletion keeps only their types,
+    so the request itself leaves nothing of the person behind.
+    """
+
+    kind = models.CharField(max_length=16, choices=RequestKind.choices)
+    regime = models.CharField(max_length=8, choices=Regime.choices)
+    status = models.CharField(max_length=24, choices=RequestStatus.choices, default=RequestStatus.RECEIVED)
+    identifiers = models.JSONField(default=list)
+    received_at = models.DateTimeField()
+    acknowledge_by = models.DateField(null=True, blank=True)
+    due_on = models.DateField()
+    extended_reason = models.TextField(blank=True, default="")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    rejected_reason = models.TextField(blank=True, default="")
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    notes = models.TextField(blank=True, default="")
+    # A deletion adds the subject's identifiers to the suppression list, so later events are dropped; when this
+    # is set, later events may create a new profile instead.
+    allow_recreation = models.BooleanField(default=False)
+    progress = models.JSONField(default=dict, blank=True)
+    receipt = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_on", "id"]
+        indexes = [models.Index(fields=["status", "due_on"], name="privacyrequest_queue")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} request {self.pk}"
+
+
+class PrivacyRequestTransition(models.Model):
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=24, blank=True, default="")
+    to_status = models.CharField(max_length=24)
+    action = models.CharField(max_length=32)
+    note = models.TextField(blank=True, default="")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class SuppressedIdentifier(models.Model):
+    """An identifier of an erased subject, as a keyed hash: events that carry it are dropped before they
+    create anything. The hash cannot be turned back into the identifier."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    request = models.ForeignKey(PrivacyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -1,7 +1,7 @@
 """Consent API shapes: the state per purpose, ledger entries, and a choice to record."""
 from rest_framework import serializers
 
-from consent.models import ConsentEntry
+from consent.models import ConsentEntry, PrivacyRequest, PrivacyRequestTransition, Regime, RequestKind
 
 
 class PurposeStateSerializer(serializers.Serializer):
@@ -53,3 +53,35 @@ class ConsentRecordSerializer(serializers.Serializer):
         if ("profile_id" in data) == ("identifier" in data):
             raise serializers.ValidationError({"profile_id": "Give exactly one of profile_id and identifier."})
         return data
+
+
+class PrivacyRequestCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=RequestKind.choices)
+    regime = serializers.ChoiceField(choices=Regime.choices)
+    identifiers = SubjectIdentifierSerializer(many=True, allow_empty=False)
+    notes = serializers.CharField(required=False, default="", allow_blank=True)
+    allow_recreation = serializers.BooleanField(required=False, default=False,
+                                                help_text="Deletion only: let later events create a new profile.")
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+
+
+class TransitionSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = PrivacyRequestTransition
+        fields = ["at", "action", "from_status", "to_status", "actor", "note"]
+
+
+class PrivacyRequestSerializer(serializers.ModelSerializer):
+    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    transitions = TransitionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = PrivacyRequest
+        fields = ["id", "kind", "regime", "status", "identifiers", "received_at", "acknowledge_by", "due_on",
+                  "extended_reason", "verified_at", "completed_at", "rejected_reason", "assignee", "notes",
+                  "allow_recreation", "progress", "receipt", "transitions"]

@@ -12,7 +12,7 @@ from consent import selectors
 from consent.api.serializers import (ConsentEntrySerializer, ConsentListQuerySerializer, ConsentRecordSerializer,
                                      ProfileConsentSerializer)
 from consent.models import ConsentEntry, ConsentSource, ConsentState
-from consent.services import ConsentChoice, UnknownPurpose, consent_record
+from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
 from profiles import selectors as profile_selectors
 from profiles.api.serializers import ErrorSerializer
 

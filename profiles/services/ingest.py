@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from profiles.messages import AcceptedMessage, Rejection, validate_message
-from profiles.models import Source
+from profiles.models import PendingEvent, Source
 
 
 @dataclass
@@ -76,6 +76,12 @@ def _insert(source_id: int, messages: list[AcceptedMessage], received_at: dateti
             f"INSERT INTO profiles_pendingevent ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * len(new))} "
             "RETURNING id", params)
         return [r[0] for r in cursor.fetchall()]
+
+
+def events_discard(*, event_ids: list[int]) -> int:
+    """Removes queued events without processing them (the consent gate's drop); returns how many."""
+    deleted, _ = PendingEvent.objects.filter(id__in=event_ids).delete()
+    return deleted
 
 
 def events_accept(*, source: Source, messages: list, default_type: str | None = None,

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from consent import selectors
 from consent.models import ConsentEntry, ConsentState, Purpose
-from consent.services import ConsentChoice, UnknownPurpose, consent_record
+from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
 from profiles.models import Identifier, Profile
 from tests.consent.test_collected import IAB_PURPOSES_3_TO_9
 

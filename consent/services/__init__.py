@@ -1,0 +1,1 @@
+"""Consent writes, one module per topic: the ledger, the suppression list, data subject requests."""

@@ -1,0 +1,212 @@
+"""Data subject requests: create, verify, extend, reject, execute; the erasure itself, step by step.
+
+Every change of status writes a PrivacyRequestTransition in the same transaction. Execution of a deletion
+is a Celery task that erases one chunk per run and re-queues itself, so it is resumable and idempotent.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from consent.deadlines import deadlines_for, extended_due
+from consent.models import ConsentSource, PrivacyRequest, PrivacyRequestTransition, RequestKind, RequestStatus
+from consent.registry import handlers
+from consent.services.ledger import ConsentChoice, consent_record
+from consent.services.suppression import suppression_add
+from profiles import selectors as profile_selectors
+from profiles.models import Identifier, PendingEvent, Profile
+
+OPEN = (RequestStatus.RECEIVED, RequestStatus.VERIFYING, RequestStatus.IN_PROGRESS)
+# Rows per table per step: a step holds row locks of the subject's rows only, for well under a second.
+ERASE_CHUNK = 20_000
+
+
+class RequestStateError(Exception):
+    """The request is not in a status that allows the action; `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _transition(request: PrivacyRequest, *, to: str, action: str, actor=None, note: str = "") -> None:
+    PrivacyRequestTransition.objects.create(request=request, from_status=request.status, to_status=to,
+                                            action=action, note=note, actor=actor, at=timezone.now())
+    request.status = to
+
+
+@transaction.atomic
+def privacy_request_create(*, kind: str, regime: str, identifiers: list[dict], actor=None, notes: str = "",
+                           allow_recreation: bool = False, received_at: datetime | None = None) -> PrivacyRequest:
+    """A new request, with its acknowledgement and due dates from the regime and kind."""
+    received_at = received_at or timezone.now()
+    dates = deadlines_for(kind=kind, regime=regime, received=received_at)
+    request = PrivacyRequest.objects.create(
+        kind=kind, regime=regime, identifiers=identifiers, received_at=received_at,
+        acknowledge_by=dates.acknowledge_by, due_on=dates.due, notes=notes, allow_recreation=allow_recreation,
+        assignee=actor if getattr(actor, "is_authenticated", False) else None)
+    PrivacyRequestTransition.objects.create(request=request, to_status=request.status, action="create",
+                                            actor=actor if getattr(actor, "is_authenticated", False) else None,
+                                            at=received_at)
+    return request
+
+
+def _locked(request_id: int) -> PrivacyRequest:
+    return PrivacyRequest.objects.select_for_update().get(pk=request_id)
+
+
+def _actor(actor):
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
+@transaction.atomic
+def privacy_request_verify(*, request_id: int, actor=None, note: str = "") -> PrivacyRequest:
+    """Records that the subject's identity is verified; the request is then in progress."""
+    request = _locked(request_id)
+    if request.status not in (RequestStatus.RECEIVED, RequestStatus.VERIFYING):
+        raise RequestStateError("invalid_status", f"A {request.status} request cannot be verified.")
+    request.verified_at = timezone.now()
+    _transition(request, to=RequestStatus.IN_PROGRESS, action="verify", actor=_actor(actor), note=note)
+    request.save(update_fields=["status", "verified_at"])
+    return request
+
+
+@transaction.atomic
+def privacy_request_extend(*, request_id: int, reason: str, actor=None) -> PrivacyRequest:
+    """Moves the due date by the one extension the regime allows; the reason is told to the subject."""
+    request = _locked(request_id)
+    if request.status not in OPEN:
+        raise RequestStateError("invalid_status", f"A {request.status} request cannot be extended.")
+    if request.extended_reason:
+        raise RequestStateError("already_extended", "The request was already extended once.")
+    if not deadlines_for(kind=request.kind, regime=request.regime, received=request.received_at).extendable:
+        raise RequestStateError("not_extendable", "An opt-out of sale or sharing cannot be extended.")
+    if not reason.strip():
+        raise RequestStateError("reason_required", "An extension needs a reason.")
+    request.due_on = extended_due(regime=request.regime, due=request.due_on)
+    request.extended_reason = reason.strip()
+    _transition(request, to=request.status, action="extend", actor=_actor(actor), note=reason.strip())
+    request.save(update_fields=["due_on", "extended_reason", "status"])
+    return request
+
+
+@transaction.atomic
+def privacy_request_reject(*, request_id: int, reason: str, actor=None) -> PrivacyRequest:
+    request = _locked(request_id)
+    if request.status not in OPEN:
+        raise RequestStateError("invalid_status", f"A {request.status} request cannot be rejected.")
+    if not reason.strip():
+        raise RequestStateError("reason_required", "A rejection needs a reason.")
+    request.rejected_reason = reason.strip()
+    request.completed_at = timezone.now()
+    _transition(request, to=RequestStatus.REJECTED, action="reject", actor=_actor(actor), note=reason.strip())
+    request.save(update_fields=["status", "rejected_reason", "completed_at"])
+    return request
+
+
+def subject_profile_ids(*, identifiers: list[dict]) -> list[int]:
+    """Every profile the identifiers resolve to through the identity graph, and every profile merged into them."""
+    ids: set[int] = set()
+    for item in identifiers:
+        profile = profile_selectors.profile_lookup(identifier_type=item["type"], value=item["value"])
+        if profile is not None:
+            ids |= profile_selectors.profile_merged_ids(profile=profile)
+    return sorted(ids)
+
+
+@transaction.atomic
+def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
+    """Carries the request out: an opt-out at once; a deletion by queueing the erasure task after commit.
+
+    Raises RequestStateError when the request is not verified (opt-outs need no verification), and for kinds
+    whose execution is not automated: those are completed by the privacy officer by hand.
+    """
+    from consent.tasks import erase_subject
+
+    request = _locked(request_id)
+    needs_verification = deadlines_for(kind=request.kind, regime=request.regime,
+                                       received=request.received_at).verification_required
+    ready = (RequestStatus.IN_PROGRESS,) if needs_verification else (RequestStatus.RECEIVED, RequestStatus.VERIFYING,
+                                                                     RequestStatus.IN_PROGRESS)
+    if request.status not in ready:
+        raise RequestStateError("not_verified" if request.status in OPEN else "invalid_status",
+                                f"A {request.status} request cannot be executed"
+                                + (": verify the subject's identity first." if request.status in OPEN else "."))
+    if request.progress.get("started_at"):
+        return request  # already running: executing twice is harmless
+    profile_ids = subject_profile_ids(identifiers=request.identifiers)
+    now = timezone.now()
+    if request.kind == RequestKind.OPT_OUT:
+        live = Profile.objects.filter(id__in=profile_ids, merged_into__isnull=True).values_list("id", flat=True)
+        consent_record(choices=[ConsentChoice(profile_id=pid, purpose="sale_sharing", granted=False,
+                                              source=ConsentSource.API, recorded_at=now,
+                                              reason=f"privacy request {request.pk}") for pid in live])
+        request.receipt = {"request": request.pk, "kind": request.kind, "profiles": len(profile_ids),
+                           "completed_at": now.isoformat()}
+        request.completed_at = now
+        _transition(request, to=RequestStatus.COMPLETED, action="execute", actor=_actor(actor))
+        request.save(update_fields=["status", "receipt", "completed_at"])
+        return request
+    if request.kind != RequestKind.DELETION:
+        raise RequestStateError("not_automated", f"Execution of {request.kind} requests is not automated yet; "
+                                "complete the request by hand.")
+    held = list(Identifier.objects.filter(profile_id__in=profile_ids).values_list("type", "value"))
+    suppressed = 0 if request.allow_recreation else suppression_add(identifiers=held, request_id=request.pk)
+    queued = _discard_queued(held + [(i["type"], i["value"]) for i in request.identifiers])
+    request.progress = {"started_at": now.isoformat(), "profile_ids": profile_ids,
+                        "counts": {"queued_events": queued}, "suppressed_identifiers": suppressed}
+    _transition(request, to=RequestStatus.IN_PROGRESS, action="execute", actor=_actor(actor))
+    request.save(update_fields=["status", "progress"])
+    transaction.on_commit(lambda: erase_subject.delay(request.pk))
+    return request
+
+
+def privacy_erase_step(*, request_id: int, chunk: int = ERASE_CHUNK) -> bool:
+    """Erases one chunk of a running deletion; returns True when the request is complete.
+
+    Each step is one transaction and records its counts, so a worker that dies loses at most its own step.
+    """
+    with transaction.atomic():
+        request = _locked(request_id)
+        if request.status != RequestStatus.IN_PROGRESS or not request.progress.get("started_at"):
+            return request.status == RequestStatus.COMPLETED
+        profile_ids = request.progress["profile_ids"]
+        counts = dict(request.progress.get("counts", {}))
+        erased_any = False
+        for handler in handlers():
+            done = handler.erase(profile_ids, chunk)
+            for table, n in done.items():
+                counts[table] = counts.get(table, 0) + n
+            if any(done.values()):
+                erased_any = True
+                break  # one handler per step: the ones marked last wait for the others to finish
+        if erased_any:
+            request.progress = {**request.progress, "counts": counts}
+            request.save(update_fields=["progress"])
+            return False
+        now = timezone.now()
+        request.receipt = {
+            "request": request.pk, "kind": request.kind, "regime": request.regime, "profiles": len(profile_ids),
+            "erased": counts, "suppressed_identifiers": request.progress.get("suppressed_identifiers", 0),
+            "recreation_allowed": request.allow_recreation, "received_at": request.received_at.isoformat(),
+            "started_at": request.progress["started_at"], "completed_at": now.isoformat(),
+        }
+        # The request named the subject; what is left of it says only what kinds of identifiers it named.
+        request.identifiers = [{"type": item["type"]} for item in request.identifiers]
+        request.progress = {"started_at": request.progress["started_at"], "counts": counts}
+        request.completed_at = now
+        _transition(request, to=RequestStatus.COMPLETED, action="erased")
+        request.save(update_fields=["status", "receipt", "identifiers", "progress", "completed_at"])
+        return True
+
+
+def _discard_queued(identifiers: list[tuple[str, str]]) -> int:
+    """Deletes the subject's events still waiting in the queue, found by their user and anonymous ids (later
+    ones are dropped by the suppression gate, or, when re-creation is allowed, start a new profile)."""
+    user_ids = {v for t, v in identifiers if t == "user_id"}
+    anonymous_ids = {v for t, v in identifiers if t == "anonymous_id"}
+    deleted, _ = PendingEvent.objects.filter(Q(user_id__in=user_ids) | Q(anonymous_id__in=anonymous_ids)).delete()
+    return deleted

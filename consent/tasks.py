@@ -1,0 +1,14 @@
+"""Celery tasks of the consent app: they take request ids, never personal data, so the broker holds none."""
+from celery import shared_task
+
+from consent.services.privacy import privacy_erase_step
+
+
+@shared_task(name="consent.erase_subject", queue="privacy", acks_late=True, reject_on_worker_lost=True,
+             soft_time_limit=120, time_limit=150)
+def erase_subject(request_id: int) -> bool:
+    """One chunk of an erasure; re-queues itself until the request is complete (Sentry's deletions pattern)."""
+    done = privacy_erase_step(request_id=request_id)
+    if not done:
+        erase_subject.delay(request_id)
+    return done
