@@ -9,6 +9,30 @@ from cdp.pipeline import pipeline_drain
 from profiles.models import Source
 
 
+# The data migrations that seed rows every installation has (roles, identity rules, purposes). Idempotent.
+SEED_MIGRATIONS = [("profiles", "0002_rules_and_roles"), ("consent", "0002_purposes_roles_append_only"),
+                   ("consent", "0004_privacy_request_roles")]
+
+
+@pytest.fixture(autouse=True)
+def _seed_rows_for_transactional_tests(request):
+    """A transactional test ends by emptying every table (Django's flush), seeded rows included, so a later
+    one would run without roles or purposes. Each transactional test gets them back first."""
+    marker = request.node.get_closest_marker("django_db")
+    if "transactional_db" not in request.fixturenames and not (marker and marker.kwargs.get("transaction")):
+        return
+    import importlib
+
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    request.getfixturevalue("transactional_db")
+    historical = MigrationLoader(connection).project_state().apps
+    with connection.schema_editor() as editor:
+        for app, name in SEED_MIGRATIONS:
+            importlib.import_module(f"{app}.migrations.{name}").forwards(historical, editor)
+
+
 @pytest.fixture
 def source(db):
     return Source.objects.create(name="web")

@@ -19,7 +19,7 @@ ROLES = {
 }
 # Only erasure may touch an entry: it clears the profile link and the proof of a deleted subject.
 APPEND_ONLY = """
-CREATE FUNCTION consent_entry_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION consent_entry_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         RAISE EXCEPTION 'consent ledger entries are never deleted (entry %)', OLD.id;
@@ -37,6 +37,7 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+DROP TRIGGER IF EXISTS consent_entry_append_only ON consent_consententry;
 CREATE TRIGGER consent_entry_append_only BEFORE UPDATE OR DELETE ON consent_consententry
     FOR EACH ROW EXECUTE FUNCTION consent_entry_append_only();
 """
