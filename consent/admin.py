@@ -1,7 +1,7 @@
 """Admin: purposes are edited by privacy officers; the ledger and the current state are read-only."""
 from django.contrib import admin
 
-from consent.models import ConsentEntry, ConsentState, Purpose
+from consent.models import AuditEntry, ConsentEntry, ConsentState, Purpose
 from profiles.admin import ReadOnlyAdmin
 
 
@@ -31,3 +31,11 @@ class ConsentStateAdmin(ReadOnlyAdmin):
     list_filter = ["purpose", "granted", "source"]
     search_fields = ["=profile__id"]
     list_select_related = ["profile", "purpose"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "at", "actor", "action", "target_type", "target_id"]
+    list_filter = ["action", "target_type"]
+    search_fields = ["=target_id", "actor"]
+    show_full_result_count = False

@@ -170,3 +170,26 @@ class SuppressedIdentifier(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     request = models.ForeignKey(PrivacyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class AuditEntry(models.Model):
+    """One action on personal data, consent or a privacy request. Append-only (the database refuses changes),
+    chained: each entry's hash covers its content and the previous entry's hash, so `manage.py verify_audit`
+    finds the first entry that was altered. Entries name profiles and requests by id and copy no personal
+    data, so an erasure never has to touch the log and the chain stays whole."""
+
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="Username, or the system part.")
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=32)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="auditentry_target")]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target_type} {self.target_id}"

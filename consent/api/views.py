@@ -97,7 +97,7 @@ class ConsentListView(generics.GenericAPIView):
                                source=ConsentSource.API, recorded_at=data.get("recorded_at") or timezone.now(),
                                policy_version=data["policy_version"], ip=data["ip"], user_agent=data["user_agent"])
         try:
-            [entry] = consent_record(choices=[choice])
+            [entry] = consent_record(choices=[choice], actor=request.user)
         except UnknownPurpose as exc:
             raise ValidationError({"purpose": [str(exc)]}) from exc
         return Response(ConsentEntrySerializer(entry).data, status=status.HTTP_201_CREATED)

@@ -12,6 +12,7 @@ from django.utils.crypto import salted_hmac
 from consent.collected import message_signals
 from consent.models import ConsentEntry, ConsentSource, ConsentState, Purpose
 from consent.regimes import regime_for
+from consent.services.audit import audit_record
 from profiles.models import Profile
 
 SALE_SHARING = "sale_sharing"
@@ -57,12 +58,17 @@ def ip_hash(ip: str) -> str:
     return salted_hmac("consent.ip", ip.strip(), algorithm="sha256").hexdigest() if ip else ""
 
 
+PIPELINE_SOURCES = (ConsentSource.COLLECTION, ConsentSource.TCF, ConsentSource.GPC, ConsentSource.MERGE)
+
+
 @transaction.atomic
-def consent_record(*, choices: list[ConsentChoice]) -> list[ConsentEntry]:
+def consent_record(*, choices: list[ConsentChoice], actor=None) -> list[ConsentEntry]:
     """Appends the choices to the ledger and moves each profile's current state to its latest choice.
 
     The latest `recorded_at` wins (a later entry wins a tie), so choices may arrive in any order. Locks the
-    profiles FOR UPDATE first, so concurrent writers of one profile's consent take turns. Raises UnknownPurpose.
+    profiles FOR UPDATE first, so concurrent writers of one profile's consent take turns. Audits each choice
+    made by a person or an API client, and the pipeline's collected choices as one entry per call.
+    Raises UnknownPurpose.
     """
     if not choices:
         return []
@@ -94,6 +100,16 @@ def consent_record(*, choices: list[ConsentChoice]) -> list[ConsentEntry]:
                       recorded_at=e.recorded_at, entry=e) for e in newer],
         update_conflicts=True, unique_fields=["profile", "purpose"],
         update_fields=["granted", "source", "recorded_at", "entry"])
+    collected = [e for e in entries if e.source in PIPELINE_SOURCES]
+    if collected:
+        audit_record(actor=actor or "pipeline", action="consent.collected", target_type="consent_entries",
+                     details={"entries": len(collected), "profiles": len({e.profile_id for e in collected}),
+                              "first_entry": collected[0].pk, "last_entry": collected[-1].pk})
+    for entry in entries:
+        if entry.source not in PIPELINE_SOURCES:
+            audit_record(actor=actor, action="consent.record", target_type="profile", target_id=entry.profile_id,
+                         details={"entry": entry.pk, "purpose": entry.purpose.key, "granted": entry.granted,
+                                  "source": entry.source})
     return entries
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from consent.deadlines import deadlines_for, extended_due
 from consent.models import ConsentSource, PrivacyRequest, PrivacyRequestTransition, RequestKind, RequestStatus
 from consent.registry import handlers
+from consent.services.audit import audit_record
 from consent.services.ledger import ConsentChoice, consent_record
 from consent.services.suppression import suppression_add
 from profiles import selectors as profile_selectors
@@ -32,9 +33,17 @@ class RequestStateError(Exception):
         self.code = code
 
 
-def _transition(request: PrivacyRequest, *, to: str, action: str, actor=None, note: str = "") -> None:
+def _actor(actor):
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
+def _transition(request: PrivacyRequest, *, to: str, action: str, actor=None, note: str = "",
+                details: dict | None = None) -> None:
     PrivacyRequestTransition.objects.create(request=request, from_status=request.status, to_status=to,
                                             action=action, note=note, actor=actor, at=timezone.now())
+    audit_record(actor=actor or "system", action=f"privacy_request.{action}", target_type="privacy_request",
+                 target_id=request.pk, details={"kind": request.kind, "from": request.status, "to": to,
+                                                **(details or {})})
     request.status = to
 
 
@@ -47,19 +56,17 @@ def privacy_request_create(*, kind: str, regime: str, identifiers: list[dict], a
     request = PrivacyRequest.objects.create(
         kind=kind, regime=regime, identifiers=identifiers, received_at=received_at,
         acknowledge_by=dates.acknowledge_by, due_on=dates.due, notes=notes, allow_recreation=allow_recreation,
-        assignee=actor if getattr(actor, "is_authenticated", False) else None)
+        assignee=_actor(actor))
     PrivacyRequestTransition.objects.create(request=request, to_status=request.status, action="create",
-                                            actor=actor if getattr(actor, "is_authenticated", False) else None,
-                                            at=received_at)
+                                            actor=_actor(actor), at=received_at)
+    audit_record(actor=actor or "api", action="privacy_request.create", target_type="privacy_request",
+                 target_id=request.pk, details={"kind": kind, "regime": regime,
+                                                "identifier_types": sorted({i["type"] for i in identifiers})})
     return request
 
 
 def _locked(request_id: int) -> PrivacyRequest:
     return PrivacyRequest.objects.select_for_update().get(pk=request_id)
-
-
-def _actor(actor):
-    return actor if getattr(actor, "is_authenticated", False) else None
 
 
 @transaction.atomic
@@ -143,7 +150,8 @@ def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
         live = Profile.objects.filter(id__in=profile_ids, merged_into__isnull=True).values_list("id", flat=True)
         consent_record(choices=[ConsentChoice(profile_id=pid, purpose="sale_sharing", granted=False,
                                               source=ConsentSource.API, recorded_at=now,
-                                              reason=f"privacy request {request.pk}") for pid in live])
+                                              reason=f"privacy request {request.pk}") for pid in live],
+                       actor=actor)
         request.receipt = {"request": request.pk, "kind": request.kind, "profiles": len(profile_ids),
                            "completed_at": now.isoformat()}
         request.completed_at = now
@@ -198,7 +206,8 @@ def privacy_erase_step(*, request_id: int, chunk: int = ERASE_CHUNK) -> bool:
         request.identifiers = [{"type": item["type"]} for item in request.identifiers]
         request.progress = {"started_at": request.progress["started_at"], "counts": counts}
         request.completed_at = now
-        _transition(request, to=RequestStatus.COMPLETED, action="erased")
+        _transition(request, to=RequestStatus.COMPLETED, action="erased",
+                    details={"profiles": len(profile_ids), "erased": counts})
         request.save(update_fields=["status", "receipt", "identifiers", "progress", "completed_at"])
         return True
 
