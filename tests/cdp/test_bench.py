@@ -37,3 +37,19 @@ def test_bench_ingest_keep_leaves_processed_events(subprocess_env):
     assert events.count() == 200
     assert not PendingEvent.objects.filter(source=source).exists()
     assert Profile.objects.filter(merged_into__isnull=True).count() == 20
+
+
+def test_bench_privacy_erases_the_subject_only_and_cleans_up(subprocess_env):
+    from consent.models import PrivacyRequest
+
+    run = subprocess.run([sys.executable, "manage.py", "bench", "privacy", "--events", "3000", "--subject-events",
+                          "1000", "--profiles", "50", "--json"], cwd=ROOT, env=subprocess_env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = orjson.loads(run.stdout.strip().splitlines()[-1])
+    assert result["erase_s"] > 0 and result["consent_reads_per_s"] > 0 and result["ingest_batches_during_erase"] > 0
+    assert result["erased"]["events"] == 1000 and result["erased"]["profiles"] == 1
+    assert result["rows_erased"] == sum(result["erased"].values())
+    assert PrivacyRequest.objects.get().status == "completed"
+    assert not Source.objects.filter(name__startswith="bench-").exists()
+    assert Event.objects.count() == 0 and Profile.objects.count() == 0

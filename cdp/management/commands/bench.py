@@ -28,6 +28,7 @@ from django.db import connection
 from cdp.bench.cleanup import bench_cleanup
 from cdp.bench.copy_limit import copy_limit, copy_rows
 from cdp.bench.messages import BATCH_SIZE, bench_messages
+from cdp.bench.privacy import bench_privacy
 from cdp.pipeline import pipeline_drain
 from profiles.models import Event, PendingEvent, Source
 
@@ -75,8 +76,12 @@ class Command(BaseCommand):
     help = "Benchmarks ingestion on PostgreSQL: HTTP accept, pipeline processing, and the COPY limit."
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["ingest", "_process"], help="ingest (_process is internal)")
-        parser.add_argument("--events", type=int, default=100_000)
+        parser.add_argument("action", choices=["ingest", "privacy", "_process"],
+                            help="ingest or privacy (_process is internal)")
+        parser.add_argument("--events", type=int, default=None,
+                            help="events in the run (ingest: 100,000) or in the database (privacy: 1,000,000)")
+        parser.add_argument("--subject-events", type=int, default=100_000, help="privacy: the erased subject's events")
+        parser.add_argument("--profiles", type=int, default=10_000, help="privacy: other people in the database")
         parser.add_argument("--json", action="store_true", help="also print one JSON object on the last line")
         parser.add_argument("--workers", type=int, default=None,
                             help="gunicorn workers (default 2 on 2 CPUs or fewer, else 3)")
@@ -90,7 +95,35 @@ class Command(BaseCommand):
     def handle(self, *args, action, **options):
         if action == "_process":
             return self._process(options["batch_size"])
-        return self._ingest(**options)
+        if action == "privacy":
+            return self._privacy(**options)
+        return self._ingest(**{**options, "events": options["events"] or 100_000})
+
+    def _privacy(self, *, events, subject_events, profiles, json, keep, **_):
+        if connection.vendor != "postgresql":
+            raise CommandError("bench privacy needs PostgreSQL (set DATABASE_URL).")
+        events = events or 1_000_000
+        if subject_events >= events:
+            raise CommandError("--subject-events must be fewer than --events.")
+        tag = "bp" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+        source = Source.objects.create(name=f"bench-{tag}")
+        try:
+            result = bench_privacy(events=events, subject_events=subject_events, others=profiles, tag=tag,
+                                   source=source, log=self.stderr.write)
+        finally:
+            if not keep:
+                bench_cleanup(source)
+        w = self.stdout.write
+        w(f"bench privacy: erased a subject with {result['subject_events']:,} events from "
+          f"{result['database_events']:,} in {result['erase_s']:.2f} s ({result['erase_steps']} steps)")
+        w("rows erased: " + ", ".join(f"{k} {v:,}" for k, v in result["erased"].items())
+          + f" = {result['rows_erased']:,}")
+        w(f"ingestion of other profiles meanwhile: {result['ingest_batches_during_erase']} batches of 200, "
+          f"mean {result['ingest_batch_mean_s'] * 1000:.0f} ms, slowest {result['ingest_batch_max_s'] * 1000:.0f} ms")
+        w(f"consent state reads: {result['consent_reads_per_s']:,.0f} profiles/s")
+        if json:
+            result.pop("other_ids")
+            w(orjson.dumps(result).decode())
 
     # The worker process: drain, then report its own loop time and peak RSS.
     def _process(self, batch_size):
