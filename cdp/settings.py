@@ -100,6 +100,9 @@ PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
 CONSENT_DEFAULT_REGIME = env.str("CONSENT_DEFAULT_REGIME", default="gdpr")
 # Keys the suppression list's hashes of erased identifiers. Changing it forgets who was erased: set it once.
 SUPPRESSION_KEY = env.str("SUPPRESSION_KEY", default=SECRET_KEY)
+# Where access and portability exports are written, and how long their one-time link stays valid.
+PRIVACY_EXPORT_DIR = env.path("PRIVACY_EXPORT_DIR", default=BASE_DIR / "var" / "exports")
+PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=72)
 if CONSENT_DEFAULT_REGIME not in ("gdpr", "ccpa"):
     raise ImproperlyConfigured(f"CONSENT_DEFAULT_REGIME must be gdpr or ccpa, not {CONSENT_DEFAULT_REGIME!r}")
 
@@ -126,6 +129,7 @@ CELERY_BEAT_SCHEDULE = {
     "pipeline-sweep": {"task": "cdp.process_pending", "schedule": 10.0},
     "enrichment": {"task": "profiles.enrich_all", "schedule": 15 * 60.0},
     "event-partitions": {"task": "profiles.maintain_event_partitions", "schedule": 6 * 3600.0},
+    "privacy-exports": {"task": "consent.purge_exports", "schedule": 3600.0},
 }
 
 REST_FRAMEWORK = {

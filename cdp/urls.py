@@ -19,4 +19,5 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("profiles/", views.profile_list, name="profile-list"),
     path("profiles/<int:profile_id>/", views.profile_detail, name="profile-detail"),
+    path("privacy/", include("consent.urls")),
 ]

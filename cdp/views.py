@@ -1,9 +1,10 @@
-"""The web screens: the marketer's dashboard, the profile list and the profile 360 page."""
+"""The web screens: the marketer's dashboard, the profile list and the profile 360 page (with its consent)."""
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 
 from cdp import selectors
+from consent import selectors as consent_selectors
 from profiles.selectors import profile_get
 
 
@@ -37,6 +38,8 @@ def profile_detail(request, profile_id):
     if _is_htmx(request):
         # "Load more" asks for the next page of the timeline only.
         return render(request, "profiles/_timeline.html", {"timeline": timeline, "profile_id": profile_id})
-    context = {"profile": profile, "timeline": timeline, "profile_id": profile_id}
+    context = {"profile": profile, "timeline": timeline, "profile_id": profile_id,
+               "consent": consent_selectors.consent_current(profile=profile),
+               "consent_history": consent_selectors.consent_history(profile=profile)[:50]}
     context.update(selectors.profile_detail(profile=profile))
     return render(request, "profiles/profile_detail.html", context)

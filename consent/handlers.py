@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.db import connection
 
-from consent.models import ConsentEntry, ConsentState
+from consent.models import ConsentEntry, ConsentState, PrivacyExport
 from consent.registry import Handler, register
 from profiles.models import Event, Identifier, MergeRecord, Profile, TraitChange
 
@@ -84,6 +84,9 @@ def export_consent_data(profile_ids: list[int]) -> dict:
 
 
 def register_handlers() -> None:
+    from consent.services.exports import erase_exports
+
     register(Handler("consent", (ConsentEntry, ConsentState), erase_consent_data, export_consent_data))
+    register(Handler("exports", (PrivacyExport,), erase_exports, lambda profile_ids: {}))
     register(Handler("profiles", (Profile, Identifier, Event, TraitChange, MergeRecord), erase_profile_data,
                      export_profile_data, last=True))

@@ -193,3 +193,18 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target_type} {self.target_id}"
+
+
+class PrivacyExport(models.Model):
+    """The JSON file an access or portability request produced. Downloadable once, by a privacy officer,
+    until it expires; the file is deleted when downloaded or expired, and when its subject is erased."""
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="exports")
+    profile_ids = models.JSONField(default=list)
+    path = models.CharField(max_length=500, blank=True, default="")
+    token = models.CharField(max_length=64, unique=True)
+    size = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    downloaded_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)

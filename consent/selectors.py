@@ -87,3 +87,29 @@ def marketing_allowed(*, profile_ids: list[int], channel: str) -> set[int]:
 def sharing_allowed(*, profile_ids: list[int]) -> set[int]:
     """Profiles that may leave the platform (exports, webhooks): not opted out of sale/sharing."""
     return consent_granted(profile_ids=profile_ids, purpose=SALE_SHARING)
+
+
+def privacy_request_queue(*, kind: str = "", status: str = "", regime: str = "", open_only: bool = False):
+    """Requests, the earliest due first, filtered as the privacy officer's queue asks."""
+    from consent.models import PrivacyRequest, RequestStatus
+
+    requests = PrivacyRequest.objects.select_related("assignee").order_by("due_on", "id")
+    if kind:
+        requests = requests.filter(kind=kind)
+    if status:
+        requests = requests.filter(status=status)
+    if regime:
+        requests = requests.filter(regime=regime)
+    if open_only:
+        requests = requests.exclude(status__in=[RequestStatus.COMPLETED, RequestStatus.REJECTED])
+    return requests
+
+
+def privacy_request_subject(*, request) -> list[Profile]:
+    """The live profiles the request's identifiers resolve to (for the request page)."""
+    from consent.services.privacy import subject_profile_ids
+
+    if request.receipt and request.kind == "deletion":
+        return []
+    return list(Profile.objects.filter(id__in=subject_profile_ids(identifiers=request.identifiers),
+                                       merged_into__isnull=True))

@@ -1,6 +1,7 @@
 """Celery tasks of the consent app: they take request ids, never personal data, so the broker holds none."""
 from celery import shared_task
 
+from consent.services.exports import export_build, exports_purge
 from consent.services.privacy import privacy_erase_step
 
 
@@ -12,3 +13,14 @@ def erase_subject(request_id: int) -> bool:
     if not done:
         erase_subject.delay(request_id)
     return done
+
+
+@shared_task(name="consent.build_export", queue="privacy", acks_late=True, reject_on_worker_lost=True,
+             soft_time_limit=600, time_limit=660)
+def build_export(request_id: int) -> None:
+    export_build(request_id=request_id)
+
+
+@shared_task(name="consent.purge_exports", queue="privacy", soft_time_limit=300, time_limit=330)
+def purge_exports() -> int:
+    return exports_purge()

@@ -1,9 +1,13 @@
 """Shared fixtures: sources, posting to the collection API, running the pipeline, live servers and workers."""
 import base64
 import os
+import re
+from pathlib import Path
 
 import orjson
 import pytest
+
+from django.urls import reverse
 
 from cdp.pipeline import pipeline_drain
 from profiles.models import Source
@@ -136,3 +140,47 @@ def celery_worker_process(subprocess_env):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test body are still
+# plain synchronous calls, so the async-safety check would only get in the way here.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def browser_page():
+    """A headless page in Debian's chromium, and the JavaScript errors it has seen."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; CI must provide Debian's chromium package.")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    # Playwright runs an asyncio loop in this thread, and Django keeps connections per context while a loop
+    # runs: close them on both sides of the browser so none is left open when the test database is dropped.
+    connections.close_all()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.set_default_timeout(15_000)
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page, errors
+        browser.close()
+        connections.close_all()
+
+
+def log_in(page, live_server, username, password):
+    page.goto(live_server.url + reverse("dashboard"))
+    page.wait_for_url(re.compile(r"/accounts/login/"))
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(live_server.url + reverse("dashboard"))
+
+

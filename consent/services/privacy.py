@@ -158,6 +158,14 @@ def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
         _transition(request, to=RequestStatus.COMPLETED, action="execute", actor=_actor(actor))
         request.save(update_fields=["status", "receipt", "completed_at"])
         return request
+    if request.kind in (RequestKind.ACCESS, RequestKind.PORTABILITY):
+        from consent.tasks import build_export
+
+        request.progress = {"started_at": now.isoformat(), "profile_ids": profile_ids}
+        _transition(request, to=RequestStatus.IN_PROGRESS, action="execute", actor=_actor(actor))
+        request.save(update_fields=["status", "progress"])
+        transaction.on_commit(lambda: build_export.delay(request.pk))
+        return request
     if request.kind != RequestKind.DELETION:
         raise RequestStateError("not_automated", f"Execution of {request.kind} requests is not automated yet; "
                                 "complete the request by hand.")

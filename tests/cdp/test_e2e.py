@@ -1,44 +1,10 @@
 """In a real browser: a marketer logs in, sees the dashboard charts drawn, and opens a merged customer's profile."""
-import os
-import re
-from pathlib import Path
-
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
 from profiles.models import Profile
-
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test body are still
-# plain synchronous calls, so the async-safety check would only get in the way here.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def browser_page():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; CI must provide Debian's chromium package.")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from django.db import connections
-    from playwright.sync_api import sync_playwright
-
-    # Playwright runs an asyncio loop in this thread, and Django keeps connections per context while a loop
-    # runs: close them on both sides of the browser so none is left open when the test database is dropped.
-    connections.close_all()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1366, "height": 900})
-        page.set_default_timeout(15_000)
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page, errors
-        browser.close()
-        connections.close_all()
+from tests.conftest import log_in
 
 
 @pytest.fixture
@@ -47,22 +13,13 @@ def demo_data(transactional_db):
     call_command("create_demo_users")
 
 
-def _log_in(page, live_server, username, password):
-    page.goto(live_server.url + reverse("dashboard"))
-    page.wait_for_url(re.compile(r"/accounts/login/"))
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server.url + reverse("dashboard"))
-
-
 def test_marketer_sees_dashboard_and_a_profile(demo_data, live_server, browser_page):
     page, errors = browser_page
     survivor = Profile.objects.filter(merged_into__isnull=True, merges_in__isnull=False).first()
     tombstone = Profile.objects.filter(merged_into=survivor).first()
     user_id = survivor.identifiers.get(type="user_id").value
 
-    _log_in(page, live_server, "marketer", "marketer-demo")
+    log_in(page, live_server, "marketer", "marketer-demo")
 
     # Dashboard: the numbers are rendered and Chart.js has drawn on each canvas.
     assert page.locator("[data-kpi=profiles] .value").inner_text() == "12"

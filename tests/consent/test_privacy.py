@@ -68,7 +68,7 @@ def database_dump() -> str:
 
 @pytest.mark.django_db
 def test_a_request_moves_through_its_workflow_with_every_transition_recorded(api):
-    created = api("post", "/api/v1/privacy-requests/", {"kind": "access", "regime": "ccpa",
+    created = api("post", "/api/v1/privacy-requests/", {"kind": "rectification", "regime": "ccpa",
                                                          "identifiers": [{"type": "email", "value": "a@b.c"}]})
     assert created.status_code == 201, created.json()
     body = created.json()
@@ -113,6 +113,36 @@ def test_an_opt_out_of_sale_needs_no_verification_and_completes_at_once(api, pos
     zoe = Identifier.objects.get(value="zoe-42").profile
     entry = ConsentEntry.objects.get(profile=zoe, purpose__key="sale_sharing")
     assert entry.granted is False and entry.reason == f"privacy request {rid}"
+
+
+@pytest.mark.django_db
+def test_an_access_request_produces_one_json_file_downloadable_once(api, client, post_collect, drain, settings,
+                                                                     tmp_path):
+    from consent.services.exports import export_build, exports_purge
+    from consent.models import PrivacyExport
+
+    settings.PRIVACY_EXPORT_DIR = tmp_path
+    subject_traffic(post_collect, drain)
+    rid = api("post", "/api/v1/privacy-requests/", {"kind": "portability", "regime": "gdpr",
+                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}).json()["id"]
+    api("post", f"/api/v1/privacy-requests/{rid}/verify/")
+    assert api("post", f"/api/v1/privacy-requests/{rid}/execute/").json()["status"] == "in_progress"
+    export = export_build(request_id=rid)  # what the queued task runs
+    assert export_build(request_id=rid) == export  # running it twice builds nothing more
+
+    body = api("get", f"/api/v1/privacy-requests/{rid}/").json()
+    assert body["status"] == "completed" and body["receipt"]["counts"]["events"] == 5
+    client.force_login(UserFactory(username="pia", groups=["Privacy officer"]))
+    first = client.get(f"/privacy/exports/{export.token}/")
+    assert first.status_code == 200 and first["Content-Disposition"].startswith("attachment")
+    data = orjson.loads(first.content)
+    assert {i["value"] for i in data["identifiers"]} == {"zoe-laptop", "zoe-phone", "zoe-42", "zoe.quartz@example.org",
+                                                         "+14155550199"}
+    assert [e["payload"]["messageId"] for e in data["events"]] == ["z1", "z2", "z3", "z4", "z5"]
+    assert [c["purpose__key"] for c in data["consent_history"]] == ["marketing_email"]
+    assert client.get(f"/privacy/exports/{export.token}/").status_code == 410  # once
+    assert list(tmp_path.iterdir()) == []  # the file went with the download
+    assert PrivacyExport.objects.get().downloaded_at is not None and exports_purge() == 0
 
 
 # --- erasure ------------------------------------------------------------------------------------------
