@@ -43,6 +43,7 @@ class Profile(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["merged_into"], name="profile_merged_into")]
+        permissions = [("view_personal_data", "Can see email, phone, name and address unmasked")]
 
     def __str__(self):
         return f"Profile {self.pk}"

@@ -2,6 +2,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from profiles.masking import mask_identifier, mask_payload, mask_traits
 from profiles.models import Event, Identifier, MergeRecord, Profile
 
 
@@ -13,13 +14,34 @@ class ErrorSerializer(serializers.Serializer):
     field = serializers.CharField(required=False)
 
 
-class IdentifierSerializer(serializers.ModelSerializer):
+class MaskingMixin:
+    """Masks personal data when the view says the reader's role may not see it (context["mask"])."""
+
+    def masking(self) -> bool:
+        return bool(self.context.get("mask"))
+
+
+class IdentifierSerializer(MaskingMixin, serializers.ModelSerializer):
     class Meta:
         model = Identifier
         fields = ["type", "value", "first_seen"]
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if self.masking():
+            data["value"] = mask_identifier(data["type"], data["value"])
+        return data
 
-class ProfileListSerializer(serializers.ModelSerializer):
+
+class MaskedTraitsMixin(MaskingMixin):
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if self.masking():
+            data["traits"] = mask_traits(data["traits"])
+        return data
+
+
+class ProfileListSerializer(MaskedTraitsMixin, serializers.ModelSerializer):
     identifiers = IdentifierSerializer(many=True, read_only=True)
 
     class Meta:
@@ -37,7 +59,7 @@ class MergeRecordSerializer(serializers.ModelSerializer):
                   "moved_identifiers", "moved_events", "message_id", "created_at"]
 
 
-class ProfileDetailSerializer(serializers.ModelSerializer):
+class ProfileDetailSerializer(MaskedTraitsMixin, serializers.ModelSerializer):
     identifiers = IdentifierSerializer(many=True, read_only=True)
     merges = serializers.SerializerMethodField()
 
@@ -52,11 +74,17 @@ class ProfileDetailSerializer(serializers.ModelSerializer):
         return MergeRecordSerializer(self.context.get("merges", []), many=True).data
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(MaskingMixin, serializers.ModelSerializer):
     class Meta:
         model = Event
         fields = ["id", "type", "event", "message_id", "user_id", "anonymous_id", "timestamp", "received_at",
                   "payload"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if self.masking():
+            data["payload"] = mask_payload(data["payload"])
+        return data
 
 
 class ProfileListQuerySerializer(serializers.Serializer):

@@ -42,6 +42,11 @@ class ProfileAPIView(generics.GenericAPIView):
     permission_classes = [RoleModelPermissions]
     queryset = Profile.objects.none()
 
+    def get_serializer_context(self):
+        # Masking is decided here, once for every profiles endpoint, so no view can forget it.
+        return {**super().get_serializer_context(),
+                "mask": not self.request.user.has_perm("profiles.view_personal_data")}
+
     def profile_or_404(self, profile_id: int) -> Profile:
         profile = selectors.profile_get(profile_id=profile_id)
         if profile is None:
@@ -80,7 +85,7 @@ class ProfileDetailView(ProfileAPIView):
         """One profile. The id of a merged profile returns the profile it was merged into."""
         profile = self.profile_or_404(profile_id)
         merges = list(selectors.profile_merges(profile=profile))
-        return Response(ProfileDetailSerializer(profile, context={"request": request, "merges": merges}).data)
+        return Response(ProfileDetailSerializer(profile, context={**self.get_serializer_context(), "merges": merges}).data)
 
 
 class TimelinePagination(CursorPagination):
@@ -125,4 +130,4 @@ class ProfileLookupView(ProfileAPIView):
         if profile is None:
             raise NotFound(f"No profile has the identifier {kind}:{value}.")
         merges = list(selectors.profile_merges(profile=profile))
-        return Response(ProfileDetailSerializer(profile, context={"request": request, "merges": merges}).data)
+        return Response(ProfileDetailSerializer(profile, context={**self.get_serializer_context(), "merges": merges}).data)

@@ -38,7 +38,10 @@ def test_marketer_sees_dashboard_and_a_profile(demo_data, live_server, browser_p
     page.click("#results tbody tr a")
     page.wait_for_url(live_server.url + reverse("profile-detail", args=[survivor.id]))
     identifiers = page.locator("#identifiers").inner_text()
-    assert user_id in identifiers and survivor.traits["email"] in identifiers
+    # A marketer sees the email masked: its first letter and its domain.
+    email = survivor.traits["email"].lower()
+    assert user_id in identifiers and email not in identifiers
+    assert f"{email[0]}•••@{email.split('@')[1]}" in identifiers
     assert identifiers.count("since") == survivor.identifiers.count()
     events = page.locator("#timeline tbody tr:not(#load-more)")
     assert survivor.event_count > 25 and events.count() == 25

@@ -2,6 +2,7 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -19,6 +20,7 @@ def _iso(delta: timedelta) -> str:
 @pytest.fixture
 def marketer(client, django_user_model):
     user = django_user_model.objects.create_user("m", password="pw-for-tests")
+    user.groups.add(Group.objects.get(name="Marketer"))
     client.force_login(user)
     return user
 
@@ -96,9 +98,12 @@ def test_profile_page_shows_identifiers_traits_timeline_and_merges(client, marke
 
     assert response.status_code == 200
     html = response.content.decode()
-    for text in ("ann-1", "ann@example.com", "+14155550100", "laptop", "phone", "Ann Lee", "Order Completed",
+    # A marketer sees email, phone and name masked.
+    for text in ("ann-1", "a•••@example.com", "+1•••00", "laptop", "phone", "A•••", "Order Completed",
                  "Product Viewed", "$42.50"):
         assert text in html, text
+    for text in ("ann@example.com", "+14155550100", "Ann Lee"):
+        assert text not in html, text
     assert set(response.context["identifiers"]) == {"anonymous_id", "email", "phone", "user_id"}
     assert [m.outcome for m in response.context["merges"]] == ["merged"]
     assert [e.message_id for e in response.context["timeline"]] == ["o1", "i2", "p2", "i1", "t1", "p1"]
@@ -161,7 +166,7 @@ def test_profile_list_searches_identifiers_and_traits(client, marketer, two_devi
 
     assert everyone.context["page"].paginator.count == 2
     assert [p.id for p in by_email.context["page"]] == [two_device_person.id]
-    assert [p.traits["name"] for p in by_name.context["page"]] == ["Bob Stone"]
+    assert [p.traits["name"] for p in by_name.context["page"]] == ["B•••"]  # found by name, shown masked
     assert [p.id for p in by_anonymous_id.context["page"]] == [two_device_person.id]
     assert nobody.context["page"].paginator.count == 0 and b"No profiles match" in nobody.content
 

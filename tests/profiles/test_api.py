@@ -57,9 +57,9 @@ def test_marketer_token_lists_profiles(api, post_collect, drain):
     assert response.status_code == 200
     body = response.json()
     assert body["count"] == 1
-    assert body["results"][0]["traits"] == {"email": "a@example.com"}
+    assert body["results"][0]["traits"] == {"email": "a•••@example.com"}  # a marketer sees it masked
     assert {(i["type"], i["value"]) for i in body["results"][0]["identifiers"]} == {
-        ("user_id", "u1"), ("email", "a@example.com")}
+        ("user_id", "u1"), ("email", "a•••@example.com")}
 
 
 def test_user_without_role_is_403(api):
@@ -145,7 +145,7 @@ def test_detail_shows_identifiers_counters_and_merge_history(api, merged):
     assert body["id"] == survivor
     assert body["event_count"] == 3
     assert {(i["type"], i["value"]) for i in body["identifiers"]} == {
-        ("user_id", "u1"), ("anonymous_id", "laptop"), ("anonymous_id", "phone"), ("email", "ana@example.com")}
+        ("user_id", "u1"), ("anonymous_id", "laptop"), ("anonymous_id", "phone"), ("email", "a•••@example.com")}
     assert [(m["outcome"], m["into_profile"], m["other_profile"]) for m in body["merges"]] == [
         ("merged", survivor, gone)]
     assert body["merges"][0]["linking_identifiers"]
@@ -316,3 +316,29 @@ def test_admin_csv_import_merges_with_the_web_profile_by_email(admin_client, pos
     assert web.traits["plan"] == "gold"
     assert live_profile("phone", "+14155552671").pk == web.pk
     assert Profile.objects.filter(merged_into__isnull=True).count() == 1
+
+
+# --- masking --------------------------------------------------------------------------------------
+
+
+def test_marketers_see_personal_identifiers_masked_and_privacy_officers_see_them(client, api, post_collect, drain):
+    post_collect("identify", {"userId": "u-mask", "messageId": "mk", "traits": {
+        "email": "Nora.North@example.com", "phone": "+1 415 555 0142", "name": "Nora North", "plan": "pro",
+        "address": {"street": "1 Polar Way"}}})
+    drain()
+    pid = Profile.objects.get().pk
+    marketer = api(f"/api/v1/profiles/{pid}/").json()
+    assert marketer["traits"] == {"email": "N•••@example.com", "phone": "+1•••42", "name": "N•••", "plan": "pro",
+                                  "address": "•••"}
+    assert {i["type"]: i["value"] for i in marketer["identifiers"]} == {
+        "user_id": "u-mask", "email": "n•••@example.com", "phone": "+1•••42"}
+    event = api(f"/api/v1/profiles/{pid}/events/").json()["results"][0]
+    assert event["payload"]["traits"]["email"] == "N•••@example.com"
+    ApiTokenFactory(user=UserFactory(groups=["Privacy officer"]), key="cdp_officer")
+    officer = api(f"/api/v1/profiles/{pid}/", key="cdp_officer").json()
+    assert officer["traits"]["email"] == "Nora.North@example.com"
+
+    client.force_login(UserFactory(groups=["Marketer"]))
+    page = client.get(f"/profiles/{pid}/").content.decode()
+    assert "Nora" not in page and "N•••" in page and "example.com" in page
+    assert "Nora" not in client.get("/profiles/?q=u-mask").content.decode()
