@@ -130,6 +130,7 @@ CELERY_BEAT_SCHEDULE = {
     "enrichment": {"task": "profiles.enrich_all", "schedule": 15 * 60.0},
     "event-partitions": {"task": "profiles.maintain_event_partitions", "schedule": 6 * 3600.0},
     "privacy-exports": {"task": "consent.purge_exports", "schedule": 3600.0},
+    "retention": {"task": "consent.purge_retention", "schedule": 24 * 3600.0},
 }
 
 REST_FRAMEWORK = {

@@ -1,7 +1,7 @@
 """Admin: purposes are edited by privacy officers; the ledger and the current state are read-only."""
 from django.contrib import admin
 
-from consent.models import AuditEntry, ConsentEntry, ConsentState, Purpose
+from consent.models import AuditEntry, ConsentEntry, ConsentState, Purpose, RetentionRule
 from profiles.admin import ReadOnlyAdmin
 
 
@@ -14,6 +14,11 @@ class PurposeAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Ledger entries point at purposes forever; a purpose no longer used is left in place.
         return False
+
+
+@admin.register(RetentionRule)
+class RetentionRuleAdmin(admin.ModelAdmin):
+    list_display = ["event_type", "days"]
 
 
 @admin.register(ConsentEntry)

@@ -208,3 +208,17 @@ class PrivacyExport(models.Model):
     expires_at = models.DateTimeField()
     downloaded_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+
+
+class RetentionRule(models.Model):
+    """How long events of one type are kept; the rule for "*" applies to every type without its own."""
+
+    event_type = models.CharField(max_length=16, unique=True,
+                                  help_text='identify, track, page, screen, group, alias, or "*" for the default.')
+    days = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["event_type"]
+
+    def __str__(self):
+        return f"{self.event_type}: {self.days} days"

@@ -3,6 +3,7 @@ from celery import shared_task
 
 from consent.services.exports import export_build, exports_purge
 from consent.services.privacy import privacy_erase_step
+from consent.services.retention import retention_purge
 
 
 @shared_task(name="consent.erase_subject", queue="privacy", acks_late=True, reject_on_worker_lost=True,
@@ -19,6 +20,11 @@ def erase_subject(request_id: int) -> bool:
              soft_time_limit=600, time_limit=660)
 def build_export(request_id: int) -> None:
     export_build(request_id=request_id)
+
+
+@shared_task(name="consent.purge_retention", queue="privacy", soft_time_limit=3000, time_limit=3300)
+def purge_retention() -> dict:
+    return retention_purge()
 
 
 @shared_task(name="consent.purge_exports", queue="privacy", soft_time_limit=300, time_limit=330)

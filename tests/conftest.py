@@ -15,7 +15,8 @@ from profiles.models import Source
 
 # The data migrations that seed rows every installation has (roles, identity rules, purposes). Idempotent.
 SEED_MIGRATIONS = [("profiles", "0002_rules_and_roles"), ("profiles", "0007_personal_data_permission"),
-                   ("consent", "0002_purposes_roles_append_only"), ("consent", "0004_privacy_request_roles")]
+                   ("consent", "0002_purposes_roles_append_only"), ("consent", "0004_privacy_request_roles"),
+                   ("consent", "0007_retention")]
 
 
 @pytest.fixture(autouse=True)

@@ -96,3 +96,18 @@ def event_partitions_maintain(*, today: date | None = None) -> list[str]:
     this_month = month_start(today or datetime.now(timezone.utc).date())
     months = [add_months(this_month, k) for k in range(MONTHS_AHEAD + 1)] + _default_months()
     return event_partitions_ensure(months=months)
+
+
+def event_partitions_drop(*, before: date) -> list[Partition]:
+    """Drops every monthly partition that ends on or before `before` (all its events expired); returns them.
+
+    A partition drop is instant and leaves no dead rows, where deleting a month of events row by row would
+    rewrite every index. Locks the events table briefly per partition, like creating one.
+    """
+    dropped = []
+    for partition in event_partitions_list():
+        if add_months(partition.month, 1) <= before:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE {partition.name}")
+            dropped.append(partition)
+    return dropped
