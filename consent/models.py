@@ -140,6 +140,8 @@ class PrivacyRequest(models.Model):
     allow_recreation = models.BooleanField(default=False)
     progress = models.JSONField(default=dict, blank=True)
     receipt = models.JSONField(null=True, blank=True)
+    # Rectification: the traits to set, {"name": "New Name", ...}.
+    changes = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["due_on", "id"]

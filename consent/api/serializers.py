@@ -62,6 +62,13 @@ class PrivacyRequestCreateSerializer(serializers.Serializer):
     notes = serializers.CharField(required=False, default="", allow_blank=True)
     allow_recreation = serializers.BooleanField(required=False, default=False,
                                                 help_text="Deletion only: let later events create a new profile.")
+    changes = serializers.DictField(required=False, default=dict,
+                                    help_text='Rectification only: the traits to set, {"name": "Ann Lee"}.')
+
+    def validate(self, data):
+        if data["kind"] == "rectification" and not data["changes"]:
+            raise serializers.ValidationError({"changes": "A rectification request needs the traits to change."})
+        return data
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -84,4 +91,4 @@ class PrivacyRequestSerializer(serializers.ModelSerializer):
         model = PrivacyRequest
         fields = ["id", "kind", "regime", "status", "identifiers", "received_at", "acknowledge_by", "due_on",
                   "extended_reason", "verified_at", "completed_at", "rejected_reason", "assignee", "notes",
-                  "allow_recreation", "progress", "receipt", "transitions"]
+                  "allow_recreation", "changes", "progress", "receipt", "transitions"]

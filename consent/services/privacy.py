@@ -12,14 +12,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from consent.deadlines import deadlines_for, extended_due
-from consent.models import ConsentSource, PrivacyRequest, PrivacyRequestTransition, RequestKind, RequestStatus
+from consent.models import (ConsentSource, PrivacyRequest, PrivacyRequestTransition, Purpose, RequestKind,
+                            RequestStatus)
 from consent.registry import handlers
 from consent.services.audit import audit_record
 from consent.services.ledger import ConsentChoice, consent_record
 from consent.services.suppression import suppression_add
 from profiles import selectors as profile_selectors
-from profiles.models import Identifier, PendingEvent, Profile
+from profiles.models import Identifier, PendingEvent, Profile, Source
 
+RECTIFICATION_SOURCE = "Privacy requests"
 OPEN = (RequestStatus.RECEIVED, RequestStatus.VERIFYING, RequestStatus.IN_PROGRESS)
 # Rows per table per step: a step holds row locks of the subject's rows only, for well under a second.
 ERASE_CHUNK = 20_000
@@ -49,13 +51,17 @@ def _transition(request: PrivacyRequest, *, to: str, action: str, actor=None, no
 
 @transaction.atomic
 def privacy_request_create(*, kind: str, regime: str, identifiers: list[dict], actor=None, notes: str = "",
-                           allow_recreation: bool = False, received_at: datetime | None = None) -> PrivacyRequest:
+                           allow_recreation: bool = False, received_at: datetime | None = None,
+                           changes: dict | None = None) -> PrivacyRequest:
     """A new request, with its acknowledgement and due dates from the regime and kind."""
+    if kind == RequestKind.RECTIFICATION and not changes:
+        raise RequestStateError("changes_required", "A rectification request needs the traits to change.")
     received_at = received_at or timezone.now()
     dates = deadlines_for(kind=kind, regime=regime, received=received_at)
     request = PrivacyRequest.objects.create(
         kind=kind, regime=regime, identifiers=identifiers, received_at=received_at,
         acknowledge_by=dates.acknowledge_by, due_on=dates.due, notes=notes, allow_recreation=allow_recreation,
+        changes=changes or {},
         assignee=_actor(actor))
     PrivacyRequestTransition.objects.create(request=request, to_status=request.status, action="create",
                                             actor=_actor(actor), at=received_at)
@@ -128,8 +134,8 @@ def subject_profile_ids(*, identifiers: list[dict]) -> list[int]:
 def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
     """Carries the request out: an opt-out at once; a deletion by queueing the erasure task after commit.
 
-    Raises RequestStateError when the request is not verified (opt-outs need no verification), and for kinds
-    whose execution is not automated: those are completed by the privacy officer by hand.
+    Access and portability build their export in the background; restriction and rectification complete at
+    once. Raises RequestStateError when the request is not verified (opt-outs need no verification).
     """
     from consent.tasks import erase_subject
 
@@ -166,9 +172,19 @@ def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
         request.save(update_fields=["status", "progress"])
         transaction.on_commit(lambda: build_export.delay(request.pk))
         return request
-    if request.kind != RequestKind.DELETION:
-        raise RequestStateError("not_automated", f"Execution of {request.kind} requests is not automated yet; "
-                                "complete the request by hand.")
+    if request.kind == RequestKind.RESTRICTION:
+        # GDPR Art. 18: the data is kept but not used. Denying every purpose makes each enforcement selector
+        # leave the profile out; lifting the restriction is a new choice, recorded like any other.
+        live = list(Profile.objects.filter(id__in=profile_ids, merged_into__isnull=True).values_list("id", flat=True))
+        consent_record(choices=[ConsentChoice(profile_id=pid, purpose=key, granted=False, source=ConsentSource.API,
+                                              recorded_at=now, reason=f"restriction of processing, privacy request "
+                                                                      f"{request.pk}")
+                                for pid in live for key in Purpose.objects.values_list("key", flat=True)],
+                       actor=actor)
+        return _complete(request, actor, {"profiles": len(live)})
+    if request.kind == RequestKind.RECTIFICATION:
+        rectified = _rectify(request, profile_ids, now)
+        return _complete(request, actor, {"profiles": rectified, "traits": sorted(request.changes)})
     held = list(Identifier.objects.filter(profile_id__in=profile_ids).values_list("type", "value"))
     suppressed = 0 if request.allow_recreation else suppression_add(identifiers=held, request_id=request.pk)
     queued = _discard_queued(held + [(i["type"], i["value"]) for i in request.identifiers])
@@ -178,6 +194,34 @@ def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
     request.save(update_fields=["status", "progress"])
     transaction.on_commit(lambda: erase_subject.delay(request.pk))
     return request
+
+
+def _complete(request: PrivacyRequest, actor, details: dict) -> PrivacyRequest:
+    now = timezone.now()
+    request.receipt = {"request": request.pk, "kind": request.kind, **details, "completed_at": now.isoformat()}
+    request.completed_at = now
+    _transition(request, to=RequestStatus.COMPLETED, action="execute", actor=_actor(actor), details=details)
+    request.save(update_fields=["status", "receipt", "completed_at"])
+    return request
+
+
+def _rectify(request: PrivacyRequest, profile_ids: list[int], now) -> int:
+    """Sets the corrected traits with an identify message per live profile, accepted and processed by the same
+    code as any collected message, so trait history and identity rules apply as always."""
+    from profiles.services.ingest import events_accept
+
+    source, _ = Source.objects.get_or_create(name=RECTIFICATION_SOURCE)
+    # One identifier per live profile to address it by: its user id, else its first anonymous id.
+    held = Identifier.objects.filter(profile_id__in=profile_ids, profile__merged_into__isnull=True,
+                                     type__in=("user_id", "anonymous_id")).order_by("-type", "first_seen", "id")
+    address: dict[int, tuple[str, str]] = {}
+    for pid, kind, value in held.values_list("profile_id", "type", "value"):
+        address.setdefault(pid, (kind, value))
+    messages = [{"type": "identify", "userId" if kind == "user_id" else "anonymousId": value,
+                 "traits": request.changes, "messageId": f"rectification-{request.pk}-{pid}",
+                 "timestamp": now.isoformat()} for pid, (kind, value) in sorted(address.items())]
+    events_accept(source=source, messages=messages)
+    return len(messages)
 
 
 def privacy_erase_step(*, request_id: int, chunk: int = ERASE_CHUNK) -> bool:

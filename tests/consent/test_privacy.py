@@ -68,7 +68,7 @@ def database_dump() -> str:
 
 @pytest.mark.django_db
 def test_a_request_moves_through_its_workflow_with_every_transition_recorded(api):
-    created = api("post", "/api/v1/privacy-requests/", {"kind": "rectification", "regime": "ccpa",
+    created = api("post", "/api/v1/privacy-requests/", {"kind": "access", "regime": "ccpa",
                                                          "identifiers": [{"type": "email", "value": "a@b.c"}]})
     assert created.status_code == 201, created.json()
     body = created.json()
@@ -82,8 +82,6 @@ def test_a_request_moves_through_its_workflow_with_every_transition_recorded(api
     assert extended["extended_reason"] == "complex request" and extended["due_on"] > body["due_on"]
     again = api("post", f"/api/v1/privacy-requests/{rid}/extend/", {"reason": "more"})
     assert again.status_code == 409 and again.json()["code"] == "already_extended"
-    manual = api("post", f"/api/v1/privacy-requests/{rid}/execute/")
-    assert manual.status_code == 409 and manual.json()["code"] == "not_automated"
     rejected = api("post", f"/api/v1/privacy-requests/{rid}/reject/", {"reason": "duplicate of an earlier one"}).json()
     assert rejected["status"] == "rejected"
     assert [(t["action"], t["to_status"], t["actor"]) for t in rejected["transitions"]] == [
@@ -143,6 +141,50 @@ def test_an_access_request_produces_one_json_file_downloadable_once(api, client,
     assert client.get(f"/privacy/exports/{export.token}/").status_code == 410  # once
     assert list(tmp_path.iterdir()) == []  # the file went with the download
     assert PrivacyExport.objects.get().downloaded_at is not None and exports_purge() == 0
+
+
+@pytest.mark.django_db
+def test_rectification_sets_traits_through_ingestion_with_history_and_an_audit_without_values(api, post_collect,
+                                                                                             drain):
+    from consent.models import AuditEntry
+    from profiles.models import TraitChange
+
+    subject_traffic(post_collect, drain)
+    missing = api("post", "/api/v1/privacy-requests/", {"kind": "rectification", "regime": "gdpr",
+                                                         "identifiers": [{"type": "user_id", "value": "zoe-42"}]})
+    assert missing.status_code == 400 and missing.json()["field"] == "changes"
+    rid = api("post", "/api/v1/privacy-requests/", {"kind": "rectification", "regime": "gdpr", "changes": {
+        "name": "Zoe Q. Field", "city": "Quartz Bay"}, "identifiers": [{"type": "user_id", "value": "zoe-42"}]}
+              ).json()["id"]
+    api("post", f"/api/v1/privacy-requests/{rid}/verify/")
+    done = api("post", f"/api/v1/privacy-requests/{rid}/execute/").json()
+    assert done["status"] == "completed" and done["receipt"]["traits"] == ["city", "name"]
+    assert drain() == 1  # the identify message the request sent, through the ordinary pipeline
+
+    zoe = Identifier.objects.get(value="zoe-42").profile
+    assert zoe.traits["name"] == "Zoe Q. Field" and zoe.traits["city"] == "Quartz Bay"
+    change = TraitChange.objects.filter(profile=zoe, key="name").latest("changed_at")
+    assert (change.old_value, change.new_value) == ("Zoe Quartzfield", "Zoe Q. Field")
+    audited = AuditEntry.objects.filter(target_id=rid, action="privacy_request.execute").get()
+    assert audited.details["traits"] == ["city", "name"] and "Quartz Bay" not in str(audited.details)
+
+
+@pytest.mark.django_db
+def test_restriction_denies_every_purpose_so_no_use_is_allowed(api, post_collect, drain):
+    from consent import selectors
+
+    subject_traffic(post_collect, drain)
+    zoe = Identifier.objects.get(value="zoe-42").profile
+    max_ = Identifier.objects.get(value="max-7").profile
+    rid = api("post", "/api/v1/privacy-requests/", {"kind": "restriction", "regime": "ccpa",
+                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}).json()["id"]
+    api("post", f"/api/v1/privacy-requests/{rid}/verify/")
+    assert api("post", f"/api/v1/privacy-requests/{rid}/execute/").json()["status"] == "completed"
+    ids = [zoe.pk, max_.pk]
+    assert selectors.personalization_allowed(profile_ids=ids) == set()  # Max is under GDPR's opt-in
+    assert selectors.marketing_allowed(profile_ids=ids, channel="sms") == set()
+    assert selectors.sharing_allowed(profile_ids=[zoe.pk]) == set()
+    assert ConsentEntry.objects.filter(profile=zoe, granted=False, reason__contains="restriction").count() == 6
 
 
 # --- erasure ------------------------------------------------------------------------------------------
