@@ -2,11 +2,33 @@
 from django.contrib import admin
 
 from consent.models import AuditEntry, ConsentEntry, ConsentState, Purpose, RetentionRule
+from consent.services.audit import audit_record
 from profiles.admin import ReadOnlyAdmin
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Every admin change is audited with the names of the fields changed, never their values."""
+
+    def log_addition(self, request, obj, message):
+        audit_record(actor=request.user, action=f"admin.add.{obj._meta.model_name}", target_type=obj._meta.model_name,
+                     target_id=obj.pk)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        fields = sorted({f for part in message if "changed" in part for f in part["changed"].get("fields", [])})
+        audit_record(actor=request.user, action=f"admin.change.{obj._meta.model_name}",
+                     target_type=obj._meta.model_name, target_id=obj.pk, details={"fields": fields})
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            audit_record(actor=request.user, action=f"admin.delete.{obj._meta.model_name}",
+                         target_type=obj._meta.model_name, target_id=obj.pk)
+        return super().log_deletions(request, queryset)
+
+
 @admin.register(Purpose)
-class PurposeAdmin(admin.ModelAdmin):
+class PurposeAdmin(AuditedAdmin):
     list_display = ["key", "name", "legal_basis", "gdpr_default", "ccpa_default", "tcf_purposes",
                     "segment_categories"]
     search_fields = ["key", "name"]
@@ -17,7 +39,7 @@ class PurposeAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetentionRule)
-class RetentionRuleAdmin(admin.ModelAdmin):
+class RetentionRuleAdmin(AuditedAdmin):
     list_display = ["event_type", "days"]
 
 

@@ -22,6 +22,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class PersonalDataAdmin(admin.ModelAdmin):
+    """Leaves out the fields (and inlines) that hold personal data for a user without
+    profiles.view_personal_data, as the API and the screens mask them."""
+
+    personal_fields: tuple[str, ...] = ()
+    personal_inlines: tuple = ()
+
+    def _hides(self, request) -> bool:
+        return not request.user.has_perm("profiles.view_personal_data")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return [f for f in fields if f not in self.personal_fields] if self._hides(request) else fields
+
+    def get_inlines(self, request, obj):
+        inlines = super().get_inlines(request, obj)
+        return [i for i in inlines if i not in self.personal_inlines] if self._hides(request) else inlines
+
+
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     list_display = ["name", "is_active", "created_at"]
@@ -37,7 +56,9 @@ class IdentifierInline(admin.TabularInline):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin):
+class ProfileAdmin(PersonalDataAdmin):
+    personal_fields = ("traits", "recent_events", "merge_records")
+    personal_inlines = (IdentifierInline,)
     list_display = ["id", "last_seen", "event_count", "merged_into"]
     list_filter = [("merged_into", admin.EmptyFieldListFilter)]
     search_fields = ["=id", "identifiers__value"]
@@ -85,7 +106,8 @@ class MergeRecordAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
+class EventAdmin(PersonalDataAdmin, ReadOnlyAdmin):
+    personal_fields = ("payload", "user_id", "anonymous_id")
     list_display = ["id", "timestamp", "type", "event", "source", "profile", "processed_at", "error"]
     list_filter = ["type"]
     search_fields = ["=message_id", "=user_id", "=anonymous_id"]
@@ -95,7 +117,8 @@ class EventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PendingEvent)
-class PendingEventAdmin(ReadOnlyAdmin):
+class PendingEventAdmin(PersonalDataAdmin, ReadOnlyAdmin):
+    personal_fields = ("payload", "user_id", "anonymous_id")
     """The pipeline's queue: accepted messages not processed yet (normally empty within seconds)."""
 
     list_display = ["id", "received_at", "timestamp", "type", "event", "source"]
