@@ -37,3 +37,23 @@ def test_an_admin_edit_of_a_profile_is_audited_with_field_names_only(client, qui
     entry = AuditEntry.objects.get(action="admin.change.profile")
     assert (entry.actor, entry.target_id, entry.details) == ("ada", quinn.pk, {"fields": ["Traits"]})
     assert "Quinn" not in str(entry.details)
+
+
+def test_the_admin_export_leaves_out_profiles_whose_sale_or_sharing_is_not_allowed(client, post_collect, drain):
+    post_collect("batch", {"batch": [
+        {"type": "identify", "userId": "us-yes", "traits": {"country": "US"}, "messageId": "1"},
+        {"type": "identify", "userId": "us-gpc", "traits": {"country": "US"}, "messageId": "2",
+         "context": {"gpc": True}},
+        {"type": "identify", "userId": "eu-no-choice", "traits": {"country": "FR"}, "messageId": "3"},
+        {"type": "identify", "userId": "eu-granted", "traits": {"country": "FR"}, "messageId": "4",
+         "context": {"consent": {"categoryPreferences": {"Sale": True}}}},
+    ]})
+    drain()
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    response = client.post("/admin/profiles/profile/export/", {
+        "format": "0", "resource": "0", **{f"profileresource_{f}": "on" for f in
+                                           ("id", "user_id", "emails", "phones", "traits", "computed")}})
+    assert response.status_code == 200, response.content.decode()[:1500]
+    exported = response.content.decode()
+    assert "us-yes" in exported and "eu-granted" in exported
+    assert "us-gpc" not in exported and "eu-no-choice" not in exported
