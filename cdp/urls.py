@@ -19,5 +19,6 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("profiles/", views.profile_list, name="profile-list"),
     path("profiles/<int:profile_id>/", views.profile_detail, name="profile-detail"),
+    path("profiles/<int:profile_id>/consent/", views.profile_consent_record, name="profile-consent-record"),
     path("privacy/", include("consent.urls")),
 ]

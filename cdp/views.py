@@ -1,10 +1,15 @@
 """The web screens: the marketer's dashboard, the profile list and the profile 360 page (with its consent)."""
-from django.contrib.auth.decorators import login_required
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 from django.http import Http404
 from django.shortcuts import redirect, render
 
 from cdp import selectors
 from consent import selectors as consent_selectors
+from consent.models import ConsentSource
+from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
 from profiles.masking import mask_identifier, mask_payload, mask_traits
 from profiles.selectors import profile_get
 
@@ -66,3 +71,25 @@ def profile_detail(request, profile_id):
         context["identifiers"] = {kind: [{"value": mask_identifier(kind, i.value), "first_seen": i.first_seen}
                                          for i in items] for kind, items in context["identifiers"].items()}
     return render(request, "profiles/profile_detail.html", context)
+
+
+@permission_required("consent.add_consententry", raise_exception=True)
+@require_POST
+def profile_consent_record(request, profile_id):
+    """A choice the person made outside the product (a paper form, a call), recorded by a privacy officer."""
+    profile = profile_get(profile_id=profile_id)
+    if profile is None:
+        raise Http404("No such profile.")
+    granted = request.POST.get("granted")
+    if granted not in ("yes", "no"):
+        messages.error(request, "Choose granted or denied.")
+    else:
+        try:
+            consent_record(choices=[ConsentChoice(
+                profile_id=profile.pk, purpose=request.POST.get("purpose", ""), granted=granted == "yes",
+                source=ConsentSource.WEB_FORM, recorded_at=timezone.now(),
+                policy_version=request.POST.get("policy_version", "").strip(),
+                reason=request.POST.get("reason", "").strip())], actor=request.user)
+        except UnknownPurpose as error:
+            messages.error(request, str(error))
+    return redirect("profile-detail", profile_id=profile.pk)

@@ -57,3 +57,24 @@ def test_the_admin_export_leaves_out_profiles_whose_sale_or_sharing_is_not_allow
     exported = response.content.decode()
     assert "us-yes" in exported and "eu-granted" in exported
     assert "us-gpc" not in exported and "eu-no-choice" not in exported
+
+
+def test_a_privacy_officer_records_a_paper_form_choice_on_the_profile_page(client, quinn):
+    client.force_login(UserFactory(username="pat", groups=["Privacy officer"]))
+    assert 'id="record-consent"' in client.get(f"/profiles/{quinn.pk}/").content.decode()
+    response = client.post(f"/profiles/{quinn.pk}/consent/", {"purpose": "marketing_sms", "granted": "yes",
+                                                               "policy_version": "2026-02", "reason": "signed form"})
+    assert response.status_code == 302
+    entry = quinn.consent_entries.get()
+    assert (entry.purpose.key, entry.granted, entry.source, entry.policy_version) == (
+        "marketing_sms", True, "web_form", "2026-02")
+    assert AuditEntry.objects.get(action="consent.record").actor == "pat"
+    page = client.get(f"/profiles/{quinn.pk}/").content.decode()
+    assert "signed form" in page
+
+
+def test_a_marketer_cannot_record_consent(client, quinn):
+    client.force_login(UserFactory(groups=["Marketer"]))
+    assert 'id="record-consent"' not in client.get(f"/profiles/{quinn.pk}/").content.decode()
+    assert client.post(f"/profiles/{quinn.pk}/consent/", {"purpose": "analytics", "granted": "yes"}).status_code == 403
+    assert not quinn.consent_entries.exists()
