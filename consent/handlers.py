@@ -6,6 +6,7 @@ Each erase deletes at most `limit` rows per table per call, by profile, through 
 from __future__ import annotations
 
 from django.db import connection
+from django.db.models import Q
 
 from consent.models import ConsentEntry, ConsentState, PrivacyExport
 from consent.registry import Handler, register
@@ -16,7 +17,15 @@ def _ids(profile_ids: list[int]) -> str:
     return "{" + ",".join(str(int(i)) for i in profile_ids) + "}"
 
 
-def _delete_limited(table: str, where: str, profile_ids: list[int], limit: int, key: str = "id") -> int:
+def _delete_limited(model, where: str, profile_ids: list[int], limit: int, q: Q) -> int:
+    """Deletes at most `limit` rows of the model matching the profiles: raw SQL on PostgreSQL (`where`, keyed
+    by the table's primary key columns), the ORM (`q`) in the embedded SQLite mode."""
+    if connection.vendor != "postgresql":
+        ids = list(model.objects.filter(q).values_list("pk", flat=True)[:limit])
+        return model.objects.filter(pk__in=ids).delete()[0] if ids else 0
+    table = model._meta.db_table
+    # Events are partitioned by month: their key is (id, timestamp).
+    key = "id, timestamp" if model is Event else "id"
     with connection.cursor() as cursor:
         cursor.execute(
             f"DELETE FROM {table} t USING (SELECT {key} FROM {table} WHERE {where} LIMIT %s) d "
@@ -25,29 +34,28 @@ def _delete_limited(table: str, where: str, profile_ids: list[int], limit: int, 
         return cursor.rowcount
 
 
+BY_PROFILE = "profile_id = ANY(%s::bigint[])"
+
+
 def erase_profile_data(profile_ids: list[int], limit: int) -> dict[str, int]:
-    by_profile = "profile_id = ANY(%s::bigint[])"
+    mine = Q(profile_id__in=profile_ids)
     counts = {
-        # Events are partitioned by month: their key is (id, timestamp).
-        "events": _delete_limited("profiles_event", by_profile, profile_ids, limit, key="id, timestamp"),
-        "trait_changes": _delete_limited("profiles_traitchange", by_profile, profile_ids, limit),
-        "identifiers": _delete_limited("profiles_identifier", by_profile, profile_ids, limit),
+        "events": _delete_limited(Event, BY_PROFILE, profile_ids, limit, mine),
+        "trait_changes": _delete_limited(TraitChange, BY_PROFILE, profile_ids, limit, mine),
+        "identifiers": _delete_limited(Identifier, BY_PROFILE, profile_ids, limit, mine),
         "merge_records": _delete_limited(
-            "profiles_mergerecord", "into_profile_id = ANY(%s::bigint[]) OR other_profile_id = ANY(%s::bigint[])",
-            profile_ids, limit),
+            MergeRecord, "into_profile_id = ANY(%s::bigint[]) OR other_profile_id = ANY(%s::bigint[])",
+            profile_ids, limit, Q(into_profile_id__in=profile_ids) | Q(other_profile_id__in=profile_ids)),
     }
     if not any(counts.values()):
         # Last, in one transaction with their locks: a pipeline batch that attached an event meanwhile has
         # committed (we waited for its lock) and its rows are deleted with the profiles.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT id FROM profiles_profile WHERE id = ANY(%s::bigint[]) FOR UPDATE",
-                           [_ids(profile_ids)])
-            counts["events"] = _delete_limited("profiles_event", by_profile, profile_ids, 10**9, key="id, timestamp")
-            counts["identifiers"] = _delete_limited("profiles_identifier", by_profile, profile_ids, 10**9)
-            cursor.execute("UPDATE profiles_profile SET merged_into_id = NULL WHERE id = ANY(%s::bigint[])",
-                           [_ids(profile_ids)])
-            cursor.execute("DELETE FROM profiles_profile WHERE id = ANY(%s::bigint[])", [_ids(profile_ids)])
-            counts["profiles"] = cursor.rowcount
+        list(Profile.objects.select_for_update().filter(id__in=profile_ids).values_list("id", flat=True))
+        counts["events"] = _delete_limited(Event, BY_PROFILE, profile_ids, 10**9, mine)
+        counts["identifiers"] = _delete_limited(Identifier, BY_PROFILE, profile_ids, 10**9, mine)
+        Profile.objects.filter(id__in=profile_ids).update(merged_into=None)
+        # Every row pointing at them is gone by now, so the ORM's cascade finds nothing more to do.
+        counts["profiles"] = Profile.objects.filter(id__in=profile_ids).delete()[1].get("profiles.Profile", 0)
     return counts
 
 
@@ -66,15 +74,12 @@ def export_profile_data(profile_ids: list[int]) -> dict:
 
 def erase_consent_data(profile_ids: list[int], limit: int) -> dict[str, int]:
     """Ledger entries stay, reduced to a record without personal data; the current state goes."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE consent_consententry e SET profile_id = NULL, ip_hash = '', user_agent = '', tc_string = '', "
-            "message_id = '' FROM (SELECT id FROM consent_consententry WHERE profile_id = ANY(%s::bigint[]) LIMIT %s) d "
-            "WHERE e.id = d.id", [_ids(profile_ids), limit])
-        anonymised = cursor.rowcount
+    entries = list(ConsentEntry.objects.filter(profile_id__in=profile_ids).values_list("id", flat=True)[:limit])
+    anonymised = ConsentEntry.objects.filter(id__in=entries).update(
+        profile=None, ip_hash="", user_agent="", tc_string="", message_id="") if entries else 0
     return {"consent_entries_anonymised": anonymised,
-            "consent_states": _delete_limited("consent_consentstate", "profile_id = ANY(%s::bigint[])",
-                                              profile_ids, limit)}
+            "consent_states": _delete_limited(ConsentState, BY_PROFILE, profile_ids, limit,
+                                              Q(profile_id__in=profile_ids))}
 
 
 def export_consent_data(profile_ids: list[int]) -> dict:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from consent.models import RetentionRule
 from consent.services.audit import audit_record
+from profiles.models import Event
 from profiles.services.partitions import event_partitions_drop
 
 DEFAULT = "*"
@@ -17,6 +18,10 @@ CHUNK = 20_000
 
 def _delete_expired(event_type: str | None, excluded: list[str], cutoff: datetime) -> int:
     """Deletes events of a type (or, for the default, of every type not in `excluded`) older than the cutoff."""
+    if connection.vendor != "postgresql":
+        expired = Event.objects.filter(timestamp__lt=cutoff)
+        expired = expired.filter(type=event_type) if event_type else expired.exclude(type__in=excluded)
+        return expired.delete()[0]
     where = "type = %s" if event_type else "NOT (type = ANY(%s::text[]))"
     total = 0
     while True:
