@@ -131,6 +131,7 @@ CELERY_BEAT_SCHEDULE = {
     "event-partitions": {"task": "profiles.maintain_event_partitions", "schedule": 6 * 3600.0},
     "privacy-exports": {"task": "consent.purge_exports", "schedule": 3600.0},
     "retention": {"task": "consent.purge_retention", "schedule": 24 * 3600.0},
+    "privacy-resume": {"task": "consent.resume_requests", "schedule": 300.0},
 }
 
 REST_FRAMEWORK = {

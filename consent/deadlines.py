@@ -51,6 +51,8 @@ def deadlines_for(*, kind: str, regime: str, received: datetime | date) -> Deadl
     return Deadlines(None, add_months(received, 1), extendable=True, verification_required=True)
 
 
-def extended_due(*, regime: str, due: date) -> date:
-    """The due date after the one extension the regime allows."""
-    return due + timedelta(days=45) if regime == "ccpa" else add_months(due, 2)
+def extended_due(*, regime: str, received: datetime | date, due: date) -> date:
+    """The due date after the one extension the regime allows: GDPR three months from receipt in all (counted
+    from receipt, not from a due date a short month cut down), CCPA 45 more days."""
+    received = received.date() if isinstance(received, datetime) else received
+    return due + timedelta(days=45) if regime == "ccpa" else add_months(received, 3)

@@ -47,16 +47,14 @@ def erase_profile_data(profile_ids: list[int], limit: int) -> dict[str, int]:
             MergeRecord, "into_profile_id = ANY(%s::bigint[]) OR other_profile_id = ANY(%s::bigint[])",
             profile_ids, limit, Q(into_profile_id__in=profile_ids) | Q(other_profile_id__in=profile_ids)),
     }
-    if not any(counts.values()):
-        # Last, in one transaction with their locks: a pipeline batch that attached an event meanwhile has
-        # committed (we waited for its lock) and its rows are deleted with the profiles.
-        list(Profile.objects.select_for_update().filter(id__in=profile_ids).values_list("id", flat=True))
-        counts["events"] = _delete_limited(Event, BY_PROFILE, profile_ids, 10**9, mine)
-        counts["identifiers"] = _delete_limited(Identifier, BY_PROFILE, profile_ids, 10**9, mine)
-        Profile.objects.filter(id__in=profile_ids).update(merged_into=None)
-        # Every row pointing at them is gone by now, so the ORM's cascade finds nothing more to do.
-        counts["profiles"] = Profile.objects.filter(id__in=profile_ids).delete()[1].get("profiles.Profile", 0)
     return counts
+
+
+def finish_profiles(profile_ids: list[int]) -> dict[str, int]:
+    """Deletes the profiles themselves; every row pointing at them is gone by now (the ORM's cascade would
+    catch a straggler)."""
+    Profile.objects.filter(id__in=profile_ids).update(merged_into=None)
+    return {"profiles": Profile.objects.filter(id__in=profile_ids).delete()[1].get("profiles.Profile", 0)}
 
 
 def export_profile_data(profile_ids: list[int]) -> dict:
@@ -94,4 +92,4 @@ def register_handlers() -> None:
     register(Handler("consent", (ConsentEntry, ConsentState), erase_consent_data, export_consent_data))
     register(Handler("exports", (PrivacyExport,), erase_exports, lambda profile_ids: {}))
     register(Handler("profiles", (Profile, Identifier, Event, TraitChange, MergeRecord), erase_profile_data,
-                     export_profile_data, last=True))
+                     export_profile_data, last=True, finish=finish_profiles))

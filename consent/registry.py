@@ -21,6 +21,9 @@ class Handler:
     export: Callable[[list[int]], dict]
     # Erased after every other handler (the profiles themselves go last).
     last: bool = False
+    # finish(profile_ids): runs once at the very end, under the profiles' locks, after every handler has run
+    # again without a limit; the profiles handler deletes the profiles here.
+    finish: Callable[[list[int]], dict[str, int]] | None = None
 
 
 _handlers: dict[str, Handler] = {}

@@ -6,7 +6,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from consent.collected import message_signals
@@ -16,6 +17,7 @@ from consent.services.audit import audit_record
 from profiles.models import Profile
 
 SALE_SHARING = "sale_sharing"
+MAX_MERGE_HOPS = 20
 logger = logging.getLogger(__name__)
 
 
@@ -61,6 +63,28 @@ def ip_hash(ip: str) -> str:
 PIPELINE_SOURCES = (ConsentSource.COLLECTION, ConsentSource.TCF, ConsentSource.GPC, ConsentSource.MERGE)
 
 
+def _lock_live_profiles(profile_ids: set[int]) -> tuple[dict[int, int], dict[int, dict]]:
+    """Locks the profiles; a profile merged away before we locked it stands for its survivor, locked too.
+
+    Returns each given id's live profile, and the live profiles' traits.
+    """
+    survivor = {pid: pid for pid in profile_ids}
+    traits: dict[int, dict] = {}
+    pending = set(profile_ids)
+    for _ in range(MAX_MERGE_HOPS):
+        rows = Profile.objects.select_for_update().filter(id__in=pending).order_by("id").values_list(
+            "id", "merged_into_id", "traits")
+        moved = {pid: into for pid, into, _ in rows if into is not None}
+        traits.update({pid: t for pid, into, t in rows if into is None})
+        for given, current in survivor.items():
+            if current in moved:
+                survivor[given] = moved[current]
+        pending = set(moved.values()) - set(traits)
+        if not pending:
+            return survivor, traits
+    raise OperationalError("profiles kept merging while consent was being recorded")
+
+
 @transaction.atomic
 def consent_record(*, choices: list[ConsentChoice], actor=None) -> list[ConsentEntry]:
     """Appends the choices to the ledger and moves each profile's current state to its latest choice.
@@ -76,12 +100,14 @@ def consent_record(*, choices: list[ConsentChoice], actor=None) -> list[ConsentE
     unknown = sorted({c.purpose for c in choices} - set(purposes))
     if unknown:
         raise UnknownPurpose(f"unknown purpose {', '.join(unknown)}; known: {', '.join(sorted(purposes)) or 'none'}")
-    traits = dict(Profile.objects.select_for_update().filter(id__in={c.profile_id for c in choices})
-                  .order_by("id").values_list("id", "traits"))
+    survivor, traits = _lock_live_profiles({c.profile_id for c in choices})
     default = settings.CONSENT_DEFAULT_REGIME
+    # A choice cannot come from the future: a client with a wrong clock must not outrank a later opt-out.
+    now = timezone.now()
     entries = ConsentEntry.objects.bulk_create([
-        ConsentEntry(profile_id=c.profile_id, purpose=purposes[c.purpose], granted=c.granted, source=c.source,
-                     regime=regime_for(traits.get(c.profile_id, {}), default=default), recorded_at=c.recorded_at,
+        ConsentEntry(profile_id=survivor[c.profile_id], purpose=purposes[c.purpose], granted=c.granted,
+                     source=c.source, regime=regime_for(traits.get(survivor[c.profile_id], {}), default=default),
+                     recorded_at=min(c.recorded_at, now),
                      policy_version=c.policy_version[:64], tc_string=c.tc_string, ip_hash=ip_hash(c.ip),
                      user_agent=c.user_agent[:512], event_id=c.event_id, message_id=c.message_id[:200],
                      reason=c.reason)

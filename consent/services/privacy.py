@@ -5,7 +5,7 @@ is a Celery task that erases one chunk per run and re-queues itself, so it is re
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -99,7 +99,10 @@ def privacy_request_extend(*, request_id: int, reason: str, actor=None) -> Priva
         raise RequestStateError("not_extendable", "An opt-out of sale or sharing cannot be extended.")
     if not reason.strip():
         raise RequestStateError("reason_required", "An extension needs a reason.")
-    request.due_on = extended_due(regime=request.regime, due=request.due_on)
+    if timezone.localdate() > request.due_on:
+        # GDPR Art. 12(3) and 11 CCR 7021(b): the subject is told of the extension within the original period.
+        raise RequestStateError("too_late", f"The request was due on {request.due_on}; it can no longer be extended.")
+    request.due_on = extended_due(regime=request.regime, received=request.received_at, due=request.due_on)
     request.extended_reason = reason.strip()
     _transition(request, to=request.status, action="extend", actor=_actor(actor), note=reason.strip())
     request.save(update_fields=["due_on", "extended_reason", "status"])
@@ -176,11 +179,11 @@ def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
         # GDPR Art. 18: the data is kept but not used. Denying every purpose makes each enforcement selector
         # leave the profile out; lifting the restriction is a new choice, recorded like any other.
         live = list(Profile.objects.filter(id__in=profile_ids, merged_into__isnull=True).values_list("id", flat=True))
+        keys = list(Purpose.objects.values_list("key", flat=True))
         consent_record(choices=[ConsentChoice(profile_id=pid, purpose=key, granted=False, source=ConsentSource.API,
                                               recorded_at=now, reason=f"restriction of processing, privacy request "
                                                                       f"{request.pk}")
-                                for pid in live for key in Purpose.objects.values_list("key", flat=True)],
-                       actor=actor)
+                                for pid in live for key in keys], actor=actor)
         return _complete(request, actor, {"profiles": len(live)})
     if request.kind == RequestKind.RECTIFICATION:
         rectified = _rectify(request, profile_ids, now)
@@ -247,6 +250,16 @@ def privacy_erase_step(*, request_id: int, chunk: int = ERASE_CHUNK) -> bool:
             request.progress = {**request.progress, "counts": counts}
             request.save(update_fields=["progress"])
             return False
+        # The end, in one transaction under the profiles' locks: a pipeline batch that touched them has
+        # committed (we waited for it), so every handler runs once more without a limit before they go.
+        list(Profile.objects.select_for_update().filter(id__in=profile_ids).values_list("id", flat=True))
+        for handler in handlers():
+            for table, n in handler.erase(profile_ids, 10**9).items():
+                counts[table] = counts.get(table, 0) + n
+        for handler in handlers():
+            if handler.finish is not None:
+                for table, n in handler.finish(profile_ids).items():
+                    counts[table] = counts.get(table, 0) + n
         now = timezone.now()
         request.receipt = {
             "request": request.pk, "kind": request.kind, "regime": request.regime, "profiles": len(profile_ids),
@@ -262,6 +275,17 @@ def privacy_erase_step(*, request_id: int, chunk: int = ERASE_CHUNK) -> bool:
                     details={"profiles": len(profile_ids), "erased": counts})
         request.save(update_fields=["status", "receipt", "identifiers", "progress", "completed_at"])
         return True
+
+
+def privacy_requests_unfinished(*, older_than: timedelta = timedelta(minutes=10)) -> tuple[list[int], list[int]]:
+    """Started erasures and exports not completed after `older_than`: (deletion ids, access/portability ids)."""
+    started = PrivacyRequest.objects.filter(status=RequestStatus.IN_PROGRESS, progress__has_key="started_at",
+                                            transitions__action="execute",
+                                            transitions__at__lte=timezone.now() - older_than).distinct()
+    erasing = list(started.filter(kind=RequestKind.DELETION).values_list("id", flat=True))
+    exporting = list(started.filter(kind__in=[RequestKind.ACCESS, RequestKind.PORTABILITY],
+                                    exports__isnull=True).values_list("id", flat=True))
+    return erasing, exporting
 
 
 def _discard_queued(identifiers: list[tuple[str, str]]) -> int:

@@ -41,10 +41,11 @@ def retention_purge(*, now: datetime | None = None) -> dict:
     rules = {r.event_type: r.days for r in RetentionRule.objects.all()}
     if not rules:
         return {"partitions_dropped": [], "events_deleted": {}}
-    # A month no rule keeps anything of goes as a whole: it ended before the longest period began.
+    # A month no rule keeps anything of goes as a whole: it ended before the longest period began. Only with a
+    # default rule: without one, events of the other types are kept forever, whatever the month.
     longest = now - timedelta(days=max(rules.values()))
     dropped = []
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and DEFAULT in rules:
         dropped = [p.name for p in event_partitions_drop(before=longest.date())]
     deleted = {}
     typed = sorted(t for t in rules if t != DEFAULT)

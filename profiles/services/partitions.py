@@ -77,6 +77,8 @@ def event_partitions_ensure(*, months: list[date]) -> list[str]:
     for month in sorted({month_start(m) for m in months} - existing):
         name, lower, upper = partition_name(month), _bound(month), _bound(add_months(month, 1))
         with transaction.atomic(), connection.cursor() as cursor:
+            # Held until the partition is attached, so no row of its month lands in the default meanwhile.
+            cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN SHARE ROW EXCLUSIVE MODE")
             cursor.execute(f"CREATE TABLE {name} (LIKE {EVENTS} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
             # The default partition may already hold rows of this month; attaching would fail while it does.
             cursor.execute(

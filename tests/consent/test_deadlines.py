@@ -9,7 +9,8 @@ from consent.deadlines import add_business_days, add_months, deadlines_for, exte
 def test_gdpr_answers_within_one_month_clamped_to_the_month_end_and_extends_by_two():
     dates = deadlines_for(kind="deletion", regime="gdpr", received=date(2026, 1, 31))
     assert dates.due == date(2026, 2, 28) and dates.acknowledge_by is None and dates.verification_required
-    assert extended_due(regime="gdpr", due=dates.due) == date(2026, 4, 28)
+    # Three months from receipt in all, not two months after a due date February cut short.
+    assert extended_due(regime="gdpr", received=date(2026, 1, 31), due=dates.due) == date(2026, 4, 30)
 
 
 def test_ccpa_acknowledges_in_ten_business_days_and_answers_in_forty_five_days():
@@ -17,7 +18,7 @@ def test_ccpa_acknowledges_in_ten_business_days_and_answers_in_forty_five_days()
     dates = deadlines_for(kind="access", regime="ccpa", received=date(2026, 11, 20))
     assert dates.acknowledge_by == date(2026, 12, 7)
     assert dates.due == date(2027, 1, 4)
-    assert extended_due(regime="ccpa", due=dates.due) == date(2027, 2, 18)
+    assert extended_due(regime="ccpa", received=date(2026, 11, 20), due=dates.due) == date(2027, 2, 18)
 
 
 def test_an_opt_out_of_sale_is_due_in_fifteen_business_days_without_verification_or_extension():

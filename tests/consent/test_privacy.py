@@ -90,6 +90,19 @@ def test_a_request_moves_through_its_workflow_with_every_transition_recorded(api
 
 
 @pytest.mark.django_db
+def test_a_request_past_its_due_date_can_no_longer_be_extended(api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    rid = api("post", "/api/v1/privacy-requests/", {"kind": "access", "regime": "gdpr",
+                                                     "identifiers": [{"type": "email", "value": "a@b.c"}]}).json()["id"]
+    PrivacyRequest.objects.filter(pk=rid).update(due_on=timezone.localdate() - timedelta(days=1))
+    late = api("post", f"/api/v1/privacy-requests/{rid}/extend/", {"reason": "busy"})
+    assert late.status_code == 409 and late.json()["code"] == "too_late"
+
+
+@pytest.mark.django_db
 def test_requests_are_for_privacy_officers_only_and_bad_input_names_the_field(api):
     ApiTokenFactory(user=UserFactory(groups=["Marketer"]), key="cdp_m")
     assert api("get", "/api/v1/privacy-requests/", key="cdp_m").status_code == 403

@@ -56,3 +56,13 @@ def test_a_month_every_rule_has_expired_is_dropped_as_a_partition(history):
     assert partition_name(old_month) in result["partitions_dropped"]
     assert old_month not in {p.month for p in event_partitions_list()}
     assert kept() == ["identify-100", "page-10", "page-60"]
+
+
+def test_without_a_default_rule_no_month_is_dropped_and_other_types_stay(history):
+    RetentionRule.objects.filter(event_type="*").delete()
+    RetentionRule.objects.create(event_type="track", days=30)
+
+    result = retention_purge(now=NOW)
+
+    assert result["partitions_dropped"] == [] and result["events_deleted"] == {"track": 1}
+    assert kept() == ["identify-100", "identify-400", "page-10", "page-60"]

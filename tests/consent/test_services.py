@@ -167,3 +167,29 @@ def test_defaults_follow_the_regime_until_a_choice_is_made(post_collect, drain):
     consent_record(choices=[choice(eu, "marketing_email", True, 1), choice(us, "marketing_email", False, 1)])
     assert selectors.marketing_allowed(profile_ids=[eu.pk, us.pk], channel="email") == {eu.pk}
     assert selectors.personalization_allowed(profile_ids=[eu.pk, us.pk]) == {us.pk}
+
+
+def test_a_future_dated_message_cannot_outrank_a_later_opt_out(post_collect, drain):
+    post_collect("identify", {"userId": "fu", "messageId": "f1", "timestamp": "2100-01-01T00:00:00Z",
+                              "context": {"consent": {"categoryPreferences": {"Sale": True}}}})
+    drain()
+    fu = Profile.objects.get()
+    assert ConsentEntry.objects.get().recorded_at.year < 2100  # capped when recorded
+    consent_record(choices=[ConsentChoice(profile_id=fu.pk, purpose="sale_sharing", granted=False, source="api",
+                                          recorded_at=datetime.now(timezone.utc))])
+    assert selectors.sharing_allowed(profile_ids=[fu.pk]) == set()
+
+
+def test_a_choice_for_a_profile_merged_away_meanwhile_lands_on_its_survivor(post_collect, drain):
+    post_collect("identify", {"userId": "sv", "messageId": "1"})
+    drain()
+    post_collect("track", {"anonymousId": "gone", "event": "E", "messageId": "2"})
+    drain()
+    gone = Identifier.objects.get(value="gone").profile
+    post_collect("identify", {"userId": "sv", "anonymousId": "gone", "messageId": "3"})
+    drain()  # `gone` is a tombstone now; a caller that looked it up before still holds its id
+    survivor = Profile.objects.get(merged_into__isnull=True)
+
+    [entry] = consent_record(choices=[choice(gone, "sale_sharing", False, 1)])
+
+    assert entry.profile_id == survivor.pk and state(survivor, "sale_sharing") == (False, "api")
