@@ -80,10 +80,18 @@ def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
         for e in events if e.id in outcome.profile_of])
 
 
+def _describe(exc: Exception) -> str:
+    """What went wrong, without the values: PostgreSQL's detail line quotes the row (an email, say), and the
+    reason is kept with the event."""
+    diag = getattr(exc.__cause__, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return f"{type(exc).__name__}: {primary}" if primary else type(exc).__name__
+
+
 def _isolate_failure(batch_size: int, after_id: int, exc: Exception) -> tuple[int, int]:
     if batch_size > 1:
         return _process_batch(batch_size=batch_size // 2, after_id=after_id)
     with transaction.atomic():
-        event_id = event_set_aside(reason=f"{type(exc).__name__}: {exc}", after_id=after_id)
+        event_id = event_set_aside(reason=_describe(exc), after_id=after_id)
     logger.error("pipeline set event %s aside: %s", event_id, type(exc).__name__)
     return (1, event_id) if event_id else (0, after_id)

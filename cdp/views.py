@@ -10,7 +10,7 @@ from cdp import selectors
 from consent import selectors as consent_selectors
 from consent.models import ConsentSource
 from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
-from profiles.masking import mask_identifier, mask_payload, mask_traits
+from profiles.masking import mask_identifier, mask_linking, mask_payload, mask_traits
 from profiles.selectors import profile_get
 
 
@@ -70,6 +70,10 @@ def profile_detail(request, profile_id):
         context["traits"] = sorted(profile.traits.items())
         context["identifiers"] = {kind: [{"value": mask_identifier(kind, i.value), "first_seen": i.first_seen}
                                          for i in items] for kind, items in context["identifiers"].items()}
+        for merge in context["merges"]:  # in memory only, for rendering
+            merge.linking_identifiers = mask_linking(merge.linking_identifiers)
+            merge.reason = "shared identifiers: " + ", ".join(merge.linking_identifiers) \
+                if merge.outcome == "merged" else merge.reason
     return render(request, "profiles/profile_detail.html", context)
 
 

@@ -1,18 +1,23 @@
 """Masking personal identifiers for people whose role may not see them (marketers). Pure functions.
 
-Masked: email and phone identifiers, and the traits email, phone, name (first, last) and address, wherever
-they appear: identifiers, profile traits, and the traits inside event payloads.
+Masked: email and phone identifiers, and the traits email, phone, name (first, last, full) and address,
+wherever they appear: identifiers, profile traits, event payloads, and merge records' linking identifiers.
 """
 from __future__ import annotations
 
 PERSONAL_IDENTIFIER_TYPES = frozenset({"email", "phone"})
-PERSONAL_TRAITS = frozenset({"email", "phone", "name", "first_name", "last_name", "firstName", "lastName",
-                             "address"})
+# Trait keys compared without case, "_" or "-": firstName, first_name and First-Name are one key.
+PERSONAL_TRAITS = frozenset({"email", "emailaddress", "phone", "phonenumber", "mobile", "name", "firstname",
+                             "lastname", "fullname", "address", "street", "streetaddress"})
+
+
+def _personal(key) -> bool:
+    return str(key).lower().replace("_", "").replace("-", "") in PERSONAL_TRAITS
 
 
 def mask_value(value) -> str:
     """Keeps enough to tell values apart at a glance, not enough to contact anyone."""
-    if isinstance(value, dict):
+    if isinstance(value, (dict, list)):
         return "•••"
     text = str(value)
     if "@" in text:
@@ -24,18 +29,28 @@ def mask_value(value) -> str:
 
 
 def mask_traits(traits: dict) -> dict:
-    return {k: (mask_value(v) if k in PERSONAL_TRAITS and v not in (None, "") else v) for k, v in traits.items()}
+    """Masks personal keys at any depth (`contact.phone` too)."""
+    out = {}
+    for key, value in traits.items():
+        if _personal(key) and value not in (None, ""):
+            out[key] = mask_value(value)
+        elif isinstance(value, dict):
+            out[key] = mask_traits(value)
+        else:
+            out[key] = value
+    return out
 
 
 def mask_identifier(kind: str, value: str) -> str:
     return mask_value(value) if kind in PERSONAL_IDENTIFIER_TYPES else value
 
 
+def mask_linking(identifiers: list[str]) -> list[str]:
+    """Merge records name their linking identifiers as "type:value"."""
+    return [f"{kind}:{mask_identifier(kind, value)}" for kind, _, value in (i.partition(":") for i in identifiers)]
+
+
 def mask_payload(payload: dict) -> dict:
-    masked = dict(payload)
-    if isinstance(masked.get("traits"), dict):
-        masked["traits"] = mask_traits(masked["traits"])
-    context = masked.get("context")
-    if isinstance(context, dict) and isinstance(context.get("traits"), dict):
-        masked["context"] = {**context, "traits": mask_traits(context["traits"])}
-    return masked
+    """A message as stored, with personal traits masked wherever they are (traits, context.traits,
+    properties, nested objects)."""
+    return mask_traits(payload)

@@ -2,7 +2,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from profiles.masking import mask_identifier, mask_payload, mask_traits
+from profiles.masking import mask_identifier, mask_linking, mask_payload, mask_traits
 from profiles.models import Event, Identifier, MergeRecord, Profile
 
 
@@ -49,7 +49,7 @@ class ProfileListSerializer(MaskedTraitsMixin, serializers.ModelSerializer):
         fields = ["id", "identifiers", "traits", "event_count", "first_seen", "last_seen"]
 
 
-class MergeRecordSerializer(serializers.ModelSerializer):
+class MergeRecordSerializer(MaskingMixin, serializers.ModelSerializer):
     into_profile = serializers.IntegerField(source="into_profile_id")
     other_profile = serializers.IntegerField(source="other_profile_id", allow_null=True)
 
@@ -57,6 +57,15 @@ class MergeRecordSerializer(serializers.ModelSerializer):
         model = MergeRecord
         fields = ["id", "outcome", "into_profile", "other_profile", "reason", "linking_identifiers",
                   "moved_identifiers", "moved_events", "message_id", "created_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if self.masking():
+            masked = mask_linking(data["linking_identifiers"])
+            for plain, hidden in zip(data["linking_identifiers"], masked):
+                data["reason"] = data["reason"].replace(plain.partition(":")[2], hidden.partition(":")[2])
+            data["linking_identifiers"] = masked
+        return data
 
 
 class ProfileDetailSerializer(MaskedTraitsMixin, serializers.ModelSerializer):
@@ -71,7 +80,7 @@ class ProfileDetailSerializer(MaskedTraitsMixin, serializers.ModelSerializer):
     # The view passes the merge records in context so that the read stays in the selector.
     @extend_schema_field(MergeRecordSerializer(many=True))
     def get_merges(self, profile) -> list[dict]:
-        return MergeRecordSerializer(self.context.get("merges", []), many=True).data
+        return MergeRecordSerializer(self.context.get("merges", []), many=True, context=self.context).data
 
 
 class EventSerializer(MaskingMixin, serializers.ModelSerializer):

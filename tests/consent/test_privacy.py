@@ -7,11 +7,12 @@ import redis
 from django.apps import apps
 from django.db import connection
 from django.db.models import ForeignKey
+from django.utils import timezone
 
 from consent.models import ConsentEntry, PrivacyRequest, SuppressedIdentifier
 from consent.registry import handlers
 from consent.services.privacy import privacy_erase_step
-from profiles.models import Event, Identifier, Profile
+from profiles.models import Event, Identifier, Profile, Source
 from tests.factories import ApiTokenFactory, UserFactory
 
 OFFICER_KEY = "cdp_privacy_officer_key"
@@ -208,6 +209,12 @@ def test_a_deletion_leaves_nothing_of_the_subject_in_the_database_or_the_broker(
                                                                                 celery_worker_process, wait_until,
                                                                                 subprocess_env):
     subject_traffic(post_collect, drain)
+    # An earlier request of hers, and an event of hers the pipeline once set aside (no profile).
+    api("post", "/api/v1/privacy-requests/", {"kind": "access", "regime": "gdpr", "notes": "Zoe Quartzfield called",
+                                              "identifiers": [{"type": "email", "value": "zoe.quartz@example.org"}]})
+    Event.objects.create(id=10**12, source_id=Source.objects.get().pk, message_id="aside", type="track",
+                         user_id="zoe-42", timestamp=timezone.now(), received_at=timezone.now(), processed_at=timezone.now(),
+                         payload={"userId": "zoe-42", "properties": {"note": "Zoe's secret wishlist"}}, error="DataError")
     before = database_dump()
     assert [s for s in SUBJECT_STRINGS if s.lower() not in before.lower()] == []  # each one is there to find
     rid = api("post", "/api/v1/privacy-requests/", {"kind": "deletion", "regime": "gdpr", "identifiers": [
@@ -219,6 +226,7 @@ def test_a_deletion_leaves_nothing_of_the_subject_in_the_database_or_the_broker(
                          what="the erasure task")
     receipt = api("get", f"/api/v1/privacy-requests/{rid}/").json()["receipt"]
     assert receipt["profiles"] == 2 and receipt["erased"]["events"] == 5 and receipt["erased"]["profiles"] == 2
+    assert receipt["erased"]["set_aside_events"] == 1 and receipt["erased"]["other_requests_reduced"] == 1
     assert receipt["erased"]["consent_entries_anonymised"] == 1 and receipt["suppressed_identifiers"] == 5
     assert request.identifiers == [{"type": "email"}]
 

@@ -342,3 +342,22 @@ def test_marketers_see_personal_identifiers_masked_and_privacy_officers_see_them
     page = client.get(f"/profiles/{pid}/").content.decode()
     assert "Nora" not in page and "N•••" in page and "example.com" in page
     assert "Nora" not in client.get("/profiles/?q=u-mask").content.decode()
+
+
+def test_masking_covers_merge_records_nested_traits_and_every_key_spelling(api, post_collect, drain):
+    post_collect("identify", {"anonymousId": "dev-1", "messageId": "1", "traits": {"email": "kim@example.com"}})
+    drain()
+    post_collect("identify", {"userId": "u-9", "messageId": "2"})
+    drain()
+    post_collect("identify", {"userId": "u-9", "messageId": "3", "traits": {
+        "email": "kim@example.com", "Email-Address": "kim@example.com", "full_name": "Kim Kay",
+        "contact": {"phone": "+1 415 555 0111"}}})
+    drain()
+    pid = Identifier.objects.get(value="u-9").profile_id
+    body = api(f"/api/v1/profiles/{pid}/").json()
+    assert "kim@" not in str(body) and "Kim Kay" not in str(body) and "555" not in str(body)
+    assert body["traits"]["contact"] == {"phone": "+1•••11"} and body["traits"]["full_name"] == "K•••"
+    [merge] = body["merges"]
+    assert "email:k•••@example.com" in merge["linking_identifiers"] and "kim@" not in merge["reason"]
+    events = api(f"/api/v1/profiles/{pid}/events/").json()["results"]
+    assert "kim@" not in str(events) and "Kim Kay" not in str(events)
