@@ -41,7 +41,8 @@ def export_build(*, request_id: int) -> PrivacyExport | None:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"request-{request.pk}-{secrets.token_hex(8)}.json"
         body = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
-        path.write_bytes(body)
+        # Written once the transaction commits: a rollback must not leave a file of personal data behind.
+        transaction.on_commit(lambda: path.write_bytes(body))
         export = PrivacyExport.objects.create(
             request=request, profile_ids=profile_ids, path=str(path), token=secrets.token_urlsafe(32),
             size=len(body), created_at=now, expires_at=now + timedelta(hours=settings.PRIVACY_EXPORT_TTL_HOURS))
@@ -68,6 +69,8 @@ def export_download(*, token: str, actor) -> bytes | None:
     used or expired."""
     export = PrivacyExport.objects.select_for_update().filter(token=token).first()
     if export is None or export.downloaded_at or export.deleted_at or export.expires_at <= timezone.now():
+        return None
+    if not os.path.exists(export.path):
         return None
     body = Path(export.path).read_bytes()
     export.downloaded_at = timezone.now()

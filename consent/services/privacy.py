@@ -241,7 +241,7 @@ def privacy_erase_step(*, request_id: int, chunk: int = ERASE_CHUNK) -> bool:
         request = _locked(request_id)
         if request.status != RequestStatus.IN_PROGRESS or not request.progress.get("started_at"):
             return request.status == RequestStatus.COMPLETED
-        profile_ids = request.progress["profile_ids"]
+        profile_ids = _follow_merges(request)
         counts = dict(request.progress.get("counts", {}))
         erased_any = False
         for handler in handlers():
@@ -293,6 +293,30 @@ def privacy_requests_unfinished(*, older_than: timedelta = timedelta(minutes=10)
     exporting = list(started.filter(kind__in=[RequestKind.ACCESS, RequestKind.PORTABILITY],
                                     exports__isnull=True).values_list("id", flat=True))
     return erasing, exporting
+
+
+def _follow_merges(request: PrivacyRequest) -> list[int]:
+    """The profiles to erase now. A pipeline batch already under way when the deletion started may have merged
+    one of them into a profile outside the set (the identity graph says that is the same person): that
+    profile, and everything merged into it, joins the set, and its identifiers are suppressed too."""
+    profile_ids = request.progress["profile_ids"]
+    targets = set(Profile.objects.filter(id__in=profile_ids, merged_into__isnull=False)
+                  .exclude(merged_into_id__in=profile_ids).values_list("merged_into_id", flat=True))
+    joined: set[int] = set()
+    for target in targets:
+        survivor = profile_selectors.profile_get(profile_id=target)
+        if survivor is not None:
+            joined |= profile_selectors.profile_merged_ids(profile=survivor)
+    joined -= set(profile_ids)
+    if not joined:
+        return profile_ids
+    if not request.allow_recreation:
+        suppression_add(identifiers=list(Identifier.objects.filter(profile_id__in=joined).values_list(
+            "type", "value")), request_id=request.pk)
+    profile_ids = sorted(set(profile_ids) | joined)
+    request.progress = {**request.progress, "profile_ids": profile_ids}
+    request.save(update_fields=["progress"])
+    return profile_ids
 
 
 def _reduce(request: PrivacyRequest) -> None:
