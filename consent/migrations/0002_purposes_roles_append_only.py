@@ -1,6 +1,8 @@
 """The six seeded purposes, the roles' consent permissions, and a ledger the database keeps append-only."""
 from django.db import migrations
 
+from profiles.roles import grant
+
 # key, name, legal basis, GDPR default, CCPA default, TCF v2 purposes, Segment consent categories.
 # TCF purposes: 1 store/access on a device, 2-4 advertising, 5-6 personalised content, 7 ad measurement,
 # 8 content measurement, 9 market research, 10 product development.
@@ -44,24 +46,12 @@ CREATE TRIGGER consent_entry_append_only BEFORE UPDATE OR DELETE ON consent_cons
 
 
 def forwards(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
     Purpose = apps.get_model("consent", "Purpose")
     for key, name, basis, gdpr, ccpa, tcf, categories in PURPOSES:
         Purpose.objects.update_or_create(key=key, defaults={
             "name": name, "legal_basis": basis, "gdpr_default": gdpr, "ccpa_default": ccpa, "tcf_purposes": tcf,
             "segment_categories": categories})
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, codenames in ROLES.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.add(*Permission.objects.filter(content_type__app_label="consent", codename__in=codenames))
-    admin, _ = Group.objects.get_or_create(name="Admin")
-    admin.permissions.add(*Permission.objects.filter(content_type__app_label="consent"))
+    grant(apps, app_label="consent", roles={**ROLES, "Admin": None})
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(APPEND_ONLY, params=None)
 

@@ -1,21 +1,12 @@
 """Privacy officers handle data subject requests; admins may do everything in consent."""
 from django.db import migrations
 
+from profiles.roles import grant
+
 
 def forwards(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    officer, _ = Group.objects.get_or_create(name="Privacy officer")
-    officer.permissions.add(*Permission.objects.filter(content_type__app_label="consent", codename__in=[
-        "view_privacyrequest", "add_privacyrequest", "change_privacyrequest", "view_privacyrequesttransition"]))
-    admin, _ = Group.objects.get_or_create(name="Admin")
-    admin.permissions.add(*Permission.objects.filter(content_type__app_label="consent"))
+    grant(apps, app_label="consent", roles={"Admin": None, "Privacy officer": [
+        "view_privacyrequest", "add_privacyrequest", "change_privacyrequest", "view_privacyrequesttransition"]})
 
 
 class Migration(migrations.Migration):

@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from profiles.roles import grant
+
 
 class Migration(migrations.Migration):
 
@@ -27,19 +29,8 @@ class Migration(migrations.Migration):
 def forwards(apps, schema_editor):
     """Two years for every event unless a privacy officer sets a rule for its type."""
     apps.get_model("consent", "RetentionRule").objects.get_or_create(event_type="*", defaults={"days": 730})
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    from django.contrib.auth.management import create_permissions
-
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    officer, _ = Group.objects.get_or_create(name="Privacy officer")
-    officer.permissions.add(*Permission.objects.filter(content_type__app_label="consent", codename__in=[
-        "view_retentionrule", "add_retentionrule", "change_retentionrule", "delete_retentionrule"]))
-    Group.objects.get_or_create(name="Admin")[0].permissions.add(
-        *Permission.objects.filter(content_type__app_label="consent"))
+    grant(apps, app_label="consent", roles={"Admin": None, "Privacy officer": [
+        "view_retentionrule", "add_retentionrule", "change_retentionrule", "delete_retentionrule"]})
 
 
 Migration.operations.append(migrations.RunPython(forwards, migrations.RunPython.noop))

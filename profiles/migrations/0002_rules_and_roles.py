@@ -1,6 +1,8 @@
 """Default identity rules and the three role groups."""
 from django.db import migrations
 
+from profiles.roles import grant
+
 BLOCKED = ["null", "undefined", "none", "nil", "0", "-1", "anonymous", "unknown", "n/a", "na", "test",
            "test@example.com", "test@test.com", "email@example.com", "noemail@example.com", "[object object]"]
 RULES = [
@@ -19,23 +21,12 @@ ROLES = {
 
 
 def forwards(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+    grant(apps, app_label=None, roles={"Admin": None})
+    grant(apps, app_label="profiles", roles={name: codes for name, codes in ROLES.items() if codes is not None})
     IdentityRule = apps.get_model("profiles", "IdentityRule")
     for kind, priority, maximum in RULES:
         IdentityRule.objects.update_or_create(identifier_type=kind, defaults={
             "priority": priority, "max_per_profile": maximum, "blocked_values": BLOCKED})
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, codenames in ROLES.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        perms = Permission.objects.all() if codenames is None else Permission.objects.filter(
-            content_type__app_label="profiles", codename__in=codenames)
-        group.permissions.add(*perms)
 
 
 class Migration(migrations.Migration):

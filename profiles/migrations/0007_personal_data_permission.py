@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from profiles.roles import grant
+
 
 class Migration(migrations.Migration):
 
@@ -18,17 +20,8 @@ class Migration(migrations.Migration):
 
 
 def forwards(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    allowed = Permission.objects.get(content_type__app_label="profiles", codename="view_personal_data")
-    for name in ("Admin", "Privacy officer"):
-        Group.objects.get_or_create(name=name)[0].permissions.add(allowed)
+    grant(apps, app_label="profiles", roles={"Admin": ["view_personal_data"],
+                                             "Privacy officer": ["view_personal_data"]})
 
 
 Migration.operations.append(migrations.RunPython(forwards, migrations.RunPython.noop))
