@@ -361,3 +361,12 @@ def test_masking_covers_merge_records_nested_traits_and_every_key_spelling(api, 
     assert "email:k•••@example.com" in merge["linking_identifiers"] and "kim@" not in merge["reason"]
     events = api(f"/api/v1/profiles/{pid}/events/").json()["results"]
     assert "kim@" not in str(events) and "Kim Kay" not in str(events)
+
+
+def test_the_admin_role_has_every_permission_and_the_others_only_theirs():
+    from django.contrib.auth.models import Group, Permission
+
+    assert Group.objects.get(name="Admin").permissions.count() == Permission.objects.count()
+    marketer = set(Group.objects.get(name="Marketer").permissions.values_list("codename", flat=True))
+    assert "view_personal_data" not in marketer and "view_consententry" not in marketer
+    assert "view_profile" in marketer and "view_consentstate" in marketer
