@@ -121,12 +121,8 @@ class MessageKey(models.Model):
     received_at = models.DateTimeField()
 
 
-class PendingEvent(models.Model):
-    """An accepted message waiting for the pipeline. Processing moves it, with the same id, into Event.
-
-    A small queue table apart from the events, so that processing never rewrites an event row (an update of
-    a row in a big indexed table costs a new row version and an entry in every index).
-    """
+class Message(models.Model):
+    """The columns of an accepted message, as the collection API stored it."""
 
     source = models.ForeignKey(Source, on_delete=models.PROTECT, db_constraint=False, related_name="+")
     message_id = models.CharField(max_length=200)
@@ -138,11 +134,22 @@ class PendingEvent(models.Model):
     received_at = models.DateTimeField()
     payload = models.JSONField()
 
+    class Meta:
+        abstract = True
+
+
+class PendingEvent(Message):
+    """An accepted message waiting for the pipeline. Processing moves it, with the same id, into Event.
+
+    A small queue table apart from the events, so that processing never rewrites an event row (an update of
+    a row in a big indexed table costs a new row version and an entry in every index).
+    """
+
     def __str__(self):
         return f"pending {self.type} {self.event or ''} {self.message_id}"
 
 
-class Event(models.Model):
+class Event(Message):
     """A processed message, stored as sent, on the profile it resolved to. Append-only.
 
     On PostgreSQL the table is partitioned by month of `timestamp` (see profiles.services.partitions), so
@@ -150,15 +157,6 @@ class Event(models.Model):
     """
 
     id = models.BigIntegerField(primary_key=True)
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, db_constraint=False)
-    message_id = models.CharField(max_length=200)
-    type = models.CharField(max_length=16, choices=EventType.choices)
-    event = models.CharField(max_length=200, blank=True, default="")
-    user_id = models.CharField(max_length=512, blank=True, default="")
-    anonymous_id = models.CharField(max_length=512, blank=True, default="")
-    timestamp = models.DateTimeField()
-    received_at = models.DateTimeField()
-    payload = models.JSONField()
     profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False,
                                 related_name="events")
     processed_at = models.DateTimeField()
