@@ -1,7 +1,8 @@
 """The pipeline: claim a batch of pending events and run each app's step over the whole batch, in order.
 
-consent gate (suppression list) -> identity resolution, traits and counters -> consent carried across merges -> consent signals of the
-messages -> segment re-evaluation and campaign triggers (arrive with their apps). All in one transaction.
+consent gate (suppression list) -> identity resolution, traits and counters -> consent carried across merges
+-> consent signals of the messages -> segment re-evaluation and campaign triggers (arrive with their apps).
+All in one transaction.
 """
 import logging
 

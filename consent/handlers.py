@@ -62,7 +62,8 @@ def export_profile_data(profile_ids: list[int]) -> dict:
         "id", "created_at", "merged_into_id", "traits", "computed", "first_seen", "last_seen", "event_count"))
     return {
         "profiles": profiles,
-        "identifiers": list(Identifier.objects.filter(profile_id__in=profile_ids).values("type", "value", "first_seen")),
+        "identifiers": list(Identifier.objects.filter(profile_id__in=profile_ids).values("type", "value",
+                                                                                          "first_seen")),
         "trait_history": list(TraitChange.objects.filter(profile_id__in=profile_ids).values(
             "key", "old_value", "new_value", "changed_at")),
         "events": list(Event.objects.filter(profile_id__in=profile_ids).order_by("timestamp", "id").values(

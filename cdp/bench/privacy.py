@@ -66,12 +66,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings"); django.setup()
 from cdp.pipeline import pipeline_process_batch
 from profiles.models import Source
 from profiles.services.ingest import events_accept
-source, tag, first, count, stop = Source.objects.get(pk=int(sys.argv[1])), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+source, tag, stop = Source.objects.get(pk=int(sys.argv[1])), sys.argv[2], sys.argv[5]
+first, count = int(sys.argv[3]), int(sys.argv[4])
 latencies, k = [], 0
 while not os.path.exists(stop):
     started = time.perf_counter()
-    events_accept(source=source, messages=[{"type": "track", "userId": f"{tag}-user_id-{first + (k * 7 + i) % count}",
-                                            "event": "During", "messageId": f"{tag}-during-{k}-{i}"} for i in range(200)])
+    events_accept(source=source, messages=[
+        {"type": "track", "userId": f"{tag}-user_id-{first + (k * 7 + i) % count}", "event": "During",
+         "messageId": f"{tag}-during-{k}-{i}"} for i in range(200)])
     while pipeline_process_batch(batch_size=200):
         pass
     latencies.append(time.perf_counter() - started)

@@ -85,7 +85,8 @@ class ProfileDetailView(ProfileAPIView):
         """One profile. The id of a merged profile returns the profile it was merged into."""
         profile = self.profile_or_404(profile_id)
         merges = list(selectors.profile_merges(profile=profile))
-        return Response(ProfileDetailSerializer(profile, context={**self.get_serializer_context(), "merges": merges}).data)
+        context = {**self.get_serializer_context(), "merges": merges}
+        return Response(ProfileDetailSerializer(profile, context=context).data)
 
 
 class TimelinePagination(CursorPagination):
@@ -130,4 +131,5 @@ class ProfileLookupView(ProfileAPIView):
         if profile is None:
             raise NotFound(f"No profile has the identifier {kind}:{value}.")
         merges = list(selectors.profile_merges(profile=profile))
-        return Response(ProfileDetailSerializer(profile, context={**self.get_serializer_context(), "merges": merges}).data)
+        context = {**self.get_serializer_context(), "merges": merges}
+        return Response(ProfileDetailSerializer(profile, context=context).data)

@@ -119,7 +119,8 @@ def test_requests_are_for_privacy_officers_only_and_bad_input_names_the_field(ap
 def test_an_opt_out_of_sale_needs_no_verification_and_completes_at_once(api, post_collect, drain):
     subject_traffic(post_collect, drain)
     rid = api("post", "/api/v1/privacy-requests/", {"kind": "opt_out_sale", "regime": "ccpa",
-                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}).json()["id"]
+                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}
+              ).json()["id"]
     done = api("post", f"/api/v1/privacy-requests/{rid}/execute/").json()
     assert done["status"] == "completed" and done["receipt"]["profiles"] == 2  # the survivor and its tombstone
     zoe = Identifier.objects.get(value="zoe-42").profile
@@ -136,7 +137,8 @@ def test_an_access_request_produces_one_json_file_downloadable_once(api, client,
     settings.PRIVACY_EXPORT_DIR = tmp_path
     subject_traffic(post_collect, drain)
     rid = api("post", "/api/v1/privacy-requests/", {"kind": "portability", "regime": "gdpr",
-                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}).json()["id"]
+                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}
+              ).json()["id"]
     api("post", f"/api/v1/privacy-requests/{rid}/verify/")
     assert api("post", f"/api/v1/privacy-requests/{rid}/execute/").json()["status"] == "in_progress"
     with django_capture_on_commit_callbacks(execute=True):
@@ -192,7 +194,8 @@ def test_restriction_denies_every_purpose_so_no_use_is_allowed(api, post_collect
     zoe = Identifier.objects.get(value="zoe-42").profile
     max_ = Identifier.objects.get(value="max-7").profile
     rid = api("post", "/api/v1/privacy-requests/", {"kind": "restriction", "regime": "ccpa",
-                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}).json()["id"]
+                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}
+              ).json()["id"]
     api("post", f"/api/v1/privacy-requests/{rid}/verify/")
     assert api("post", f"/api/v1/privacy-requests/{rid}/execute/").json()["status"] == "completed"
     ids = [zoe.pk, max_.pk]
@@ -214,8 +217,9 @@ def test_a_deletion_leaves_nothing_of_the_subject_in_the_database_or_the_broker(
     api("post", "/api/v1/privacy-requests/", {"kind": "access", "regime": "gdpr", "notes": "Zoe Quartzfield called",
                                               "identifiers": [{"type": "email", "value": "zoe.quartz@example.org"}]})
     Event.objects.create(id=10**12, source_id=Source.objects.get().pk, message_id="aside", type="track",
-                         user_id="zoe-42", timestamp=timezone.now(), received_at=timezone.now(), processed_at=timezone.now(),
-                         payload={"userId": "zoe-42", "properties": {"note": "Zoe's secret wishlist"}}, error="DataError")
+                         user_id="zoe-42", timestamp=timezone.now(), received_at=timezone.now(),
+                         processed_at=timezone.now(), error="DataError",
+                         payload={"userId": "zoe-42", "properties": {"note": "Zoe's secret wishlist"}})
     before = database_dump()
     assert [s for s in SUBJECT_STRINGS if s.lower() not in before.lower()] == []  # each one is there to find
     rid = api("post", "/api/v1/privacy-requests/", {"kind": "deletion", "regime": "gdpr", "identifiers": [
@@ -293,7 +297,8 @@ def test_an_erasure_follows_a_merge_that_happened_after_it_started(api, post_col
     older = Identifier.objects.get(value="zoe-old-device").profile
     Profile.objects.filter(pk=older.pk).update(created_at=timezone.now() - timezone.timedelta(days=999))
     rid = api("post", "/api/v1/privacy-requests/", {"kind": "deletion", "regime": "gdpr",
-                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}).json()["id"]
+                                                     "identifiers": [{"type": "user_id", "value": "zoe-42"}]}
+              ).json()["id"]
     api("post", f"/api/v1/privacy-requests/{rid}/verify/")
     api("post", f"/api/v1/privacy-requests/{rid}/execute/")
     # A batch that was already under way links Zoe to an older profile of hers, which survives the merge.
