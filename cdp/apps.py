@@ -5,5 +5,8 @@ class CdpConfig(AppConfig):
     name = "cdp"
 
     def ready(self):
-        # Registers the pipeline task in every process (web included), so lower apps can queue it by name.
-        from cdp import tasks  # noqa: F401
+        from cdp.tasks import pipeline_kick
+        from profiles.services.ingest import events_queued_subscribe
+
+        # Profiles accepts events but sits below the pipeline: it calls what the pipeline registers here.
+        events_queued_subscribe(pipeline_kick)

@@ -18,8 +18,9 @@ from import_export.results import Result, RowResult
 
 from cdp.pipeline import pipeline_drain
 from profiles.messages import Rejection, validate_message
-from profiles.models import Identifier, Profile, Source
+from profiles.models import Identifier, Profile
 from profiles.selectors import identifier_normalise
+from profiles.services.sources import source_get_or_create
 
 IMPORT_SOURCE_NAME = "Import"
 # Columns that name the person; every other non-empty column becomes a trait.
@@ -181,7 +182,7 @@ class ProfileResource(resources.ModelResource):
         if not dry_run and messages:
             from profiles.services.ingest import events_accept
 
-            source, _ = Source.objects.get_or_create(name=IMPORT_SOURCE_NAME)
+            source = source_get_or_create(name=IMPORT_SOURCE_NAME)
             accepted = events_accept(source=source, messages=list(messages.values()), received_at=received_at)
             order = list(messages)
             for rejection in accepted.rejected:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -119,6 +120,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "ingest"
+# Every queue the project routes to: a plain `celery -A cdp worker` consumes all of them (a worker started with
+# -Q consumes only those named, and the others' tasks wait).
+CELERY_TASK_QUEUES = [Queue("ingest"), Queue("privacy")]
 CELERY_TASK_ROUTES = {
     "profiles.*": {"queue": "ingest"},
     "cdp.*": {"queue": "ingest"},
@@ -139,11 +143,11 @@ REST_FRAMEWORK = {
         "profiles.api.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["profiles.api.permissions.RoleModelPermissions"],
+    "DEFAULT_PERMISSION_CLASSES": ["profiles.common.permissions.RoleModelPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
-    "EXCEPTION_HANDLER": "profiles.api.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "EXCEPTION_HANDLER": "profiles.common.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "profiles.common.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {

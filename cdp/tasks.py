@@ -1,22 +1,45 @@
-"""The pipeline's Celery task: drain pending events batch by batch."""
+"""The pipeline's Celery task, and the kick that queues it when the collection API has accepted events."""
+import logging
+
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
+from kombu.exceptions import OperationalError as BrokerError
 
 from cdp.pipeline import pipeline_drain
 
-# One task drains for at most this long, then re-queues itself so other queues get their turn.
+# One task drains for at most this many batches, then re-queues itself so other queues get their turn.
 DRAIN_BATCHES = 50
+# A drain re-queues itself while the queue stays full; past this many in one run it stops and says so, and the
+# beat sweep starts a new run. 200 runs of 50 batches of 2,000 events is 20 million events in one go.
+MAX_DRAIN_REQUEUES = 200
+PIPELINE_KICK_KEY = "pipeline:kick"
+logger = logging.getLogger(__name__)
 
 
-@shared_task(name="cdp.process_pending", acks_late=True, reject_on_worker_lost=True,
+def pipeline_kick() -> None:
+    """Queues one pipeline drain unless one is already queued; the drain clears the key before it claims.
+
+    Registered with profiles' ingestion at start-up (cdp/apps.py): profiles sits below the pipeline."""
+    if cache.add(PIPELINE_KICK_KEY, 1, timeout=30):
+        try:
+            process_pending.delay()
+        except BrokerError:
+            # The events are committed; the beat sweep processes them once the broker is back.
+            cache.delete(PIPELINE_KICK_KEY)
+            logger.warning("could not queue the pipeline; the periodic sweep will pick the events up")
+
+
+@shared_task(name="cdp.process_pending", queue="ingest", acks_late=True, reject_on_worker_lost=True,
              soft_time_limit=300, time_limit=330)
-def process_pending() -> int:
-    from profiles.tasks import PIPELINE_KICK_KEY
-
+def process_pending(requeues: int = 0) -> int:
     # Cleared before draining, so an event accepted while this drain runs queues a fresh one.
     cache.delete(PIPELINE_KICK_KEY)
     total = pipeline_drain(max_batches=DRAIN_BATCHES)
     if total >= DRAIN_BATCHES * settings.PIPELINE_BATCH_SIZE:
-        process_pending.delay()
+        if requeues < MAX_DRAIN_REQUEUES:
+            process_pending.delay(requeues + 1)
+        else:
+            logger.warning("pipeline drain stopped after %s re-queues in one run; the periodic sweep continues",
+                           MAX_DRAIN_REQUEUES)
     return total

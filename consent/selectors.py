@@ -107,9 +107,17 @@ def privacy_request_queue(*, kind: str = "", status: str = "", regime: str = "",
 
 def privacy_request_subject(*, request) -> list[Profile]:
     """The live profiles the request's identifiers resolve to (for the request page)."""
-    from consent.services.privacy import subject_profile_ids
-
     if request.receipt and request.kind == "deletion":
         return []
     return list(Profile.objects.filter(id__in=subject_profile_ids(identifiers=request.identifiers),
                                        merged_into__isnull=True))
+
+
+def subject_profile_ids(*, identifiers: list[dict]) -> list[int]:
+    """Every profile the identifiers resolve to through the identity graph, and every profile merged into them."""
+    ids: set[int] = set()
+    for item in identifiers:
+        profile = profile_selectors.profile_lookup(identifier_type=item["type"], value=item["value"])
+        if profile is not None:
+            ids |= profile_selectors.profile_merged_ids(profile=profile)
+    return sorted(ids)

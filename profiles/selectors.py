@@ -103,3 +103,31 @@ def profile_merges(*, profile: Profile) -> QuerySet[MergeRecord]:
 def profile_events(*, profile: Profile) -> QuerySet[Event]:
     """The profile's timeline, newest first (served by the event_profile_timeline index)."""
     return Event.objects.filter(profile=profile).order_by("-timestamp", "-id")
+
+
+def profiles_live(*, profile_ids: list[int]) -> list[int]:
+    """Of these profiles, the ones not merged away, in id order."""
+    return list(Profile.objects.filter(id__in=profile_ids, merged_into__isnull=True).order_by("id")
+                .values_list("id", flat=True))
+
+
+def profiles_merged_outside(*, profile_ids: list[int]) -> set[int]:
+    """The survivors, outside this set, that profiles of the set were merged into."""
+    return set(Profile.objects.filter(id__in=profile_ids, merged_into__isnull=False)
+               .exclude(merged_into_id__in=profile_ids).values_list("merged_into_id", flat=True))
+
+
+def identifiers_held(*, profile_ids: list[int]) -> list[tuple[str, str]]:
+    """Every (type, value) these profiles hold."""
+    return list(Identifier.objects.filter(profile_id__in=profile_ids).values_list("type", "value"))
+
+
+def identifiers_addressing(*, profile_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """One identifier per live profile that a collected message can address it by: its user id, else its
+    first anonymous id."""
+    held = (Identifier.objects.filter(profile_id__in=profile_ids, profile__merged_into__isnull=True,
+                                      type__in=("user_id", "anonymous_id")).order_by("-type", "first_seen", "id"))
+    address: dict[int, tuple[str, str]] = {}
+    for pid, kind, value in held.values_list("profile_id", "type", "value"):
+        address.setdefault(pid, (kind, value))
+    return address

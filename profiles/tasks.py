@@ -1,29 +1,8 @@
-"""Celery tasks of the profiles app, and the kick that wakes the pipeline after an accept."""
-import logging
-
-from celery import current_app, shared_task
-from django.core.cache import cache
-from kombu.exceptions import OperationalError as BrokerError
+"""Celery tasks of the profiles app: enrichment and the events table's partitions."""
+from celery import shared_task
 
 from profiles.services.enrichment import profiles_enrich
 from profiles.services.partitions import event_partitions_maintain
-
-PIPELINE_KICK_KEY = "pipeline:kick"
-logger = logging.getLogger(__name__)
-
-
-def kick_pipeline() -> None:
-    """Queues one pipeline drain unless one is already queued; the drain clears the key before each claim.
-
-    The pipeline task belongs to cdp, which sits above this app, so it is looked up by name.
-    """
-    if cache.add(PIPELINE_KICK_KEY, 1, timeout=30):
-        try:
-            current_app.tasks["cdp.process_pending"].delay()
-        except BrokerError:
-            # The events are committed; the beat sweep processes them once the broker is back.
-            cache.delete(PIPELINE_KICK_KEY)
-            logger.warning("could not queue the pipeline; the periodic sweep will pick the events up")
 
 
 @shared_task(name="profiles.enrich_all", soft_time_limit=600, time_limit=660)

@@ -133,7 +133,7 @@ def celery_worker_process(subprocess_env):
     import redis
 
     redis.Redis.from_url(subprocess_env["REDIS_URL"]).flushdb()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "cdp", "worker", "-Q", "ingest,privacy",
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "cdp", "worker",
                              "--pool", "solo", "-l", "warning", "--without-gossip", "--without-mingle"],
                             env=subprocess_env)
     try:

@@ -17,8 +17,8 @@ from django.db import connection, transaction
 
 from consent.selectors import consent_granted
 from consent.services.ledger import ConsentChoice, consent_record
-from consent.services.privacy import (privacy_erase_step, privacy_request_create, privacy_request_execute,
-                                      privacy_request_verify)
+from consent.services.erasure import privacy_erase_step
+from consent.services.privacy import privacy_request_create, privacy_request_execute, privacy_request_verify
 from profiles.models import Profile, Source
 
 

@@ -1,24 +1,16 @@
 """Privacy requests API: create and list, one request with its history and receipt, and its actions."""
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from consent.api.serializers import PrivacyRequestCreateSerializer, PrivacyRequestSerializer, ReasonSerializer
-from consent.api.views import BAD_REQUEST, FORBIDDEN, NOT_FOUND, UNAUTHENTICATED
 from consent.models import PrivacyRequest
 from consent.services import privacy
-from profiles.api.permissions import RoleModelPermissions
-from profiles.api.serializers import ErrorSerializer
+from profiles.common.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, Conflict, error_response
+from profiles.common.permissions import RoleModelPermissions
 
-CONFLICT = OpenApiResponse(ErrorSerializer, description="The request's status does not allow this action.")
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-
-    def __init__(self, error: privacy.RequestStateError):
-        super().__init__(detail=str(error), code=error.code)
+CONFLICT = error_response("The request's status does not allow this action.")
+NOT_FOUND = error_response("No such privacy request.")
 
 
 class ChangeRequestPermission(RoleModelPermissions):
@@ -73,7 +65,7 @@ class _ActionView(generics.GenericAPIView):
         try:
             self.action_service(request_id=request_id, actor=request.user, **kwargs)
         except privacy.RequestStateError as error:
-            raise Conflict(error) from error
+            raise Conflict(code=error.code, message=str(error)) from error
         return Response(PrivacyRequestSerializer(_requests().get(pk=request_id)).data)
 
 

@@ -2,10 +2,9 @@
 from dataclasses import asdict
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from consent import selectors
@@ -14,12 +13,10 @@ from consent.api.serializers import (ConsentEntrySerializer, ConsentListQuerySer
 from consent.models import ConsentEntry, ConsentSource, ConsentState
 from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
 from profiles import selectors as profile_selectors
-from profiles.api.serializers import ErrorSerializer
+from profiles.common.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, error_response
+from profiles.common.pagination import NewestFirstPagination
 
-UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="Missing, unknown or revoked bearer token.")
-FORBIDDEN = OpenApiResponse(ErrorSerializer, description="The token's role may not do this.")
-NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No live profile matches.")
-BAD_REQUEST = OpenApiResponse(ErrorSerializer, description="The body or a query parameter is invalid.")
+NOT_FOUND = error_response("No live profile matches.")
 
 
 def _profile_or_404(profile_id: int):
@@ -46,11 +43,8 @@ class ProfileConsentView(generics.GenericAPIView):
         return Response(ProfileConsentSerializer(body).data)
 
 
-class LedgerPagination(CursorPagination):
+class LedgerPagination(NewestFirstPagination):
     ordering = ("-recorded_at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class ConsentListView(generics.GenericAPIView):

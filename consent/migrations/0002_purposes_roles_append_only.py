@@ -1,7 +1,7 @@
 """The six seeded purposes, the roles' consent permissions, and a ledger the database keeps append-only."""
 from django.db import migrations
 
-from profiles.roles import grant
+from profiles.common.permissions import grant
 
 # key, name, legal basis, GDPR default, CCPA default, TCF v2 purposes, Segment consent categories.
 # TCF purposes: 1 store/access on a device, 2-4 advertising, 5-6 personalised content, 7 ad measurement,

@@ -1,7 +1,7 @@
 """Privacy officers handle data subject requests; admins may do everything in consent."""
 from django.db import migrations
 
-from profiles.roles import grant
+from profiles.common.permissions import grant
 
 
 def forwards(apps, schema_editor):

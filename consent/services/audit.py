@@ -1,15 +1,12 @@
 """Writing the audit log, and checking its chain."""
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from consent.audit import GENESIS, entry_hash
 from consent.models import AuditEntry
-
-# One lock for the whole log: each entry's hash needs the previous one. The log is written by people's actions
-# and once per pipeline batch that changed consent, so taking turns here costs nothing measurable.
-AUDIT_LOCK = 7200001
+from profiles.common.locks import AUDIT_CHAIN, xact_lock
 
 
 def _actor_name(actor) -> str:
@@ -22,9 +19,9 @@ def _actor_name(actor) -> str:
 def audit_record(*, actor, action: str, target_type: str, target_id: int | None = None,
                  details: dict | None = None) -> AuditEntry:
     """Appends one entry. `details` must hold ids and counts only, never personal data."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK])
+    # One lock for the whole log: each entry's hash needs the previous one. The log is written by people's actions
+    # and once per pipeline batch that changed consent, so taking turns here costs nothing measurable.
+    xact_lock(AUDIT_CHAIN)
     last = AuditEntry.objects.order_by("-id").values_list("hash", flat=True).first() or GENESIS
     # Microseconds survive the database round trip, so the stored entry hashes to the same value.
     at = timezone.now()

@@ -14,6 +14,7 @@ from django.utils import timezone
 from consent.models import PrivacyExport, PrivacyRequest, RequestStatus
 from consent.registry import handlers
 from consent.services.audit import audit_record
+from consent.services.transitions import request_transition
 
 FORMAT_VERSION = 1
 
@@ -24,8 +25,6 @@ def export_build(*, request_id: int) -> PrivacyExport | None:
     Idempotent: a request that already has its export is left as it is. Returns None for a request that is
     no longer in progress.
     """
-    from consent.services.privacy import _transition
-
     with transaction.atomic():
         request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
         existing = request.exports.first()
@@ -51,7 +50,7 @@ def export_build(*, request_id: int) -> PrivacyExport | None:
                            "bytes": len(body), "expires_at": export.expires_at.isoformat(),
                            "completed_at": now.isoformat()}
         request.completed_at = now
-        _transition(request, to=RequestStatus.COMPLETED, action="exported", details={"bytes": len(body)})
+        request_transition(request, to=RequestStatus.COMPLETED, action="exported", details={"bytes": len(body)})
         request.save(update_fields=["status", "receipt", "completed_at"])
         return export
 

@@ -6,14 +6,6 @@ from profiles.masking import mask_identifier, mask_linking, mask_payload, mask_t
 from profiles.models import Event, Identifier, MergeRecord, Profile
 
 
-class ErrorSerializer(serializers.Serializer):
-    """The error body every endpoint returns (see profiles.api.errors)."""
-
-    code = serializers.CharField()
-    message = serializers.CharField()
-    field = serializers.CharField(required=False)
-
-
 class MaskingMixin:
     """Masks personal data when the view says the reader's role may not see it (context["mask"])."""
 

@@ -4,18 +4,18 @@ Thin views: parse the query, call one selector, render. Access comes from Profil
 can forget the role check.
 """
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from profiles import selectors
-from profiles.api.permissions import RoleModelPermissions
-from profiles.api.serializers import (ErrorSerializer, EventSerializer, LookupQuerySerializer,
-                                      ProfileDetailSerializer, ProfileListQuerySerializer, ProfileListSerializer)
+from profiles.api.serializers import (EventSerializer, LookupQuerySerializer, ProfileDetailSerializer,
+                                      ProfileListQuerySerializer, ProfileListSerializer)
+from profiles.common.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, error_response
+from profiles.common.pagination import NewestFirstPagination
+from profiles.common.permissions import RoleModelPermissions
 from profiles.models import Profile
-
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -29,10 +29,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "An API token from `manage.py create_api_token`."}
 
 
-UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="Missing, unknown or revoked bearer token.")
-FORBIDDEN = OpenApiResponse(ErrorSerializer, description="The token's role may not view profiles.")
-NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No live profile matches.")
-BAD_REQUEST = OpenApiResponse(ErrorSerializer, description="A query parameter is missing or invalid.")
+NOT_FOUND = error_response("No live profile matches.")
 
 
 class ProfileAPIView(generics.GenericAPIView):
@@ -89,12 +86,9 @@ class ProfileDetailView(ProfileAPIView):
         return Response(ProfileDetailSerializer(profile, context=context).data)
 
 
-class TimelinePagination(CursorPagination):
+class TimelinePagination(NewestFirstPagination):
     # Matches the event_profile_timeline index; id breaks ties between events of the same instant.
     ordering = ("-timestamp", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class ProfileEventsView(ProfileAPIView):

@@ -1,7 +1,7 @@
 """Default identity rules and the three role groups."""
 from django.db import migrations
 
-from profiles.roles import grant
+from profiles.common.permissions import grant
 
 BLOCKED = ["null", "undefined", "none", "nil", "0", "-1", "anonymous", "unknown", "n/a", "na", "test",
            "test@example.com", "test@test.com", "email@example.com", "noemail@example.com", "[object object]"]

@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-from profiles.roles import grant
+from profiles.common.permissions import grant
 
 
 class Migration(migrations.Migration):

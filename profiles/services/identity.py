@@ -19,12 +19,10 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
 
+from profiles.common.locks import IDENTITY_BUCKETS, xact_lock
 from profiles.messages import message_identifiers, message_traits
 from profiles.models import Identifier, IdentityRule, MergeRecord, PendingEvent, Profile, TraitChange
 
-# Bounded so that two or three workers stay inside PostgreSQL's shared lock table
-# (max_locks_per_transaction x max_connections = 6,400 by default).
-LOCK_BUCKETS = 1024
 UNLIMITED = None
 DEFAULT_PRIORITY = 50
 MAX_LOCK_ROUNDS = 20
@@ -115,19 +113,21 @@ def event_set_aside(*, reason: str, after_id: int = 0) -> int | None:
     return row[0]
 
 
+def profiles_lock(*, profile_ids: list[int]) -> None:
+    """Locks these profiles FOR UPDATE until the transaction ends, in id order (as the pipeline does), so a batch
+    that touches them waits, or has committed before this returns."""
+    list(Profile.objects.select_for_update().filter(id__in=profile_ids).order_by("id").values_list("id", flat=True))
+
+
 def _bucket(key: tuple[str, str]) -> int:
     kind, value = key
-    return int.from_bytes(hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=4).digest()) % LOCK_BUCKETS
+    digest = hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest) % IDENTITY_BUCKETS.size
 
 
 def _lock_identities(keys: set[tuple[str, str]]) -> None:
-    if connection.vendor != "postgresql" or not keys:
-        return
-    buckets = sorted({_bucket(k) for k in keys})
-    with connection.cursor() as cursor:
-        # Sorted order on every worker, so two batches never wait on each other in a cycle here.
-        cursor.execute("SELECT count(pg_advisory_xact_lock(7100000 + b)) FROM unnest(%s::int[]) AS b",
-                       [_int_array(buckets)])
+    if keys:
+        xact_lock(IDENTITY_BUCKETS, {_bucket(k) for k in keys})
 
 
 @dataclass(frozen=True)

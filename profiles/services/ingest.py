@@ -1,6 +1,7 @@
 """Accepting collected messages: one statement per request queues the new ones, deduplicated by (source, messageId)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -78,6 +79,21 @@ def _insert(source_id: int, messages: list[AcceptedMessage], received_at: dateti
         return [r[0] for r in cursor.fetchall()]
 
 
+_events_queued_callbacks: list[Callable[[], None]] = []
+
+
+def events_queued_subscribe(callback: Callable[[], None]) -> None:
+    """Registers what to call once newly accepted events are committed to the queue (the pipeline, which sits
+    above this app, registers its kick at start-up). Registering twice is harmless."""
+    if callback not in _events_queued_callbacks:
+        _events_queued_callbacks.append(callback)
+
+
+def _events_queued() -> None:
+    for callback in _events_queued_callbacks:
+        callback()
+
+
 def events_discard(*, event_ids: list[int]) -> int:
     """Removes queued events without processing them (the consent gate's drop); returns how many."""
     deleted, _ = PendingEvent.objects.filter(id__in=event_ids).delete()
@@ -107,7 +123,5 @@ def events_accept(*, source: Source, messages: list, default_type: str | None = 
         result.accepted = len(result.event_ids)
         result.duplicates += len(valid) - result.accepted
         if result.accepted:
-            from profiles.tasks import kick_pipeline
-
-            transaction.on_commit(kick_pipeline)
+            transaction.on_commit(_events_queued)
     return result

@@ -1,4 +1,4 @@
-"""Monthly partitions of the events table on PostgreSQL: create them ahead of time, adopt stray rows.
+"""Monthly partitions of the events table: create them ahead of time, adopt stray rows, expire old events.
 
 Events land in the partition of their month (UTC) or, when it does not exist yet, in the default partition.
 Creating a partition locks the whole events table (ACCESS EXCLUSIVE), so it never happens inside the
@@ -113,3 +113,24 @@ def event_partitions_drop(*, before: date) -> list[Partition]:
                 cursor.execute(f"DROP TABLE {partition.name}")
             dropped.append(partition)
     return dropped
+
+
+# Rows per DELETE: each one is a short transaction, so ingestion is never held up behind a purge.
+EXPIRE_CHUNK = 20_000
+
+
+def events_delete_expired(*, cutoff: datetime, event_type: str | None = None, except_types: list[str] = (),
+                          chunk: int = EXPIRE_CHUNK) -> int:
+    """Deletes events older than the cutoff, of one type or (event_type None) of every type not in
+    `except_types`, in short transactions of `chunk` rows; returns how many. Idempotent."""
+    where = "type = %s" if event_type else "NOT (type = ANY(%s::text[]))"
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {EVENTS} e USING (SELECT id, timestamp FROM {EVENTS} WHERE {where} "
+                "AND timestamp < %s LIMIT %s) d WHERE e.id = d.id AND e.timestamp = d.timestamp",
+                [event_type or "{" + ",".join(except_types) + "}", cutoff, chunk])
+            total += cursor.rowcount
+            if cursor.rowcount < chunk:
+                return total

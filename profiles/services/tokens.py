@@ -7,10 +7,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from profiles.common.permissions import ADMIN, MARKETER, PRIVACY_OFFICER
 from profiles.models import ApiToken
 
 # Role names as typed on the command line -> the groups created by migration 0002.
-ROLE_GROUPS = {"admin": "Admin", "marketer": "Marketer", "privacy_officer": "Privacy officer"}
+ROLE_GROUPS = {"admin": ADMIN, "marketer": MARKETER, "privacy_officer": PRIVACY_OFFICER}
 PREFIX_LENGTH = 8
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from consent.models import ConsentEntry, PrivacyRequest, SuppressedIdentifier
 from consent.registry import handlers
-from consent.services.privacy import privacy_erase_step
+from consent.services.erasure import privacy_erase_step
 from profiles.models import Event, Identifier, Profile, Source
 from tests.factories import ApiTokenFactory, UserFactory
 

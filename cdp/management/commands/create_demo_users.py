@@ -4,12 +4,14 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from profiles.common.permissions import ADMIN, MARKETER, PRIVACY_OFFICER
+
 # (username, password, group, is_superuser). Every demo user is staff: the marketer uses the admin read-only
 # through the Marketer group's view permissions.
 DEMO_USERS = [
-    ("admin", "admin-demo", "Admin", True),
-    ("marketer", "marketer-demo", "Marketer", False),
-    ("privacy", "privacy-demo", "Privacy officer", False),
+    ("admin", "admin-demo", ADMIN, True),
+    ("marketer", "marketer-demo", MARKETER, False),
+    ("privacy", "privacy-demo", PRIVACY_OFFICER, False),
 ]
 
 

@@ -13,9 +13,10 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from cdp.pipeline import pipeline_drain
-from profiles.models import MergeRecord, MessageKey, Profile, Source
+from profiles.models import Event, MergeRecord, PendingEvent, Profile
 from profiles.services.enrichment import profiles_enrich
 from profiles.services.ingest import events_accept
+from profiles.services.sources import source_get_or_create
 
 SOURCE_NAME = "Demo web shop"
 # The collection API's batch endpoint takes 500 KB; 500 demo messages stay well under it.
@@ -188,10 +189,10 @@ class Command(BaseCommand):
         parser.add_argument("--if-empty", action="store_true", help="Do nothing when any event is already stored.")
 
     def handle(self, *args, profiles: int, seed: int | None, if_empty: bool, **options):
-        if if_empty and MessageKey.objects.exists():
+        if if_empty and (Event.objects.exists() or PendingEvent.objects.exists()):
             self.stdout.write("Events already exist; seed_demo skipped.")
             return
-        source, _ = Source.objects.get_or_create(name=SOURCE_NAME)
+        source = source_get_or_create(name=SOURCE_NAME)
         messages = demo_messages(people=profiles, seed=seed, now=timezone.now())
         accepted = duplicates = 0
         for start in range(0, len(messages), CHUNK):

@@ -1,0 +1,49 @@
+"""The registry of PostgreSQL advisory-lock keys: every app declares its key space here, so two apps can never
+pick the same key and serialise each other (or worse, think they hold a lock another app holds).
+
+Keys use PostgreSQL's two-integer form, (space, key): the space is the registered number below.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection
+
+
+@dataclass(frozen=True)
+class LockSpace:
+    name: str
+    number: int
+    # Keys are 0 <= key < size.
+    size: int
+
+
+_spaces: dict[int, LockSpace] = {}
+
+
+def lock_space(name: str, *, number: int, size: int = 1) -> LockSpace:
+    """Declares a key space; raises when its number is another space's."""
+    taken = _spaces.get(number)
+    if taken is not None and taken.name != name:
+        raise ValueError(f"advisory lock space {number} is {taken.name!r}; {name!r} needs a number of its own")
+    _spaces[number] = space = LockSpace(name, number, size)
+    return space
+
+
+# One line per space, for every app.
+# Identifiers hash into buckets; bounded so that two or three workers stay inside PostgreSQL's shared lock table
+# (max_locks_per_transaction x max_connections = 6,400 by default).
+IDENTITY_BUCKETS = lock_space("profiles.identity_buckets", number=71, size=1024)
+AUDIT_CHAIN = lock_space("consent.audit_chain", number=72)
+
+
+def xact_lock(space: LockSpace, keys: Iterable[int] = (0,)) -> None:
+    """Takes transaction-level locks on these keys of the space, in sorted order (so two transactions locking
+    overlapping sets never wait on each other in a cycle); they are released at commit or rollback."""
+    ordered = sorted(set(keys))
+    if any(not 0 <= key < space.size for key in ordered):
+        raise ValueError(f"key outside advisory lock space {space.name} (0..{space.size - 1})")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k",
+                       [space.number, "{" + ",".join(map(str, ordered)) + "}"])
