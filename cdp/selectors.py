@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -99,17 +99,9 @@ def dashboard_stats(*, days: int = DASHBOARD_DAYS) -> dict:
     }
 
 
-def profile_search(*, query: str = "", page: int | str = 1) -> Page:
-    """Live profiles, most recently seen first, filtered by an identifier value or a name/email trait."""
-    profiles = Profile.objects.filter(merged_into__isnull=True)
-    query = query.strip()
-    if query:
-        match = (Q(id__in=Identifier.objects.filter(value__icontains=query).values("profile_id"))
-                 | Q(traits__name__icontains=query) | Q(traits__email__icontains=query))
-        if query.isdigit() and len(query) < 19:  # a profile number; longer would overflow bigint
-            match |= Q(id=int(query))
-        profiles = profiles.filter(match)
-    profiles = profiles.order_by(F("last_seen").desc(nulls_last=True), "-id").only(
+def profile_list_page(*, query: str = "", partial: bool = False, page: int | str = 1) -> Page:
+    """A page of the profile search (profiles.selectors.profile_search) for the screen."""
+    profiles = profiles_selectors.profile_search(query=query, partial=partial).only(
         "id", "traits", "computed", "event_count", "first_seen", "last_seen")
     return Paginator(profiles, PROFILE_PAGE_SIZE).get_page(page)
 
@@ -132,5 +124,6 @@ def profile_detail(*, profile: Profile) -> dict:
 
 def profile_timeline(*, profile_id: int, page: int | str = 1) -> Page:
     """The profile's events, newest first, a page at a time (served by the (profile, -timestamp, -id) index)."""
-    events = (profiles_selectors.profile_events(profile=profile_id).select_related("source").only("id", "type", "event", "timestamp", "payload", "source__name"))
+    events = (profiles_selectors.profile_events(profile=profile_id).select_related("source")
+              .only("id", "type", "event", "timestamp", "payload", "source__name"))
     return Paginator(events, TIMELINE_PAGE_SIZE).get_page(page)

@@ -10,16 +10,12 @@ from cdp import selectors
 from consent import selectors as consent_selectors
 from consent.models import ConsentSource
 from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
-from profiles.masking import mask_identifier, mask_linking, mask_payload, mask_traits
+from profiles.masking import mask_identifier, mask_merge_record, mask_payload, mask_traits, masks_for
 from profiles.selectors import profile_get
 
 
 def _is_htmx(request) -> bool:
     return request.headers.get("HX-Request") == "true"
-
-
-def _masks(request) -> bool:
-    return not request.user.has_perm("profiles.view_personal_data")
 
 
 def _mask_timeline(timeline):
@@ -40,8 +36,9 @@ def dashboard(request):
 @login_required
 def profile_list(request):
     query = request.GET.get("q", "")
-    page = selectors.profile_search(query=query, page=request.GET.get("page", 1))
-    if _masks(request):
+    masks = masks_for(request.user)
+    page = selectors.profile_list_page(query=query, partial=not masks, page=request.GET.get("page", 1))
+    if masks:
         for profile in page:
             profile.traits = mask_traits(profile.traits)
     return render(request, "profiles/profile_list.html", {"page": page, "query": query})
@@ -55,7 +52,7 @@ def profile_detail(request, profile_id):
     if profile.pk != profile_id:
         return redirect("profile-detail", profile_id=profile.pk)
     timeline = selectors.profile_timeline(profile_id=profile_id, page=request.GET.get("page", 1))
-    masks = _masks(request)
+    masks = masks_for(request.user)
     if masks:
         _mask_timeline(timeline)
     if _is_htmx(request):
@@ -71,9 +68,8 @@ def profile_detail(request, profile_id):
         context["identifiers"] = {kind: [{"value": mask_identifier(kind, i.value), "first_seen": i.first_seen}
                                          for i in items] for kind, items in context["identifiers"].items()}
         for merge in context["merges"]:  # in memory only, for rendering
-            merge.linking_identifiers = mask_linking(merge.linking_identifiers)
-            merge.reason = "shared identifiers: " + ", ".join(merge.linking_identifiers) \
-                if merge.outcome == "merged" else merge.reason
+            merge.reason, merge.linking_identifiers = mask_merge_record(
+                reason=merge.reason, linking_identifiers=merge.linking_identifiers)
     return render(request, "profiles/profile_detail.html", context)
 
 

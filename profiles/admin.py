@@ -4,6 +4,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from profiles import selectors
+from profiles.masking import masks_for
 from profiles.models import ApiToken, Event, Identifier, IdentityRule, MergeRecord, PendingEvent, Profile, Source
 
 RECENT_EVENTS = 20
@@ -30,7 +31,7 @@ class PersonalDataAdmin(admin.ModelAdmin):
     personal_inlines: tuple = ()
 
     def _hides(self, request) -> bool:
-        return not request.user.has_perm("profiles.view_personal_data")
+        return masks_for(request.user)
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)

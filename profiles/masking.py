@@ -1,10 +1,13 @@
-"""Masking personal identifiers for people whose role may not see them (marketers). Pure functions.
+"""Masking personal data for people whose role may not see it (marketers): the one masking path of the API,
+the screens and the admin.
 
 Masked: email and phone identifiers, and the traits email, phone, name (first, last, full) and address,
-wherever they appear: identifiers, profile traits, event payloads, and merge records' linking identifiers.
+wherever they appear: identifiers, profile traits, event payloads, and merge records' reasons and linking
+identifiers. `masks_for(user)` is the one decision of who sees what.
 """
 from __future__ import annotations
 
+PERSONAL_DATA_PERMISSION = "profiles.view_personal_data"
 PERSONAL_IDENTIFIER_TYPES = frozenset({"email", "phone"})
 # Trait keys compared without case, "_" or "-": firstName, first_name and First-Name are one key.
 PERSONAL_TRAITS = frozenset({"email", "emailaddress", "phone", "phonenumber", "mobile", "name", "firstname",
@@ -54,3 +57,18 @@ def mask_payload(payload: dict) -> dict:
     """A message as stored, with personal traits masked wherever they are (traits, context.traits,
     properties, nested objects)."""
     return mask_traits(payload)
+
+
+def mask_merge_record(*, reason: str, linking_identifiers: list[str]) -> tuple[str, list[str]]:
+    """A merge record's reason and linking identifiers, masked: the reason names the same identifiers."""
+    masked = mask_linking(linking_identifiers)
+    for plain, hidden in zip(linking_identifiers, masked):
+        value = plain.partition(":")[2]
+        if value:
+            reason = reason.replace(value, hidden.partition(":")[2])
+    return reason, masked
+
+
+def masks_for(user) -> bool:
+    """Whether this reader sees personal data masked."""
+    return not user.has_perm(PERSONAL_DATA_PERMISSION)

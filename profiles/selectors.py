@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import BooleanField, Prefetch, Q, QuerySet
+from django.db.models import BooleanField, F, Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 
@@ -30,35 +30,44 @@ def _live_profiles() -> QuerySet[Profile]:
     )
 
 
-def profile_list(*, search: str = "", identifier_type: str = "", identifier: str = "", trait: str = "",
-                 trait_value: str | None = None) -> QuerySet[Profile]:
+def profile_search(*, query: str = "", partial: bool = False, identifier_type: str = "", identifier: str = "",
+                   trait: str = "", trait_value: str | None = None) -> QuerySet[Profile]:
     """Live profiles, most recently seen first; identifiers come in one prefetch query per page.
 
-    search matches an identifier value exactly (in its normalised form for emails and phones) or any
-    top-level trait value as text.
+    The one profile search of the product (the API and the screens). `query` matches a profile number, an
+    identifier value whole (emails and phones in their normalised form, so "+1 (415) 555-0100" finds
+    +14155550100) or any top-level trait value whole, case-insensitively. With `partial` (for readers who may
+    see personal data) it also matches part of an identifier value, a name or an email: without it, masked
+    values cannot be recovered letter by letter.
     """
     profiles = _live_profiles()
-    search = (search or "").strip()
-    if search:
-        values = {search, normalise_email(search), normalise_phone(search, settings.PHONE_DEFAULT_REGION)} - {""}
-        by_identifier = Identifier.objects.filter(value__in=values).values("profile_id")
+    query = (query or "").replace("\x00", "").strip()
+    if query:
+        values = {query, normalise_email(query), normalise_phone(query, settings.PHONE_DEFAULT_REGION)} - {""}
         # Any trait, whatever its key: jsonb_each_text has no ORM spelling, so a raw condition on
         # the outer table (which Django never re-aliases) keeps it in the same query.
         any_trait = RawSQL("EXISTS (SELECT 1 FROM jsonb_each_text(profiles_profile.traits) t "
-                           "WHERE lower(t.value) = lower(%s))", [search], output_field=BooleanField())
-        profiles = profiles.filter(Q(id__in=by_identifier) | Q(any_trait))
+                           "WHERE lower(t.value) = lower(%s))", [query], output_field=BooleanField())
+        match = Q(id__in=Identifier.objects.filter(value__in=values).values("profile_id")) | Q(any_trait)
+        if partial:
+            match |= (Q(id__in=Identifier.objects.filter(value__icontains=query).values("profile_id"))
+                      | Q(traits__name__icontains=query) | Q(traits__email__icontains=query))
+        if query.isdigit() and len(query) < 19:  # a profile number; longer would overflow bigint
+            match |= Q(id=int(query))
+        profiles = profiles.filter(match)
+    identifier = (identifier or "").replace("\x00", "").strip()
     if identifier_type and identifier:
         profiles = profiles.filter(id__in=Identifier.objects.filter(
             type=identifier_type, value=identifier_normalise(identifier_type, identifier)).values("profile_id"))
     elif identifier:
-        profiles = profiles.filter(id__in=Identifier.objects.filter(value=identifier.strip()).values("profile_id"))
+        profiles = profiles.filter(id__in=Identifier.objects.filter(value=identifier).values("profile_id"))
     if trait:
         if trait_value is None or trait_value == "":
             profiles = profiles.filter(traits__has_key=trait)
         else:
             # Traits arrive as JSON of any type; comparing as text lets ?trait_value=3 match 3 and "3".
             profiles = profiles.alias(_trait_text=KeyTextTransform(trait, "traits")).filter(_trait_text=trait_value)
-    return profiles.order_by("-last_seen", "-id")
+    return profiles.order_by(F("last_seen").desc(nulls_last=True), "-id")
 
 
 def profile_get(*, profile_id: int) -> Profile | None:

@@ -2,7 +2,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from profiles.masking import mask_identifier, mask_linking, mask_payload, mask_traits
+from profiles.masking import mask_identifier, mask_merge_record, mask_payload, mask_traits
 from profiles.models import Event, Identifier, MergeRecord, Profile
 
 
@@ -53,10 +53,8 @@ class MergeRecordSerializer(MaskingMixin, serializers.ModelSerializer):
     def to_representation(self, instance):
         data = super().to_representation(instance)
         if self.masking():
-            masked = mask_linking(data["linking_identifiers"])
-            for plain, hidden in zip(data["linking_identifiers"], masked):
-                data["reason"] = data["reason"].replace(plain.partition(":")[2], hidden.partition(":")[2])
-            data["linking_identifiers"] = masked
+            data["reason"], data["linking_identifiers"] = mask_merge_record(
+                reason=data["reason"], linking_identifiers=data["linking_identifiers"])
         return data
 
 

@@ -15,6 +15,7 @@ from profiles.api.serializers import (EventSerializer, LookupQuerySerializer, Pr
 from profiles.common.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, error_response
 from profiles.common.pagination import NewestFirstPagination
 from profiles.common.permissions import RoleModelPermissions
+from profiles.masking import masks_for
 from profiles.models import Profile
 
 
@@ -41,8 +42,7 @@ class ProfileAPIView(generics.GenericAPIView):
 
     def get_serializer_context(self):
         # Masking is decided here, once for every profiles endpoint, so no view can forget it.
-        return {**super().get_serializer_context(),
-                "mask": not self.request.user.has_perm("profiles.view_personal_data")}
+        return {**super().get_serializer_context(), "mask": masks_for(self.request.user)}
 
     def profile_or_404(self, profile_id: int) -> Profile:
         profile = selectors.profile_get(profile_id=profile_id)
@@ -64,9 +64,10 @@ class ProfileListView(ProfileAPIView):
         query = ProfileListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        profiles = selectors.profile_list(search=params.get("q", ""), identifier_type=params.get("identifier_type", ""),
-                                          identifier=params.get("identifier", ""), trait=params.get("trait", ""),
-                                          trait_value=params.get("trait_value"))
+        profiles = selectors.profile_search(
+            query=params.get("q", ""), partial=not masks_for(request.user),
+            identifier_type=params.get("identifier_type", ""), identifier=params.get("identifier", ""),
+            trait=params.get("trait", ""), trait_value=params.get("trait_value"))
         page = self.paginate_queryset(profiles)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
