@@ -20,7 +20,7 @@ run: install
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo --profiles $${DEMO_PROFILES:-300} --if-empty
 	$(RUN_ENV) $(BIN)/python manage.py create_demo_users
 	@if [ -n "$$REDIS_URL" ]; then \
-		$(RUN_ENV) $(BIN)/celery -A cdp worker -B -Q ingest,privacy -l warning --concurrency 2 & \
+		$(RUN_ENV) $(BIN)/celery -A cdp worker -B -l warning --concurrency 2 & \
 	else echo "No REDIS_URL: tasks run in-process (embedded mode, SQLite under var/)."; fi; \
 	echo "Serving on http://127.0.0.1:8000 (admin /admin/, API docs /api/docs/)"; \
 	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from consent import selectors
 from consent.models import PrivacyRequest, Regime, RequestKind, RequestStatus
 from consent.services import exports, privacy
+from profiles.common.workers import queue_consumed
 
 VIEW = permission_required("consent.view_privacyrequest", raise_exception=True)
 CHANGE = permission_required("consent.change_privacyrequest", raise_exception=True)
@@ -26,7 +27,7 @@ def request_queue(request):
             for r in selectors.privacy_request_queue(**filters)[:500]]
     return render(request, "consent/request_list.html", {
         "rows": rows, "filters": filters, "kinds": RequestKind.choices, "statuses": RequestStatus.choices,
-        "regimes": Regime.choices})
+        "regimes": Regime.choices, "privacy_queue_idle": not queue_consumed("privacy")})
 
 
 @ADD
@@ -51,7 +52,8 @@ def request_detail(request, request_id):
     subject_request = get_object_or_404(PrivacyRequest.objects.prefetch_related("transitions__actor", "exports"),
                                         pk=request_id)
     context = {"r": subject_request, "profiles": selectors.privacy_request_subject(request=subject_request),
-               "export": subject_request.exports.first(), "now": timezone.now()}
+               "export": subject_request.exports.first(), "now": timezone.now(),
+               "privacy_queue_idle": not queue_consumed("privacy")}
     if request.headers.get("HX-Request") == "true":
         return render(request, "consent/_request_status.html", context)
     return render(request, "consent/request_detail.html", context)

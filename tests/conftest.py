@@ -124,23 +124,34 @@ def gunicorn_server(subprocess_env):
 
 
 @pytest.fixture
-def celery_worker_process(subprocess_env):
-    """A real Celery worker on Redis, processing for the test database; yields the Popen."""
+def start_celery_worker(subprocess_env):
+    """Starts a real Celery worker on Redis, processing for the test database: the plain `celery -A cdp worker`
+    an operator types (every queue), solo pool; returns the Popen. Every worker started is stopped at teardown."""
     import subprocess
     import sys
     from pathlib import Path
 
+    started = []
+
+    def start():
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "cdp", "worker",
+                                 "--pool", "solo", "-l", "warning", "--without-gossip", "--without-mingle"],
+                                env=subprocess_env)
+        started.append(proc)
+        return proc
+    yield start
+    for proc in started:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture
+def celery_worker_process(subprocess_env, start_celery_worker):
+    """A real Celery worker on an emptied Redis database; yields the Popen."""
     import redis
 
     redis.Redis.from_url(subprocess_env["REDIS_URL"]).flushdb()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "cdp", "worker",
-                             "--pool", "solo", "-l", "warning", "--without-gossip", "--without-mingle"],
-                            env=subprocess_env)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    return start_celery_worker()
 
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test body are still

@@ -24,7 +24,7 @@ def test_marketer_sees_dashboard_and_a_profile(demo_data, live_server, browser_p
     # Dashboard: the numbers are rendered and Chart.js has drawn on each canvas.
     assert page.locator("[data-kpi=profiles] .value").inner_text() == "12"
     assert int(page.locator("[data-kpi=events] .value").inner_text()) > 0
-    assert page.locator("[data-kpi=lag] .value").inner_text() == "0"
+    assert page.locator("[data-kpi=lag] .value").inner_text() == "0 s"
     for canvas in ("chart-events", "chart-profiles", "chart-merges"):
         page.wait_for_function(f"() => window.Chart && Chart.getChart('{canvas}') !== undefined")
         width = page.eval_on_selector(f"#{canvas}", "c => c.width")
