@@ -1,8 +1,8 @@
 """The pipeline: claim a batch of pending events and run each app's step over the whole batch, in order.
 
 consent gate (suppression list) -> identity resolution, traits and counters -> consent carried across merges
--> consent signals of the messages -> segment re-evaluation and campaign triggers (arrive with their apps).
-All in one transaction.
+-> consent signals of the messages -> rectifications completed -> segment re-evaluation and campaign triggers
+(arrive with their apps). All in one transaction.
 """
 import logging
 
@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, transaction
 
 from consent.services.ledger import CollectedEvent, consent_apply_collected, consent_merge
+from consent.services.privacy import privacy_rectifications_processed
 from consent.services.suppression import suppressed_events
 from profiles.services.ingest import events_discard
 from profiles.services.identity import (ClaimedEvent, ResolveOutcome, event_set_aside, events_claim_pending,
@@ -51,7 +52,7 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                events = events_claim_pending(limit=batch_size, after_id=after_id)
+                events = claimed = events_claim_pending(limit=batch_size, after_id=after_id)
                 if not events:
                     return 0, after_id
                 last_id = events[-1].id
@@ -62,6 +63,8 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
                     events = [e for e in events if e.id not in dropped]
                 outcome = events_resolve(events=events)
                 _after_resolve(events, outcome)
+                # Dropped events count as handled: a rectification of an erased subject must not wait forever.
+                privacy_rectifications_processed(messages=[(e.source_id, e.message_id) for e in claimed])
                 return len(events) + len(dropped), last_id
         except OperationalError as exc:
             if "deadlock" not in str(exc) or attempt == MAX_ATTEMPTS:

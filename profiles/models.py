@@ -13,6 +13,9 @@ class Source(models.Model):
     write_key = models.CharField(max_length=64, unique=True, editable=False)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set only on the product's own rectification source: an identify from it that changes the email or phone
+    # trait also replaces the identifier of the old value, so the old value no longer finds the profile.
+    replaces_identifiers = models.BooleanField(default=False, editable=False)
 
     def save(self, *args, **kwargs):
         if not self.write_key:

@@ -7,7 +7,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 
 from profiles.messages import normalise_email, normalise_phone
-from profiles.models import Event, Identifier, MergeRecord, Profile
+from profiles.models import Event, Identifier, MergeRecord, Profile, Source
 
 # Resolving a tombstone chain is bounded: merges always point at a live survivor, but a chain may
 # exist briefly while a batch is being resolved.
@@ -140,3 +140,7 @@ def identifiers_addressing(*, profile_ids: list[int]) -> dict[int, tuple[str, st
     for pid, kind, value in held.values_list("profile_id", "type", "value"):
         address.setdefault(pid, (kind, value))
     return address
+
+
+def source_id_named(*, name: str) -> int | None:
+    return Source.objects.filter(name=name).values_list("id", flat=True).first()

@@ -23,6 +23,7 @@ from profiles.services.ingest import events_accept
 from profiles.services.sources import source_get_or_create
 
 RECTIFICATION_SOURCE = "Privacy requests"
+RECTIFICATION_MESSAGE = "rectification-{request}-{profile}"
 OPEN = (RequestStatus.RECEIVED, RequestStatus.VERIFYING, RequestStatus.IN_PROGRESS)
 
 
@@ -149,31 +150,68 @@ def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
                                 for pid in live for key in keys], actor=actor)
         return _complete(request, actor, {"profiles": len(live)})
     if request.kind == RequestKind.RECTIFICATION:
-        rectified = _rectify(request, profile_ids, now)
-        return _complete(request, actor, {"profiles": rectified, "traits": sorted(request.changes)})
+        awaiting = _rectify(request, profile_ids, now)
+        if not awaiting:
+            return _complete(request, actor, {"profiles": 0, "traits": sorted(request.changes)})
+        # Completed by the pipeline once it has processed every message (privacy_rectifications_processed).
+        request.progress = {"started_at": now.isoformat(), "awaiting": awaiting, "profiles": len(awaiting)}
+        request_transition(request, to=RequestStatus.IN_PROGRESS, action="execute", actor=person(actor))
+        request.save(update_fields=["status", "progress"])
+        return request
     erasure_start(request=request, profile_ids=profile_ids, actor=actor, now=now)
     return request
 
 
-def _complete(request: PrivacyRequest, actor, details: dict) -> PrivacyRequest:
+def _complete(request: PrivacyRequest, actor, details: dict, action: str = "execute") -> PrivacyRequest:
     now = timezone.now()
     request.receipt = {"request": request.pk, "kind": request.kind, **details, "completed_at": now.isoformat()}
     request.completed_at = now
-    request_transition(request, to=RequestStatus.COMPLETED, action="execute", actor=person(actor), details=details)
+    request_transition(request, to=RequestStatus.COMPLETED, action=action, actor=person(actor), details=details)
     request.save(update_fields=["status", "receipt", "completed_at"])
     return request
 
 
-def _rectify(request: PrivacyRequest, profile_ids: list[int], now) -> int:
+def _rectify(request: PrivacyRequest, profile_ids: list[int], now) -> list[str]:
     """Sets the corrected traits with an identify message per live profile, accepted and processed by the same
-    code as any collected message, so trait history and identity rules apply as always."""
-    source = source_get_or_create(name=RECTIFICATION_SOURCE)
+    code as any collected message, so trait history and identity rules apply as always. Its source replaces
+    identifiers: a corrected email or phone becomes the identifier, and the old value no longer finds the
+    profile. Returns the messages' ids."""
+    source = source_get_or_create(name=RECTIFICATION_SOURCE, replaces_identifiers=True)
     address = profile_selectors.identifiers_addressing(profile_ids=profile_ids)
     messages = [{"type": "identify", "userId" if kind == "user_id" else "anonymousId": value,
-                 "traits": request.changes, "messageId": f"rectification-{request.pk}-{pid}",
+                 "traits": request.changes, "messageId": RECTIFICATION_MESSAGE.format(request=request.pk, profile=pid),
                  "timestamp": now.isoformat()} for pid, (kind, value) in sorted(address.items())]
     events_accept(source=source, messages=messages)
-    return len(messages)
+    return [m["messageId"] for m in messages]
+
+
+def privacy_rectifications_processed(*, messages: list[tuple[int, str]]) -> list[int]:
+    """The pipeline's step, given the (source id, message id) of a batch's events: completes each rectification
+    whose messages are all processed (or dropped by the consent gate) with this batch; returns the completed
+    requests' ids. Runs in the batch's transaction; costs nothing for a batch without rectification messages."""
+    prefix = RECTIFICATION_MESSAGE.split("{")[0]
+    candidates = [(source_id, m) for source_id, m in messages if m.startswith(prefix)]
+    if not candidates:
+        return []
+    source_id = profile_selectors.source_id_named(name=RECTIFICATION_SOURCE)
+    mine: dict[int, set[str]] = {}
+    for sender, message_id in candidates:
+        if sender == source_id:
+            request_id = message_id[len(prefix):].split("-")[0]
+            if request_id.isdigit():
+                mine.setdefault(int(request_id), set()).add(message_id)
+    completed = []
+    for request in PrivacyRequest.objects.select_for_update().filter(
+            pk__in=mine, kind=RequestKind.RECTIFICATION, status=RequestStatus.IN_PROGRESS).order_by("pk"):
+        awaiting = [m for m in request.progress.get("awaiting", []) if m not in mine[request.pk]]
+        if awaiting:
+            request.progress = {**request.progress, "awaiting": awaiting}
+            request.save(update_fields=["progress"])
+            continue
+        _complete(request, "pipeline", {"profiles": request.progress.get("profiles", 0),
+                                        "traits": sorted(request.changes)}, action="rectified")
+        completed.append(request.pk)
+    return completed
 
 
 def privacy_requests_unfinished(*, older_than: timedelta = timedelta(minutes=10)) -> tuple[list[int], list[int]]:

@@ -20,8 +20,8 @@ from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
 
 from profiles.common.locks import IDENTITY_BUCKETS, xact_lock
-from profiles.messages import message_identifiers, message_traits
-from profiles.models import Identifier, IdentityRule, MergeRecord, PendingEvent, Profile, TraitChange
+from profiles.messages import message_identifiers, message_traits, normalise_email, normalise_phone
+from profiles.models import Identifier, IdentityRule, MergeRecord, PendingEvent, Profile, Source, TraitChange
 
 UNLIMITED = None
 DEFAULT_PRIORITY = 50
@@ -44,6 +44,7 @@ def _cursor():
 @dataclass(slots=True)
 class ClaimedEvent:
     id: int
+    source_id: int
     message_id: str
     type: str
     timestamp: datetime
@@ -85,7 +86,8 @@ def events_claim_pending(*, limit: int, after_id: int = 0) -> list[ClaimedEvent]
     """
     if connection.vendor != "postgresql":
         query = PendingEvent.objects.filter(id__gt=after_id).order_by("id")[:limit]
-        return [ClaimedEvent(*row) for row in query.values_list("id", "message_id", "type", "timestamp", "payload")]
+        return [ClaimedEvent(*row) for row in query.values_list("id", "source_id", "message_id", "type", "timestamp",
+                                                                "payload")]
     with _cursor() as cursor:
         # The queue's primary key walked in id order is the right plan whatever the statistics say; with stale
         # statistics (a burst of inserts, autovacuum behind) PostgreSQL may pick a bitmap scan that reads and
@@ -93,11 +95,11 @@ def events_claim_pending(*, limit: int, after_id: int = 0) -> list[ClaimedEvent]
         cursor.execute("SET LOCAL enable_bitmapscan = off")
         # Raw SQL to parse payloads with orjson: JSONField decodes with json.loads, the batch's largest cost.
         cursor.execute(
-            "SELECT id, message_id, type, timestamp, payload::text FROM profiles_pendingevent "
+            "SELECT id, source_id, message_id, type, timestamp, payload::text FROM profiles_pendingevent "
             "WHERE id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
             [after_id, limit],
         )
-        return [ClaimedEvent(i, m, t, ts, orjson.loads(p)) for i, m, t, ts, p in cursor.fetchall()]
+        return [ClaimedEvent(i, s, m, t, ts, orjson.loads(p)) for i, s, m, t, ts, p in cursor.fetchall()]
 
 
 def event_set_aside(*, reason: str, after_id: int = 0) -> int | None:
@@ -174,6 +176,8 @@ class _Resolver:
         self.refusals: list[tuple[int, int | None, ClaimedEvent, list[str], str]] = []
         self.event_person: dict[int, int] = {}
         self.trait_updates: list[tuple[int, str, object, str, int]] = []
+        # Identifiers a rectification replaced: (profile, type, value), deleted before the new ones are inserted.
+        self.released: list[tuple[int, str, str]] = []
         self._next_temp = -1
 
     def find(self, pid: int) -> int:
@@ -187,6 +191,28 @@ class _Resolver:
         self.people[pid] = _Person(None, (self.now, -pid), {}, {}, is_new=True, limits_known=True)
         return pid
 
+
+    def release_replaced(self, event: ClaimedEvent, idents: list[tuple[str, str]], region: str) -> None:
+        """A rectification's identify: on the profile it addresses (by user or anonymous id), the identifier of
+        the email or phone trait's current value is released when the message sets another value, so the old
+        value stops finding the profile and the new one has room under the type's maximum."""
+        addressed = {self.find(self.owner[k]) for k in idents if k[0] in ("user_id", "anonymous_id")
+                     and k in self.owner}
+        new = dict(k for k in idents if k[0] in ("email", "phone"))
+        for pid in addressed:
+            person = self.people[pid]
+            for kind, value in new.items():
+                current = person.traits.get(kind)
+                if not isinstance(current, str):
+                    continue
+                old = normalise_email(current) if kind == "email" else normalise_phone(current, region)
+                if not old or old == value:
+                    continue
+                if (kind, old) in self.owner and self.find(self.owner[(kind, old)]) != pid:
+                    continue  # another profile's: not this profile's to release
+                self.owner.pop((kind, old), None)
+                person.limited[kind].discard(old)
+                self.released.append((pid, kind, old))
 
     def _fits(self, pids: set[int], extra: list[tuple[str, str]]) -> str | None:
         """None when these profiles plus extra identifiers respect every maximum; else the reason why not."""
@@ -408,10 +434,13 @@ def events_resolve(*, events: list[ClaimedEvent]) -> ResolveOutcome:
         raise OperationalError(f"identifier owners still moving after {MAX_LOCK_ROUNDS} rounds")
     resolver.owner.update({key: pid for key, (_, pid) in owned.items()})
     _load_limits(resolver, _profiles_at_stake(resolver, extracted))
+    replacing = set(Source.objects.filter(replaces_identifiers=True).values_list("id", flat=True))
 
     for event, idents, link_only in extracted:
         if not idents and not link_only:
             continue
+        if event.source_id in replacing and event.type == "identify":
+            resolver.release_replaced(event, idents, region)
         pid = resolver.resolve(event, idents, link_only)
         resolver.event_person[event.id] = pid
         resolver.people[pid].batch_events += 1
@@ -486,7 +515,13 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
     ]
     MergeRecord.objects.bulk_create(records)
 
-    # 4. New identifiers, on their surviving profile.
+    # 4. Identifiers a rectification released, then the new ones, on their surviving profile.
+    if r.released:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM profiles_identifier i USING jsonb_to_recordset(%s::jsonb) AS x(p bigint, t text, v text) "
+                "WHERE i.type = x.t AND i.value = x.v AND i.profile_id = x.p",
+                [_json([{"p": final(p), "t": t, "v": v} for p, t, v in r.released])])
     _insert_rows(Identifier, ["type", "value", "profile_id", "source_event_id", "first_seen"],
                  [(t, v, final(p), eid, ts) for t, v, p, eid, ts in r.new_identifiers])
     _insert_rows(TraitChange, ["profile_id", "key", "old_value", "new_value", "changed_at", "event_id"], changes)

@@ -161,7 +161,7 @@ def test_an_access_request_produces_one_json_file_downloadable_once(api, client,
 
 
 @pytest.mark.django_db
-def test_rectification_sets_traits_through_ingestion_with_history_and_an_audit_without_values(api, post_collect,
+def test_rectification_sets_traits_through_ingestion_with_history_and_completes_once_processed(api, post_collect,
                                                                                              drain):
     from consent.models import AuditEntry
     from profiles.models import TraitChange
@@ -174,16 +174,54 @@ def test_rectification_sets_traits_through_ingestion_with_history_and_an_audit_w
         "name": "Zoe Q. Field", "city": "Quartz Bay"}, "identifiers": [{"type": "user_id", "value": "zoe-42"}]}
               ).json()["id"]
     api("post", f"/api/v1/privacy-requests/{rid}/verify/")
-    done = api("post", f"/api/v1/privacy-requests/{rid}/execute/").json()
-    assert done["status"] == "completed" and done["receipt"]["traits"] == ["city", "name"]
-    assert drain() == 1  # the identify message the request sent, through the ordinary pipeline
+    accepted = api("post", f"/api/v1/privacy-requests/{rid}/execute/").json()
+    assert accepted["status"] == "in_progress" and accepted["receipt"] is None  # accepted, not yet processed
+    # Another source's message that merely looks like the request's does not complete it.
+    post_collect("identify", {"userId": "max-7", "messageId": f"rectification-{rid}-1"})
+    assert drain() == 2  # that one, and the identify message the request sent, through the ordinary pipeline
 
+    done = api("get", f"/api/v1/privacy-requests/{rid}/").json()
+    assert done["status"] == "completed" and done["receipt"]["traits"] == ["city", "name"]
+    assert done["receipt"]["profiles"] == 1
     zoe = Identifier.objects.get(value="zoe-42").profile
     assert zoe.traits["name"] == "Zoe Q. Field" and zoe.traits["city"] == "Quartz Bay"
     change = TraitChange.objects.filter(profile=zoe, key="name").latest("changed_at")
     assert (change.old_value, change.new_value) == ("Zoe Quartzfield", "Zoe Q. Field")
-    audited = AuditEntry.objects.filter(target_id=rid, action="privacy_request.execute").get()
+    audited = AuditEntry.objects.filter(target_id=rid, action="privacy_request.rectified").get()
     assert audited.details["traits"] == ["city", "name"] and "Quartz Bay" not in str(audited.details)
+    assert drain() == 0 and PrivacyRequest.objects.get(pk=rid).completed_at is not None
+
+
+@pytest.mark.django_db
+def test_rectifying_an_email_or_phone_replaces_the_identifier(api, post_collect, drain):
+    subject_traffic(post_collect, drain)
+    zoe = Identifier.objects.get(value="zoe-42").profile
+    rid = api("post", "/api/v1/privacy-requests/", {"kind": "rectification", "regime": "gdpr", "changes": {
+        "email": "Zoe.Field@Example.org", "phone": "+1 415 555 0142"}, "identifiers": [
+        {"type": "email", "value": "zoe.quartz@example.org"}]}).json()["id"]
+    api("post", f"/api/v1/privacy-requests/{rid}/verify/")
+    api("post", f"/api/v1/privacy-requests/{rid}/execute/")
+    drain()
+
+    def lookup(kind, value):
+        return api("get", f"/api/v1/profiles/lookup?type={kind}&value={value}")
+
+    assert lookup("email", "zoe.quartz@example.org").status_code == 404
+    assert lookup("phone", "+14155550199").status_code == 404
+    assert lookup("email", "zoe.field@example.org").json()["id"] == zoe.pk
+    assert lookup("phone", "+14155550142").json()["id"] == zoe.pk
+    zoe.refresh_from_db()
+    assert (zoe.traits["email"], zoe.traits["phone"]) == ("Zoe.Field@Example.org", "+1 415 555 0142")
+    held = sorted(Identifier.objects.filter(profile=zoe, type__in=["email", "phone"]).values_list("type", "value"))
+    assert held == [("email", "zoe.field@example.org"), ("phone", "+14155550142")]
+    assert PrivacyRequest.objects.get(pk=rid).status == "completed"
+    # The old email now belongs to nobody: a message with it starts a profile of its own.
+    post_collect("identify", {"anonymousId": "someone-else", "traits": {"email": "zoe.quartz@example.org"},
+                              "messageId": "later"})
+    drain()
+    assert Identifier.objects.get(value="zoe.quartz@example.org").profile_id != zoe.pk
+    # Max's identifiers were never touched.
+    assert Identifier.objects.filter(value="max@example.org").exists()
 
 
 @pytest.mark.django_db
@@ -306,9 +344,11 @@ def test_an_erasure_follows_a_merge_that_happened_after_it_started(api, post_col
     from profiles.services.identity import ClaimedEvent, events_resolve
 
     payload = {"type": "identify", "userId": "zoe-42", "anonymousId": "zoe-old-device", "messageId": "late"}
-    zoe_laptop = ClaimedEvent(id=10**11, message_id="late", type="identify", timestamp=timezone.now(), payload=payload)
+    source = Source.objects.get()
+    zoe_laptop = ClaimedEvent(id=10**11, source_id=source.pk, message_id="late", type="identify",
+                              timestamp=timezone.now(), payload=payload)
     from profiles.models import PendingEvent
-    PendingEvent.objects.create(id=10**11, source=Source.objects.get(), message_id="late", type="identify",
+    PendingEvent.objects.create(id=10**11, source=source, message_id="late", type="identify",
                                 user_id="zoe-42", anonymous_id="zoe-old-device", timestamp=timezone.now(),
                                 received_at=timezone.now(), payload=payload)
     _after_resolve([zoe_laptop], events_resolve(events=[zoe_laptop]))
