@@ -2,6 +2,7 @@
 import logging
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 from django.core.cache import cache
 from kombu.exceptions import OperationalError as BrokerError
@@ -14,6 +15,9 @@ DRAIN_BATCHES = 50
 # beat sweep starts a new run. 200 runs of 50 batches of 2,000 events is 20 million events in one go.
 MAX_DRAIN_REQUEUES = 200
 PIPELINE_KICK_KEY = "pipeline:kick"
+# Accepts within this long share one queued drain. Short, because a drain lost with a killed worker leaves the key
+# behind: later accepts queue a fresh one once it expires.
+KICK_DEBOUNCE_S = 5
 logger = logging.getLogger(__name__)
 
 
@@ -21,7 +25,7 @@ def pipeline_kick() -> None:
     """Queues one pipeline drain unless one is already queued; the drain clears the key before it claims.
 
     Registered with profiles' ingestion at start-up (cdp/apps.py): profiles sits below the pipeline."""
-    if cache.add(PIPELINE_KICK_KEY, 1, timeout=30):
+    if cache.add(PIPELINE_KICK_KEY, 1, timeout=KICK_DEBOUNCE_S):
         try:
             process_pending.delay()
         except BrokerError:
@@ -43,3 +47,11 @@ def process_pending(requeues: int = 0) -> int:
             logger.warning("pipeline drain stopped after %s re-queues in one run; the periodic sweep continues",
                            MAX_DRAIN_REQUEUES)
     return total
+
+
+@worker_ready.connect
+def resume_pipeline_on_start(**kwargs) -> None:
+    """A worker that starts drains whatever waits: a drain taken by a worker that was killed comes back from the
+    broker only after its visibility timeout (an hour), and the debounce key it left may still hold."""
+    cache.delete(PIPELINE_KICK_KEY)
+    pipeline_kick()

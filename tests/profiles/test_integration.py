@@ -155,3 +155,35 @@ def test_a_merge_committed_by_another_process_between_lookup_and_lock_is_followe
     assert Event.objects.get(message_id="a").profile_id == older.id
     assert live_profiles().get().event_count == 4
     assert not Identifier.objects.exclude(profile_id=older.id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_worker_resumes_the_queue_within_seconds_after_kill_9(subprocess_env, start_celery_worker,
+                                                                     wait_until):
+    """The only worker is killed mid-drain (its drain is stuck in the broker until the visibility timeout);
+    a new worker processes every accepted event exactly once without beat's sweep."""
+    import signal
+
+    import redis
+
+    from profiles.services.ingest import events_accept
+
+    redis.Redis.from_url(subprocess_env["REDIS_URL"]).flushdb()
+    source = Source.objects.create(name="killed")
+    total = 40_000
+    for start in range(0, total, 1000):
+        events_accept(source=source, messages=[{"type": "track", "userId": f"u{i % 500}", "event": "Seen",
+                                                "messageId": str(i)} for i in range(start, start + 1000)])
+    first = start_celery_worker()
+    wait_until(lambda: 0 < Event.objects.count() < total, seconds=60, what="the first worker to be mid-drain")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    left = PendingEvent.objects.count()
+    assert left > 0
+
+    start_celery_worker()
+
+    wait_until(lambda: not PendingEvent.objects.exists(), seconds=20, what="the new worker to drain the queue")
+    assert Event.objects.count() == total
+    assert sum(live_profiles().values_list("event_count", flat=True)) == total
+    assert live_profiles().count() == 500
