@@ -180,3 +180,17 @@ def test_prune_matches_the_reference(source, drain, processed, queued, chunk):
     assert keys() == sorted(m for m, at in received.items() if at >= cutoff)
     assert pruned.deleted == len(received) - len(keys())
     assert {f"q{i}" for i in range(len(queued))} <= set(keys())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_the_scheduled_prune_from_the_ingest_queue(source, celery_worker_process, wait_until):
+    now = timezone.now()
+    accept(source, "old", received_at=now - 8 * DAY)
+    accept(source, "new", received_at=now)
+    # The accept queued the pipeline on the broker; the worker moves both out of the queue.
+    wait_until(lambda: not PendingEvent.objects.exists(), seconds=60, what="the pipeline")
+
+    prune_message_keys.delay()
+
+    wait_until(lambda: keys() == ["new"], seconds=60, what="the prune")
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["new", "old"]
