@@ -10,9 +10,10 @@ on a partitioned table only when the key contains the partition column, so the k
 messageId, day). A replay on another day than the original would then no longer conflict, and `INSERT ... ON
 CONFLICT` could not stop it: a message accepted at 23:59 would be forgotten a minute later, and a check of
 older partitions before the insert would race with a concurrent replay. One unique key and a delete keep
-"duplicate" meaning the same thing whatever the day. What that costs the accept path is one more index entry
-per message, on received_at, which only grows (accept writes the time of the request), so each insert lands on
-the index's rightmost page, always in memory.
+"duplicate" meaning the same thing whatever the day. What that costs the accept path is an index entry per
+message on received_at, which only grows (accept writes the time of the request), so each insert lands on the
+index's rightmost page, always in memory; it replaced the index on source_id alone, which the primary key made
+redundant, so a message costs as many index entries as before.
 
 The delete never holds up the accept path: it takes the oldest keys a chunk at a time, each chunk its own short
 transaction that skips rows another prune holds (SKIP LOCKED). The only insert that can wait on it is a replay
