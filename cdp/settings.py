@@ -98,6 +98,10 @@ COLLECT_MAX_BATCH_BYTES = 500 * 1024
 # A request body is never read past this, so a gzip bomb cannot exhaust memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = COLLECT_MAX_BATCH_BYTES + 1024
 PIPELINE_BATCH_SIZE = env.int("PIPELINE_BATCH_SIZE", default=2000)
+# How long a (source, messageId) is remembered after it was accepted, so that a replay is a duplicate (a key is
+# also kept while its message is still queued). Segment documents at least 24 hours; a week also covers clients
+# that keep events while offline and send them again later.
+MESSAGE_DEDUPE_DAYS = env.int("MESSAGE_DEDUPE_DAYS", default=7)
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
 # The privacy regime of a profile whose country names none (consent.regimes): GDPR's opt-in is the safe default.
 CONSENT_DEFAULT_REGIME = env.str("CONSENT_DEFAULT_REGIME", default="gdpr")
@@ -108,6 +112,8 @@ PRIVACY_EXPORT_DIR = env.path("PRIVACY_EXPORT_DIR", default=BASE_DIR / "var" / "
 PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=72)
 if CONSENT_DEFAULT_REGIME not in ("gdpr", "ccpa"):
     raise ImproperlyConfigured(f"CONSENT_DEFAULT_REGIME must be gdpr or ccpa, not {CONSENT_DEFAULT_REGIME!r}")
+if MESSAGE_DEDUPE_DAYS < 1:
+    raise ImproperlyConfigured(f"MESSAGE_DEDUPE_DAYS must be at least 1, not {MESSAGE_DEDUPE_DAYS}")
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -135,6 +141,8 @@ CELERY_BEAT_SCHEDULE = {
     "pipeline-sweep": {"task": "cdp.process_pending", "schedule": 10.0},
     "enrichment": {"task": "profiles.enrich_all", "schedule": 15 * 60.0},
     "event-partitions": {"task": "profiles.maintain_event_partitions", "schedule": 6 * 3600.0},
+    # Often, so each run forgets a few minutes' worth of keys in short chunks rather than a day's at once.
+    "message-keys": {"task": "profiles.prune_message_keys", "schedule": 600.0},
     "privacy-exports": {"task": "consent.purge_exports", "schedule": 3600.0},
     "retention": {"task": "consent.purge_retention", "schedule": 24 * 3600.0},
     "privacy-resume": {"task": "consent.resume_requests", "schedule": 300.0},

@@ -112,16 +112,24 @@ class EventType(models.TextChoices):
 class MessageKey(models.Model):
     """A (source, messageId) the collection API has accepted: what makes a replayed message a duplicate.
 
-    A table of its own because the events are partitioned by month, and PostgreSQL only enforces a unique key
-    on a partitioned table when the key contains the partition column.
+    Kept for MESSAGE_DEDUPE_DAYS after it was received, and as long as its message is still queued
+    (profiles.services.message_keys). A table of its own because the events are partitioned by month, and
+    PostgreSQL only enforces a unique key on a partitioned table when the key contains the partition column.
     """
 
     pk = models.CompositePrimaryKey("source_id", "message_id")
     # No database foreign keys on the three ingestion tables: a per-row referential check (which also
     # share-locks the referenced row) costs more than the insert. Only the pipeline and the erasure code write them.
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    # No index of its own either: the primary key leads with it, and every index costs each accepted message.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, db_constraint=False, db_index=False,
+                               related_name="+")
     message_id = models.CharField(max_length=200)
     received_at = models.DateTimeField()
+
+    class Meta:
+        # What the scheduled prune (profiles.services.message_keys) walks to forget keys past the dedupe window.
+        # Accept writes it in received_at order, so every insert lands on the index's rightmost page.
+        indexes = [models.Index(fields=["received_at"], name="messagekey_received_at")]
 
 
 class Message(models.Model):
@@ -167,7 +175,14 @@ class Event(Message):
     error = models.TextField(blank=True, db_default="")
 
     class Meta:
-        indexes = [models.Index(fields=["profile", "-timestamp", "-id"], name="event_profile_timeline")]
+        indexes = [
+            models.Index(fields=["profile", "-timestamp", "-id"], name="event_profile_timeline"),
+            # The few events set aside without a profile, by the ids an erasure finds them with. Partial, so the
+            # pipeline's normal inserts (all with a profile) never touch them.
+            models.Index(fields=["user_id"], name="event_set_aside_user", condition=models.Q(profile__isnull=True)),
+            models.Index(fields=["anonymous_id"], name="event_set_aside_anonymous",
+                         condition=models.Q(profile__isnull=True)),
+        ]
 
     def __str__(self):
         return f"{self.type} {self.event or ''} {self.message_id}"
