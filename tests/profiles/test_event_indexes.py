@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from consent.services.privacy import _discard_set_aside
+from profiles.services.erasure import set_aside_events_discard
 from profiles.models import Event
 from profiles.services.partitions import EVENTS, event_partitions_ensure, partition_name
 
@@ -70,8 +70,8 @@ def test_the_erasure_finds_set_aside_events_through_the_indexes_not_a_scan(sourc
         cursor.execute(f"ANALYZE {EVENTS}")
 
     with CaptureQueriesContext(connection) as captured:
-        deleted = _discard_set_aside([("user_id", "zoe"), ("anonymous_id", "zoe-phone"),
-                                      ("email", "zoe@example.org")])
+        deleted = set_aside_events_discard(identifiers=[("user_id", "zoe"), ("anonymous_id", "zoe-phone"),
+                                                        ("email", "zoe@example.org")])
 
     assert deleted == 2
     assert list(Event.objects.filter(profile__isnull=True).values_list("message_id", flat=True)) == ["aside-2"]
