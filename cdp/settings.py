@@ -1,6 +1,7 @@
 """Settings for the customer data platform, read from the environment (see .env.example)."""
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -19,16 +20,29 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-only-for-debug"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
-# The embedded default (SQLite under var/, tasks run in-process) exists only so the app can be
-# tried on a bare laptop; tests, CI and production set DATABASE_URL and REDIS_URL.
-EMBEDDED = "DATABASE_URL" not in env and "REDIS_URL" not in env
+# Without DATABASE_URL the product uses its embedded PostgreSQL under var/postgres (cdp/embedded.py), started by
+# `make run`; every other process (manage.py in another shell, the worker) finds it through its postmaster.pid.
+# Without REDIS_URL, tasks run in-process. Tests, CI and production set both.
+EMBEDDED = "DATABASE_URL" not in env
 (BASE_DIR / "var").mkdir(exist_ok=True)
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'cdp.sqlite3'}")}
+if EMBEDDED:
+    from cdp.embedded import DATA_DIR, database_url
+
+    _embedded_url = database_url()
+    if _embedded_url is None:
+        raise ImproperlyConfigured(f"The embedded PostgreSQL under {DATA_DIR} is not running: start it with "
+                                   "`make run` (or `python -m cdp.embedded start`), or set DATABASE_URL.")
+    DATABASES = {"default": env.db_url_config(_embedded_url)}
+else:
+    DATABASES = {"default": env.db("DATABASE_URL")}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL database (postgres://user@host:port/name); "
+                               f"this product speaks PostgreSQL only, not {DATABASES['default']['ENGINE']}.")
+# A Unix socket directory travels percent-encoded in a URL (postgres://user@%2Fpath%2Fto%2Fdir:5432/name).
+DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"] or "")
 # Persistent connections: opening a PostgreSQL connection costs more than accepting a batch of 100.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
 REDIS_URL = env.str("REDIS_URL", default="")
 
 INSTALLED_APPS = [

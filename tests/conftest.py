@@ -3,6 +3,7 @@ import base64
 import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -64,7 +65,9 @@ def subprocess_env(transactional_db):
 
     s = connection.settings_dict
     env = dict(os.environ)
-    env["DATABASE_URL"] = f"postgres://{s['USER'] or 'postgres'}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    # A Unix socket directory (the embedded PostgreSQL) travels percent-encoded in the URL.
+    host = quote(s["HOST"] or "127.0.0.1", safe="")
+    env["DATABASE_URL"] = f"postgres://{s['USER'] or 'postgres'}@{host}:{s['PORT'] or 5432}/{s['NAME']}"
     env["DEBUG"] = "false"
     env["SECRET_KEY"] = "test-only"
     return env

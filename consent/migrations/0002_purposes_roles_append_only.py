@@ -52,8 +52,7 @@ def forwards(apps, schema_editor):
             "name": name, "legal_basis": basis, "gdpr_default": gdpr, "ccpa_default": ccpa, "tcf_purposes": tcf,
             "segment_categories": categories})
     grant(apps, app_label="consent", roles={**ROLES, "Admin": None})
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(APPEND_ONLY, params=None)
+    schema_editor.execute(APPEND_ONLY, params=None)
 
 
 class Migration(migrations.Migration):

@@ -43,8 +43,7 @@ CREATE TRIGGER consent_audit_append_only BEFORE UPDATE OR DELETE ON consent_audi
 
 
 def append_only(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(APPEND_ONLY, params=None)
+    schema_editor.execute(APPEND_ONLY, params=None)
 
 
 Migration.operations.append(migrations.RunPython(append_only, migrations.RunPython.noop))

@@ -29,38 +29,32 @@ def forward(apps, schema_editor):
     schema_editor.create_model(apps.get_model("profiles", "MessageKey"))
     schema_editor.create_model(apps.get_model("profiles", "PendingEvent"))
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            for name in OLD_INDEXES:
-                cursor.execute(f"ALTER TABLE profiles_event DROP CONSTRAINT IF EXISTS {name}")
-                cursor.execute(f"DROP INDEX IF EXISTS {name}")
-            cursor.execute("ALTER TABLE profiles_event RENAME TO profiles_event_old")
-            cursor.execute("ALTER INDEX profiles_event_pkey RENAME TO profiles_event_old_pkey")
-            cursor.execute(
-                "CREATE TABLE profiles_event (id bigint NOT NULL, source_id bigint NOT NULL, "
-                "message_id varchar(200) NOT NULL, type varchar(16) NOT NULL, event varchar(200) NOT NULL, "
-                "user_id varchar(512) NOT NULL, anonymous_id varchar(512) NOT NULL, timestamp timestamptz NOT NULL, "
-                "received_at timestamptz NOT NULL, payload jsonb NOT NULL, profile_id bigint NULL, "
-                "processed_at timestamptz NOT NULL, error text NOT NULL DEFAULT '', PRIMARY KEY (id, timestamp)) "
-                "PARTITION BY RANGE (timestamp)")
-            cursor.execute("CREATE TABLE profiles_event_default PARTITION OF profiles_event DEFAULT")
-            cursor.execute("CREATE INDEX event_profile_timeline ON profiles_event "
-                           "(profile_id, timestamp DESC, id DESC)")
-            # Not in the model's state: a BRIN index is a few pages per partition and serves time-range reads.
-            cursor.execute("CREATE INDEX event_timestamp_brin ON profiles_event USING brin (timestamp)")
-            # Partitions for the months existing events need and the months around now (later months are
-            # created by the scheduled maintenance, profiles.services.partitions).
-            cursor.execute("SELECT DISTINCT (extract(year FROM timestamp AT TIME ZONE 'UTC') * 12 "
-                           "+ extract(month FROM timestamp AT TIME ZONE 'UTC') - 1)::int FROM profiles_event_old "
-                           "WHERE processed_at IS NOT NULL")
-            now = datetime.now(timezone.utc)
-            current = now.year * 12 + now.month - 1
-            for index in sorted({row[0] for row in cursor.fetchall()} | set(range(current - 3, current + 3))):
-                cursor.execute(_partition_sql(index))
-        else:
-            for name in OLD_INDEXES:
-                cursor.execute(f"DROP INDEX IF EXISTS {name}")
-            cursor.execute("ALTER TABLE profiles_event RENAME TO profiles_event_old")
-            schema_editor.create_model(apps.get_model("profiles", "Event"))
+        for name in OLD_INDEXES:
+            cursor.execute(f"ALTER TABLE profiles_event DROP CONSTRAINT IF EXISTS {name}")
+            cursor.execute(f"DROP INDEX IF EXISTS {name}")
+        cursor.execute("ALTER TABLE profiles_event RENAME TO profiles_event_old")
+        cursor.execute("ALTER INDEX profiles_event_pkey RENAME TO profiles_event_old_pkey")
+        cursor.execute(
+            "CREATE TABLE profiles_event (id bigint NOT NULL, source_id bigint NOT NULL, "
+            "message_id varchar(200) NOT NULL, type varchar(16) NOT NULL, event varchar(200) NOT NULL, "
+            "user_id varchar(512) NOT NULL, anonymous_id varchar(512) NOT NULL, timestamp timestamptz NOT NULL, "
+            "received_at timestamptz NOT NULL, payload jsonb NOT NULL, profile_id bigint NULL, "
+            "processed_at timestamptz NOT NULL, error text NOT NULL DEFAULT '', PRIMARY KEY (id, timestamp)) "
+            "PARTITION BY RANGE (timestamp)")
+        cursor.execute("CREATE TABLE profiles_event_default PARTITION OF profiles_event DEFAULT")
+        cursor.execute("CREATE INDEX event_profile_timeline ON profiles_event "
+                       "(profile_id, timestamp DESC, id DESC)")
+        # Not in the model's state: a BRIN index is a few pages per partition and serves time-range reads.
+        cursor.execute("CREATE INDEX event_timestamp_brin ON profiles_event USING brin (timestamp)")
+        # Partitions for the months existing events need and the months around now (later months are
+        # created by the scheduled maintenance, profiles.services.partitions).
+        cursor.execute("SELECT DISTINCT (extract(year FROM timestamp AT TIME ZONE 'UTC') * 12 "
+                       "+ extract(month FROM timestamp AT TIME ZONE 'UTC') - 1)::int FROM profiles_event_old "
+                       "WHERE processed_at IS NOT NULL")
+        now = datetime.now(timezone.utc)
+        current = now.year * 12 + now.month - 1
+        for index in sorted({row[0] for row in cursor.fetchall()} | set(range(current - 3, current + 3))):
+            cursor.execute(_partition_sql(index))
         cursor.execute("INSERT INTO profiles_messagekey (source_id, message_id, received_at) "
                        "SELECT source_id, message_id, received_at FROM profiles_event_old")
         cursor.execute(f"INSERT INTO profiles_pendingevent ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} "
@@ -68,10 +62,9 @@ def forward(apps, schema_editor):
         cursor.execute(f"INSERT INTO profiles_event ({EVENT_COLUMNS}, profile_id, processed_at, error) "
                        f"SELECT {EVENT_COLUMNS}, profile_id, processed_at, error FROM profiles_event_old "
                        "WHERE processed_at IS NOT NULL")
-        if connection.vendor == "postgresql":
-            # Queue ids continue after the old events', so an event keeps one id for its whole life.
-            cursor.execute("SELECT setval(pg_get_serial_sequence('profiles_pendingevent', 'id'), "
-                           "coalesce(max(id), 0) + 1, false) FROM profiles_event_old")
+        # Queue ids continue after the old events', so an event keeps one id for its whole life.
+        cursor.execute("SELECT setval(pg_get_serial_sequence('profiles_pendingevent', 'id'), "
+                       "coalesce(max(id), 0) + 1, false) FROM profiles_event_old")
         cursor.execute("DROP TABLE profiles_event_old")
 
 

@@ -7,8 +7,7 @@ from django.db import migrations, models
 
 
 def fillfactor(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("ALTER TABLE profiles_profile SET (fillfactor = 80)")
+    schema_editor.execute("ALTER TABLE profiles_profile SET (fillfactor = 80)")
 
 
 class Migration(migrations.Migration):

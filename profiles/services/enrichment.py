@@ -11,8 +11,6 @@ def profiles_enrich(*, profile_ids: list[int] | None = None) -> int:
     the last 30 days weighted by recency (log-scaled so a handful of visits already counts).
     """
     now = timezone.now()
-    if connection.vendor != "postgresql":
-        return 0
     where = "p.merged_into_id IS NULL" + (" AND p.id = ANY(%(ids)s)" if profile_ids is not None else "")
     sql = f"""
         WITH stats AS (

@@ -21,7 +21,7 @@ from psycopg.types.datetime import TimestamptzLoader
 
 from profiles.common.locks import IDENTITY_BUCKETS, xact_lock
 from profiles.messages import message_identifiers, message_traits, normalise_email, normalise_phone
-from profiles.models import Identifier, IdentityRule, MergeRecord, PendingEvent, Profile, Source, TraitChange
+from profiles.models import Identifier, IdentityRule, MergeRecord, Profile, Source, TraitChange
 
 UNLIMITED = None
 DEFAULT_PRIORITY = 50
@@ -36,8 +36,7 @@ def _cursor():
     The connection's time zone is UTC under Django, so the values are the same aware datetimes.
     """
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+        cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         yield cursor
 
 
@@ -84,10 +83,6 @@ def events_claim_pending(*, limit: int, after_id: int = 0) -> list[ClaimedEvent]
     Other workers skip what this one holds. A draining worker passes the last id it claimed, so it does
     not walk again over index entries of events it has just moved out of the queue (until vacuum removes them).
     """
-    if connection.vendor != "postgresql":
-        query = PendingEvent.objects.filter(id__gt=after_id).order_by("id")[:limit]
-        return [ClaimedEvent(*row) for row in query.values_list("id", "source_id", "message_id", "type", "timestamp",
-                                                                "payload")]
     with _cursor() as cursor:
         # The queue's primary key walked in id order is the right plan whatever the statistics say; with stale
         # statistics (a burst of inserts, autovacuum behind) PostgreSQL may pick a bitmap scan that reads and
@@ -105,9 +100,9 @@ def events_claim_pending(*, limit: int, after_id: int = 0) -> list[ClaimedEvent]
 def event_set_aside(*, reason: str, after_id: int = 0) -> int | None:
     """Moves the oldest claimable queued event to the events, without a profile and with the reason it failed,
     so it stops blocking the queue; returns its id."""
-    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM profiles_pendingevent WHERE id > %s ORDER BY id LIMIT 1{lock}", [after_id])
+        cursor.execute("SELECT id FROM profiles_pendingevent WHERE id > %s ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                       [after_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -306,19 +301,15 @@ class _Resolver:
 
 def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> set[int]:
     """Locks and loads these profiles; returns those that are gone or merged meanwhile (they are not loaded)."""
-    columns = "id, created_at, traits, trait_times, event_count, event_counts, first_seen, last_seen, merged_into_id"
-    if connection.vendor == "postgresql":
-        with _cursor() as cursor:
-            cursor.execute(
-                "SELECT id, created_at, traits::text, trait_times::text, event_count, event_counts::text, "
-                "first_seen, last_seen, merged_into_id FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
-                "ORDER BY id FOR UPDATE",
-                [_int_array(profile_ids)],
-            )
-            rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la, m)
-                    for i, c, t, tt, n, ec, f, la, m in cursor.fetchall()]
-    else:
-        rows = Profile.objects.filter(id__in=profile_ids).values_list(*columns.split(", "))
+    with _cursor() as cursor:
+        cursor.execute(
+            "SELECT id, created_at, traits::text, trait_times::text, event_count, event_counts::text, "
+            "first_seen, last_seen, merged_into_id FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
+            "ORDER BY id FOR UPDATE",
+            [_int_array(profile_ids)],
+        )
+        rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la, m)
+                for i, c, t, tt, n, ec, f, la, m in cursor.fetchall()]
     live = set()
     for pid, created_at, traits, trait_times, count, counts, first_seen, last_seen, merged_into in rows:
         if merged_into is None:
@@ -349,18 +340,14 @@ def _load_limits(resolver: _Resolver, profile_ids: set[int]) -> None:
     """Reads the identifiers of limited types (user_id, email, ...) that these profiles hold."""
     limited = sorted(resolver.limited_types)
     if profile_ids and limited:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                # A lateral subquery that cannot be flattened: one index probe per profile whatever the planner's
-                # statistics say (with stale ones it scans the whole table instead).
-                cursor.execute(
-                    "SELECT p.id, i.type, i.value FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL "
-                    "(SELECT type, value FROM profiles_identifier WHERE profile_id = p.id "
-                    "AND type = ANY(%s::text[]) OFFSET 0) i", [_int_array(profile_ids), limited])
-                held = cursor.fetchall()
-        else:
-            held = Identifier.objects.filter(profile_id__in=profile_ids, type__in=limited).values_list(
-                "profile_id", "type", "value")
+        with connection.cursor() as cursor:
+            # A lateral subquery that cannot be flattened: one index probe per profile whatever the planner's
+            # statistics say (with stale ones it scans the whole table instead).
+            cursor.execute(
+                "SELECT p.id, i.type, i.value FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL "
+                "(SELECT type, value FROM profiles_identifier WHERE profile_id = p.id "
+                "AND type = ANY(%s::text[]) OFFSET 0) i", [_int_array(profile_ids), limited])
+            held = cursor.fetchall()
         for pid, kind, value in held:
             resolver.people[pid].limited[kind].add(value)
     for pid in profile_ids:
@@ -369,10 +356,6 @@ def _load_limits(resolver: _Resolver, profile_ids: set[int]) -> None:
 
 def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
     """The identifiers that exist among these keys: (type, value) -> (identifier id, profile id)."""
-    if connection.vendor != "postgresql":
-        values = list({v for _, v in keys})
-        rows = Identifier.objects.filter(value__in=values).values_list("type", "value", "id", "profile_id")
-        return {(t, v): (i, pid) for t, v, i, pid in rows if (t, v) in keys}
     with connection.cursor() as cursor:
         # One unique-index probe per key, as a lateral subquery the planner cannot flatten: given a join instead,
         # and stale statistics, it hashes the whole identifier table for every batch.
@@ -387,13 +370,10 @@ def _lookup(keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]
 
 def _reread(owned: dict[tuple[str, str], tuple[int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
     """The same identifiers read again by id: where they are now, after our profile locks."""
-    if connection.vendor != "postgresql":
-        now = dict(Identifier.objects.filter(id__in=[i for i, _ in owned.values()]).values_list("id", "profile_id"))
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT id, profile_id FROM profiles_identifier WHERE id = ANY(%s::bigint[])",
-                           [_int_array(i for i, _ in owned.values())])
-            now = dict(cursor.fetchall())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, profile_id FROM profiles_identifier WHERE id = ANY(%s::bigint[])",
+                       [_int_array(i for i, _ in owned.values())])
+        now = dict(cursor.fetchall())
     return {key: (i, now[i]) for key, (i, _) in owned.items() if i in now}
 
 
@@ -548,9 +528,6 @@ def _create_profiles(count: int, now: datetime) -> list[int]:
     """Inserts `count` empty profiles in one statement; returns their ids in creation order."""
     if not count:
         return []
-    if connection.vendor != "postgresql":
-        return [p.pk for p in Profile.objects.bulk_create([Profile(created_at=now, updated_at=now)
-                                                           for _ in range(count)])]
     with connection.cursor() as cursor:
         # Django's bulk_create builds and adapts a model instance per row, JSON defaults included.
         cursor.execute(
@@ -564,34 +541,18 @@ def _repoint(table: str, pairs: list[tuple[int, int]]) -> Counter:
     """Moves rows of merged profiles to their survivors; returns how many rows moved per merged profile."""
     moved: Counter = Counter()
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"WITH moved AS (UPDATE {table} t SET profile_id = m.dst "
-                f"FROM json_to_recordset(%s::json) AS m(src bigint, dst bigint) WHERE t.profile_id = m.src "
-                f"RETURNING m.src) SELECT src, count(*) FROM moved GROUP BY src",
-                [_json([{"src": src, "dst": dst} for src, dst in pairs])],
-            )
-            moved.update(dict(cursor.fetchall()))
-        else:
-            pairs_cte = f"WITH m(src, dst) AS (VALUES {', '.join(['(%s, %s)'] * len(pairs))}) "
-            params = [x for pair in pairs for x in pair]
-            cursor.execute(pairs_cte + f"SELECT t.profile_id, count(*) FROM {table} t JOIN m ON t.profile_id = m.src "
-                           "GROUP BY t.profile_id", params)
-            moved.update(dict(cursor.fetchall()))
-            cursor.execute(pairs_cte + f"UPDATE {table} SET profile_id = m.dst FROM m WHERE {table}.profile_id = m.src",
-                           params)
+        cursor.execute(
+            f"WITH moved AS (UPDATE {table} t SET profile_id = m.dst "
+            f"FROM json_to_recordset(%s::json) AS m(src bigint, dst bigint) WHERE t.profile_id = m.src "
+            f"RETURNING m.src) SELECT src, count(*) FROM moved GROUP BY src",
+            [_json([{"src": src, "dst": dst} for src, dst in pairs])],
+        )
+        moved.update(dict(cursor.fetchall()))
     return moved
 
 
 def _bulk_update_profiles(people: list[_Person], now: datetime) -> None:
     if not people:
-        return
-    if connection.vendor != "postgresql":
-        Profile.objects.bulk_update(
-            [Profile(id=p.id, traits=p.traits, trait_times=p.trait_times, event_count=p.event_count,
-                     event_counts=dict(p.event_counts), first_seen=p.first_seen, last_seen=p.last_seen,
-                     updated_at=now) for p in people],
-            ["traits", "trait_times", "event_count", "event_counts", "first_seen", "last_seen", "updated_at"])
         return
     rows = [{"id": p.id, "traits": p.traits, "trait_times": p.trait_times, "event_count": p.event_count,
              "event_counts": p.event_counts, "first_seen": p.first_seen, "last_seen": p.last_seen} for p in people]
@@ -616,9 +577,6 @@ _SQL_TYPES = {"type": "text", "value": "text", "profile_id": "bigint", "source_e
 def _insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
     """Inserts rows in one statement, skipping any that would break a unique constraint."""
     if not rows:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create([model(**dict(zip(columns, row))) for row in rows], ignore_conflicts=True)
         return
     names = ", ".join(columns)
     spec = ", ".join(f"{c} {_SQL_TYPES[c]}" for c in columns)
@@ -648,20 +606,10 @@ def _move_processed(rows: list[tuple[int, int | None]], now: datetime, error: st
     The payload never travels back to Python: PostgreSQL moves the row itself.
     """
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "WITH v AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS v(i bigint, p bigint)), "
-                "gone AS (DELETE FROM profiles_pendingevent q USING v WHERE q.id = v.i "
-                f"RETURNING q.*, v.p) INSERT INTO profiles_event ({_EVENT_COLUMNS}, profile_id, processed_at, error) "
-                f"SELECT {_EVENT_COLUMNS}, p, %s, %s FROM gone",
-                [_json([{"i": i, "p": p} for i, p in rows]), now, error],
-            )
-            return
-        ids = [i for i, _ in rows]
         cursor.execute(
-            f"INSERT INTO profiles_event ({_EVENT_COLUMNS}, profile_id, processed_at, error) "
-            f"SELECT {', '.join('q.' + c for c in _EVENT_COLUMNS.split(', '))}, v.column2, %s, %s "
-            f"FROM profiles_pendingevent q JOIN (VALUES {', '.join(['(%s, %s)'] * len(rows))}) AS v "
-            "ON q.id = v.column1",
-            [now, error, *(x for row in rows for x in row)])
-        cursor.execute(f"DELETE FROM profiles_pendingevent WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)
+            "WITH v AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS v(i bigint, p bigint)), "
+            "gone AS (DELETE FROM profiles_pendingevent q USING v WHERE q.id = v.i "
+            f"RETURNING q.*, v.p) INSERT INTO profiles_event ({_EVENT_COLUMNS}, profile_id, processed_at, error) "
+            f"SELECT {_EVENT_COLUMNS}, p, %s, %s FROM gone",
+            [_json([{"i": i, "p": p} for i, p in rows]), now, error],
+        )

@@ -38,44 +38,24 @@ def _insert(source_id: int, messages: list[AcceptedMessage], received_at: dateti
     """Queues messages whose (source, messageId) is new; replays are skipped. Returns the new queue ids."""
     if not messages:
         return []
+    # One JSON parameter: psycopg adapts hundreds of separate parameters in Python, which costs more than the
+    # insert itself; PostgreSQL unpacks the document natively. The key insert decides which messages are new, so
+    # two requests racing with one messageId queue it once.
+    rows = orjson.dumps([
+        {"m": m.message_id, "t": m.type, "e": m.event, "u": m.user_id, "a": m.anonymous_id,
+         "ts": m.timestamp, "p": m.payload} for m in messages
+    ]).decode()
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One JSON parameter: psycopg adapts hundreds of separate parameters in Python, which costs more
-            # than the insert itself; PostgreSQL unpacks the document natively. The key insert decides which
-            # messages are new, so two requests racing with one messageId queue it once.
-            rows = orjson.dumps([
-                {"m": m.message_id, "t": m.type, "e": m.event, "u": m.user_id, "a": m.anonymous_id,
-                 "ts": m.timestamp, "p": m.payload} for m in messages
-            ]).decode()
-            cursor.execute(
-                "WITH r AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) "
-                "AS r(m text, t text, e text, u text, a text, ts timestamptz, p jsonb)), "
-                "fresh AS (INSERT INTO profiles_messagekey (source_id, message_id, received_at) "
-                "SELECT %s, m, %s FROM r ON CONFLICT DO NOTHING RETURNING message_id) "
-                f"INSERT INTO profiles_pendingevent ({', '.join(_COLUMNS)}) "
-                "SELECT %s, r.m, r.t, r.e, r.u, r.a, r.ts, %s, r.p FROM r JOIN fresh ON fresh.message_id = r.m "
-                "RETURNING id",
-                [rows, source_id, received_at, source_id, received_at],
-            )
-            return [r[0] for r in cursor.fetchall()]
-        values = ", ".join(["(%s, %s, %s)"] * len(messages))
         cursor.execute(
-            f"INSERT INTO profiles_messagekey (source_id, message_id, received_at) VALUES {values} "
-            "ON CONFLICT DO NOTHING RETURNING message_id",
-            [x for m in messages for x in (source_id, m.message_id, received_at)],
+            "WITH r AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) "
+            "AS r(m text, t text, e text, u text, a text, ts timestamptz, p jsonb)), "
+            "fresh AS (INSERT INTO profiles_messagekey (source_id, message_id, received_at) "
+            "SELECT %s, m, %s FROM r ON CONFLICT DO NOTHING RETURNING message_id) "
+            f"INSERT INTO profiles_pendingevent ({', '.join(_COLUMNS)}) "
+            "SELECT %s, r.m, r.t, r.e, r.u, r.a, r.ts, %s, r.p FROM r JOIN fresh ON fresh.message_id = r.m "
+            "RETURNING id",
+            [rows, source_id, received_at, source_id, received_at],
         )
-        fresh = {r[0] for r in cursor.fetchall()}
-        new = [m for m in messages if m.message_id in fresh]
-        if not new:
-            return []
-        row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-        params = []
-        for m in new:
-            params += [source_id, m.message_id, m.type, m.event, m.user_id, m.anonymous_id, m.timestamp,
-                       received_at, orjson.dumps(m.payload).decode()]
-        cursor.execute(
-            f"INSERT INTO profiles_pendingevent ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * len(new))} "
-            "RETURNING id", params)
         return [r[0] for r in cursor.fetchall()]
 
 

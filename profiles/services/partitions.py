@@ -46,8 +46,6 @@ def _bound(month: date) -> str:
 
 def event_partitions_list() -> list[Partition]:
     """The monthly partitions that exist, oldest first, with their approximate row counts."""
-    if connection.vendor != "postgresql":
-        return []
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname, greatest(c.reltuples, 0)::bigint FROM pg_inherits i "
@@ -70,8 +68,6 @@ def event_partitions_ensure(*, months: list[date]) -> list[str]:
     One short transaction per partition (ACCESS EXCLUSIVE on the events table while it attaches). Idempotent.
     Returns the names of the partitions it created.
     """
-    if connection.vendor != "postgresql":
-        return []
     existing = {p.month for p in event_partitions_list()}
     created = []
     for month in sorted({month_start(m) for m in months} - existing):
@@ -93,8 +89,6 @@ def event_partitions_ensure(*, months: list[date]) -> list[str]:
 def event_partitions_maintain(*, today: date | None = None) -> list[str]:
     """The scheduled upkeep: partitions for this month and the next MONTHS_AHEAD, and for every month whose
     rows sit in the default partition. Returns the names of the partitions it created."""
-    if connection.vendor != "postgresql":
-        return []
     this_month = month_start(today or datetime.now(timezone.utc).date())
     months = [add_months(this_month, k) for k in range(MONTHS_AHEAD + 1)] + _default_months()
     return event_partitions_ensure(months=months)

