@@ -2,24 +2,28 @@
 
 Enforcement lives here, one function per use, so segments, campaigns, exports and webhooks cannot each
 decide differently: personalised decisions need `personalization`, marketing on a channel needs that
-channel's purpose, and an export or webhook needs `sale_sharing` not to be opted out.
+channel's purpose, and an export or webhook needs `sale_sharing` not to be opted out. Apps that select
+profiles in bulk put the same rule into their own query: `consent_allowed_q` (the ORM) or
+`consent_allowed_sql` (hand-written SQL such as the segment compiler's).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from consent.models import ConsentEntry, ConsentState, Purpose
-from consent.regimes import regime_for
 from profiles import selectors as profile_selectors
 from profiles.models import Profile
 
 PERSONALIZATION = "personalization"
 SALE_SHARING = "sale_sharing"
 CHANNEL_PURPOSES = {"email": "marketing_email", "sms": "marketing_sms"}
+_SQL_ALIAS = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,8 @@ class PurposeState:
 
 
 def consent_regime(*, profile: Profile) -> str:
-    return regime_for(profile.traits, default=settings.CONSENT_DEFAULT_REGIME)
+    """The regime of a profile: the one its country names (stored on it), else CONSENT_DEFAULT_REGIME."""
+    return profile.regime or settings.CONSENT_DEFAULT_REGIME
 
 
 def consent_current(*, profile: Profile) -> list[PurposeState]:
@@ -56,22 +61,87 @@ def consent_history(*, profile: Profile) -> QuerySet[ConsentEntry]:
             .order_by("-recorded_at", "-id"))
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """"Purpose allowed" for one purpose, as it reads now: a profile's latest choice, else its regime's default.
+
+    The purpose's defaults and the default regime are read when the filter is built, so the query compares a
+    column with constants: the planner sees which profiles need which kind of choice.
+    """
+
+    purpose_id: int
+    gdpr_default: bool
+    ccpa_default: bool
+    # The stored regimes that mean GDPR: "" is a profile whose country names none, so the setting decides.
+    gdpr_regimes: tuple[str, ...]
+
+
+def _rule(purpose: str) -> _Rule:
+    """Raises Purpose.DoesNotExist for an unknown purpose: failing closed beats treating it as granted."""
+    row = Purpose.objects.only("gdpr_default", "ccpa_default").get(key=purpose)
+    gdpr = ("gdpr", "") if settings.CONSENT_DEFAULT_REGIME == "gdpr" else ("gdpr",)
+    return _Rule(row.pk, row.gdpr_default, row.ccpa_default, gdpr)
+
+
+def consent_allowed_q(*, purpose: str, via: str = "") -> Q:
+    """A filter for profiles that allow the purpose now: `Profile.objects.filter(consent_allowed_q(...))`.
+
+    `via` names the profile relation when filtering another model (`via="profile"`: rows whose profile allows
+    it; rows without a profile never do). The same answers as consent_allowed_sql and consent_granted.
+    Raises Purpose.DoesNotExist for an unknown purpose.
+    """
+    rule = _rule(purpose)
+    prefix = f"{via}__" if via else ""
+    states = ConsentState.objects.filter(profile_id=OuterRef(via or "pk"), purpose_id=rule.purpose_id)
+    granted, denied = Exists(states.filter(granted=True)), Exists(states.filter(granted=False))
+    # Where the default grants, only a denial takes the purpose away; where it denies, only a grant gives it.
+    if rule.gdpr_default == rule.ccpa_default:
+        allowed = Q(~denied) if rule.gdpr_default else Q(granted)
+    else:
+        under_gdpr = Q(**{f"{prefix}regime__in": rule.gdpr_regimes})
+        by_default = under_gdpr if rule.gdpr_default else ~under_gdpr
+        allowed = (by_default & Q(~denied)) | (~by_default & Q(granted))
+    return (allowed & Q(**{f"{via}__isnull": False})) if via else allowed
+
+
+def consent_allowed_sql(*, purpose: str, profile_alias: str = "p") -> tuple[str, list]:
+    """The same filter as consent_allowed_q as a SQL condition on `profile_alias` (a profiles_profile row in
+    the caller's FROM), with its parameters: `f"... WHERE {sql}"`, params in that place.
+
+    Raises Purpose.DoesNotExist for an unknown purpose, ValueError for an alias that is not a plain lower-case
+    SQL name.
+    """
+    if not _SQL_ALIAS.fullmatch(profile_alias):
+        raise ValueError(f"not a plain SQL alias: {profile_alias!r}")
+    rule = _rule(purpose)
+    p, s = profile_alias, f"cs_{profile_alias}"
+
+    def choice(granted: bool) -> str:
+        return (f"EXISTS (SELECT 1 FROM {ConsentState._meta.db_table} {s} WHERE {s}.profile_id = {p}.id "
+                f"AND {s}.purpose_id = %s AND {'' if granted else 'NOT '}{s}.granted)")
+
+    if rule.gdpr_default == rule.ccpa_default:
+        return (f"NOT {choice(False)}" if rule.gdpr_default else choice(True)), [rule.purpose_id]
+    under_gdpr = f"{p}.regime IN ({', '.join(['%s'] * len(rule.gdpr_regimes))})"
+    by_default = under_gdpr if rule.gdpr_default else f"NOT {under_gdpr}"
+    sql = f"(({by_default} AND NOT {choice(False)}) OR (NOT ({by_default}) AND {choice(True)}))"
+    return sql, [*rule.gdpr_regimes, rule.purpose_id, *rule.gdpr_regimes, rule.purpose_id]
+
+
 def consent_granted(*, profile_ids: list[int], purpose: str) -> set[int]:
-    """Of these live profiles, those for which the purpose is granted now. Three queries for any number.
+    """Of these live profiles, those for which the purpose is granted now: its latest choice, else the default
+    of its regime. One query for any number of profiles, after the purpose's.
 
     Raises Purpose.DoesNotExist for an unknown purpose: failing closed beats treating it as granted.
     """
-    row = Purpose.objects.get(key=purpose)
-    explicit = dict(ConsentState.objects.filter(profile_id__in=profile_ids, purpose=row)
-                    .values_list("profile_id", "granted"))
-    undecided = [pid for pid in profile_ids if pid not in explicit]
-    granted = {pid for pid, ok in explicit.items() if ok}
-    if undecided:
-        default = settings.CONSENT_DEFAULT_REGIME
-        for pid, traits in Profile.objects.filter(id__in=undecided).values_list("id", "traits"):
-            if (row.gdpr_default if regime_for(traits, default=default) == "gdpr" else row.ccpa_default):
-                granted.add(pid)
-    return granted
+    condition, params = consent_allowed_sql(purpose=purpose, profile_alias="p")
+    if not profile_ids:
+        return set()
+    with connection.cursor() as cursor:
+        # An array literal: psycopg's list adapter checks every element in Python.
+        cursor.execute(f"SELECT p.id FROM {Profile._meta.db_table} p WHERE p.id = ANY(%s::bigint[]) AND {condition}",
+                       ["{" + ",".join(str(int(pid)) for pid in profile_ids) + "}", *params])
+        return {pid for (pid,) in cursor.fetchall()}
 
 
 def personalization_allowed(*, profile_ids: list[int]) -> set[int]:
