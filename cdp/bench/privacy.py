@@ -20,12 +20,8 @@ from django.db import connection, transaction
 from consent.regimes import regime_for
 from consent.selectors import consent_allowed_q, consent_allowed_sql, consent_granted
 from consent.services.ledger import ConsentChoice, consent_record
-from consent.services.privacy import (
-    privacy_erase_step,
-    privacy_request_create,
-    privacy_request_execute,
-    privacy_request_verify,
-)
+from consent.services.privacy import (privacy_erase_step, privacy_request_create, privacy_request_execute,
+                                      privacy_request_verify)
 from profiles.models import Profile, Source
 
 # Where the others live, spelled as clients send them: four in ten in GDPR countries, three in the US, three
