@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, FilteredRelation, OuterRef, Q, QuerySet
 
 from consent.models import ConsentEntry, ConsentState, Purpose
 from profiles import selectors as profile_selectors
@@ -83,6 +83,19 @@ def _rule(purpose: str) -> _Rule:
     return _Rule(row.pk, row.gdpr_default, row.ccpa_default, gdpr)
 
 
+# How the filter reads in SQL, chosen from EXPLAIN ANALYZE over a million profiles:
+# - a purpose whose default is the same under every regime is a plain semi join (only a grant gives it) or anti
+#   join (only a denial takes it away) with its states, which PostgreSQL hashes, in parallel;
+# - a purpose whose default depends on the regime is one EXISTS over the profile joined (LEFT) to its state of
+#   that purpose: COALESCE(the choice, the regime's default). The profile appears again inside so that the whole
+#   rule is a single semi join, which PostgreSQL runs as a parallel hash join over the table, or as index probes
+#   for a few profiles. Written as "(default AND NOT EXISTS denial) OR (NOT default AND EXISTS grant)" instead,
+#   the OR keeps both EXISTS as per-row subplans: one process only, and a cost estimate so high (PostgreSQL
+#   prices the per-row alternative) that every count pays for JIT compilation.
+# Each EXISTS is correlated by the profile id only, so wherever a caller puts it (under OR, NOT) PostgreSQL can
+# still fall back to index probes per profile; an uncorrelated IN (...) could fall back to a quadratic scan.
+
+
 def consent_allowed_q(*, purpose: str, via: str = "") -> Q:
     """A filter for profiles that allow the purpose now: `Profile.objects.filter(consent_allowed_q(...))`.
 
@@ -91,16 +104,20 @@ def consent_allowed_q(*, purpose: str, via: str = "") -> Q:
     Raises Purpose.DoesNotExist for an unknown purpose.
     """
     rule = _rule(purpose)
-    prefix = f"{via}__" if via else ""
-    states = ConsentState.objects.filter(profile_id=OuterRef(via or "pk"), purpose_id=rule.purpose_id)
-    granted, denied = Exists(states.filter(granted=True)), Exists(states.filter(granted=False))
-    # Where the default grants, only a denial takes the purpose away; where it denies, only a grant gives it.
+    profile = OuterRef(via or "pk")
     if rule.gdpr_default == rule.ccpa_default:
-        allowed = Q(~denied) if rule.gdpr_default else Q(granted)
+        # Where the default grants, only a denial takes the purpose away; where it denies, only a grant gives it.
+        states = ConsentState.objects.filter(profile_id=profile, purpose_id=rule.purpose_id)
+        allowed = (Q(~Exists(states.filter(granted=False))) if rule.gdpr_default
+                   else Q(Exists(states.filter(granted=True))))
     else:
-        under_gdpr = Q(**{f"{prefix}regime__in": rule.gdpr_regimes})
+        under_gdpr = Q(regime__in=rule.gdpr_regimes)
         by_default = under_gdpr if rule.gdpr_default else ~under_gdpr
-        allowed = (by_default & Q(~denied)) | (~by_default & Q(granted))
+        # `granted` is never NULL in a state row: NULL here means the profile has no state for the purpose.
+        allowed = Q(Exists(
+            Profile.objects.filter(pk=profile)
+            .alias(state=FilteredRelation("consent_states", condition=Q(consent_states__purpose_id=rule.purpose_id)))
+            .filter(Q(state__granted=True) | (Q(state__granted__isnull=True) & by_default))))
     return (allowed & Q(**{f"{via}__isnull": False})) if via else allowed
 
 
@@ -114,18 +131,18 @@ def consent_allowed_sql(*, purpose: str, profile_alias: str = "p") -> tuple[str,
     if not _SQL_ALIAS.fullmatch(profile_alias):
         raise ValueError(f"not a plain SQL alias: {profile_alias!r}")
     rule = _rule(purpose)
-    p, s = profile_alias, f"cs_{profile_alias}"
-
-    def choice(granted: bool) -> str:
-        return (f"EXISTS (SELECT 1 FROM {ConsentState._meta.db_table} {s} WHERE {s}.profile_id = {p}.id "
-                f"AND {s}.purpose_id = %s AND {'' if granted else 'NOT '}{s}.granted)")
-
+    p, cp, cs = profile_alias, f"cp_{profile_alias}", f"cs_{profile_alias}"
+    states = ConsentState._meta.db_table
     if rule.gdpr_default == rule.ccpa_default:
-        return (f"NOT {choice(False)}" if rule.gdpr_default else choice(True)), [rule.purpose_id]
-    under_gdpr = f"{p}.regime IN ({', '.join(['%s'] * len(rule.gdpr_regimes))})"
-    by_default = under_gdpr if rule.gdpr_default else f"NOT {under_gdpr}"
-    sql = f"(({by_default} AND NOT {choice(False)}) OR (NOT ({by_default}) AND {choice(True)}))"
-    return sql, [*rule.gdpr_regimes, rule.purpose_id, *rule.gdpr_regimes, rule.purpose_id]
+        # A denial where the default grants, a grant where it denies.
+        choice = (f"EXISTS (SELECT 1 FROM {states} {cs} WHERE {cs}.profile_id = {p}.id AND {cs}.purpose_id = %s "
+                  f"AND {'NOT ' if rule.gdpr_default else ''}{cs}.granted)")
+        return (f"NOT {choice}" if rule.gdpr_default else choice), [rule.purpose_id]
+    regimes = ", ".join(["%s"] * len(rule.gdpr_regimes))
+    by_default = f"{cp}.regime {'' if rule.gdpr_default else 'NOT '}IN ({regimes})"
+    sql = (f"EXISTS (SELECT 1 FROM {Profile._meta.db_table} {cp} LEFT JOIN {states} {cs} ON {cs}.profile_id = {cp}.id "
+           f"AND {cs}.purpose_id = %s WHERE {cp}.id = {p}.id AND COALESCE({cs}.granted, {by_default}))")
+    return sql, [rule.purpose_id, *rule.gdpr_regimes]
 
 
 def consent_granted(*, profile_ids: list[int], purpose: str) -> set[int]:
