@@ -14,7 +14,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, FilteredRelation, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, FilteredRelation, OuterRef, Q, QuerySet
+from django.db.models.functions import Coalesce
 
 from consent.models import ConsentEntry, ConsentState, Purpose
 from profiles import selectors as profile_selectors
@@ -113,11 +114,12 @@ def consent_allowed_q(*, purpose: str, via: str = "") -> Q:
     else:
         under_gdpr = Q(regime__in=rule.gdpr_regimes)
         by_default = under_gdpr if rule.gdpr_default else ~under_gdpr
-        # `granted` is never NULL in a state row: NULL here means the profile has no state for the purpose.
+        # COALESCE(the state's choice, the default), as in the SQL form: the same plan and estimates.
         allowed = Q(Exists(
             Profile.objects.filter(pk=profile)
             .alias(state=FilteredRelation("consent_states", condition=Q(consent_states__purpose_id=rule.purpose_id)))
-            .filter(Q(state__granted=True) | (Q(state__granted__isnull=True) & by_default))))
+            .filter(Coalesce("state__granted", ExpressionWrapper(by_default, output_field=BooleanField()),
+                             output_field=BooleanField()))))
     return (allowed & Q(**{f"{via}__isnull": False})) if via else allowed
 
 
