@@ -96,9 +96,9 @@ class ConsentState(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["profile", "purpose"], name="consentstate_unique")]
-        # The consent filter over all profiles hashes the grants (or the denials) of one purpose: read from this
-        # index alone, without the table. A state update already changes an indexed column (entry), so this
-        # index makes no update lose HOT that had it.
+        # The consent filter over all profiles hashes the states of one purpose (or only its grants, or only its
+        # denials), which this index holds without the table. It replaces the foreign key's index on purpose,
+        # and a state update already changes an indexed column (entry), so no update loses HOT by it.
         indexes = [models.Index(fields=["purpose", "granted", "profile"], name="consentstate_purpose_choice")]
 
 
