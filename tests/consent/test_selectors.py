@@ -3,6 +3,7 @@ import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
@@ -32,8 +33,6 @@ def reference(profile_ids: set[int], purpose: str) -> set[int]:
         best = latest.get(entry.profile_id)
         if best is None or (entry.recorded_at, entry.id) > (best.recorded_at, best.id):
             latest[entry.profile_id] = entry
-    from django.conf import settings
-
     allowed = set()
     for profile in Profile.objects.filter(id__in=profile_ids):
         if profile.pk in latest:
