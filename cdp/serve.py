@@ -22,7 +22,8 @@ BIN = Path(sys.executable).parent
 def _ensure_env_file() -> None:
     env_file = BASE_DIR / ".env"
     if not env_file.exists() and "SECRET_KEY" not in os.environ:
-        env_file.write_text(f"# Written by the first `make run`; see .env.example.\nSECRET_KEY={secrets.token_urlsafe(50)}\n")
+        key = secrets.token_urlsafe(50)
+        env_file.write_text(f"# Written by the first `make run`; see .env.example.\nSECRET_KEY={key}\n")
         print(f"Wrote {env_file} with a generated SECRET_KEY (kept for later runs).")
 
 

@@ -14,6 +14,10 @@ _COUNTRY_NAMES = {
 }
 
 
+# The traits country_code reads: a change of any other trait leaves the regime as it was.
+REGIME_TRAITS = frozenset({"country", "address"})
+
+
 def country_code(traits: dict) -> str:
     """The ISO 3166 alpha-2 country of a profile's traits (`country`, or `address.country`), or ""."""
     value = traits.get("country")

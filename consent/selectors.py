@@ -2,24 +2,29 @@
 
 Enforcement lives here, one function per use, so segments, campaigns, exports and webhooks cannot each
 decide differently: personalised decisions need `personalization`, marketing on a channel needs that
-channel's purpose, and an export or webhook needs `sale_sharing` not to be opted out.
+channel's purpose, and an export or webhook needs `sale_sharing` not to be opted out. Apps that select
+profiles in bulk put the same rule into their own query: `consent_allowed_q` (the ORM) or
+`consent_allowed_sql` (hand-written SQL such as the segment compiler's).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Exists, ExpressionWrapper, FilteredRelation, OuterRef, Q, QuerySet
+from django.db.models.functions import Coalesce
 
 from consent.models import ConsentEntry, ConsentState, Purpose
-from consent.regimes import regime_for
 from profiles import selectors as profile_selectors
 from profiles.models import Profile
 
 PERSONALIZATION = "personalization"
 SALE_SHARING = "sale_sharing"
 CHANNEL_PURPOSES = {"email": "marketing_email", "sms": "marketing_sms"}
+_SQL_ALIAS = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,8 @@ class PurposeState:
 
 
 def consent_regime(*, profile: Profile) -> str:
-    return regime_for(profile.traits, default=settings.CONSENT_DEFAULT_REGIME)
+    """The regime of a profile: the one its country names (stored on it), else CONSENT_DEFAULT_REGIME."""
+    return profile.regime or settings.CONSENT_DEFAULT_REGIME
 
 
 def consent_current(*, profile: Profile) -> list[PurposeState]:
@@ -56,22 +62,105 @@ def consent_history(*, profile: Profile) -> QuerySet[ConsentEntry]:
             .order_by("-recorded_at", "-id"))
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """"Purpose allowed" for one purpose, as it reads now: a profile's latest choice, else its regime's default.
+
+    The purpose's defaults and the default regime are read when the filter is built, so the query compares a
+    column with constants: the planner sees which profiles need which kind of choice.
+    """
+
+    purpose_id: int
+    gdpr_default: bool
+    ccpa_default: bool
+    # The stored regimes that mean GDPR: "" is a profile whose country names none, so the setting decides.
+    gdpr_regimes: tuple[str, ...]
+
+
+def _rule(purpose: str) -> _Rule:
+    """Raises Purpose.DoesNotExist for an unknown purpose: failing closed beats treating it as granted."""
+    row = Purpose.objects.only("gdpr_default", "ccpa_default").get(key=purpose)
+    gdpr = ("gdpr", "") if settings.CONSENT_DEFAULT_REGIME == "gdpr" else ("gdpr",)
+    return _Rule(row.pk, row.gdpr_default, row.ccpa_default, gdpr)
+
+
+# How the filter reads in SQL, chosen from EXPLAIN ANALYZE over a million profiles:
+# - a purpose whose default is the same under every regime is a plain semi join (only a grant gives it) or anti
+#   join (only a denial takes it away) with its states, which PostgreSQL hashes, in parallel;
+# - a purpose whose default depends on the regime is one EXISTS over the profile joined (LEFT) to its state of
+#   that purpose: COALESCE(the choice, the regime's default). The profile appears again inside so that the whole
+#   rule is a single semi join, which PostgreSQL runs as a parallel hash join over the table, or as index probes
+#   for a few profiles. Written as "(default AND NOT EXISTS denial) OR (NOT default AND EXISTS grant)" instead,
+#   the OR keeps both EXISTS as per-row subplans: one process only, and a cost estimate so high (PostgreSQL
+#   prices the per-row alternative) that every count pays for JIT compilation.
+# Each EXISTS is correlated by the profile id only, so wherever a caller puts it (under OR, NOT) PostgreSQL can
+# still fall back to index probes per profile; an uncorrelated IN (...) could fall back to a quadratic scan.
+
+
+def consent_allowed_q(*, purpose: str, via: str = "") -> Q:
+    """A filter for profiles that allow the purpose now: `Profile.objects.filter(consent_allowed_q(...))`.
+
+    `via` names the profile relation when filtering another model (`via="profile"`: rows whose profile allows
+    it; rows without a profile never do). The same answers as consent_allowed_sql and consent_granted.
+    Raises Purpose.DoesNotExist for an unknown purpose.
+    """
+    rule = _rule(purpose)
+    profile = OuterRef(via or "pk")
+    if rule.gdpr_default == rule.ccpa_default:
+        # Where the default grants, only a denial takes the purpose away; where it denies, only a grant gives it.
+        states = ConsentState.objects.filter(profile_id=profile, purpose_id=rule.purpose_id)
+        allowed = (Q(~Exists(states.filter(granted=False))) if rule.gdpr_default
+                   else Q(Exists(states.filter(granted=True))))
+    else:
+        under_gdpr = Q(regime__in=rule.gdpr_regimes)
+        by_default = under_gdpr if rule.gdpr_default else ~under_gdpr
+        # COALESCE(the state's choice, the default), as in the SQL form: the same plan and estimates.
+        allowed = Q(Exists(
+            Profile.objects.filter(pk=profile)
+            .alias(state=FilteredRelation("consent_states", condition=Q(consent_states__purpose_id=rule.purpose_id)))
+            .filter(Coalesce("state__granted", ExpressionWrapper(by_default, output_field=BooleanField()),
+                             output_field=BooleanField()))))
+    return (allowed & Q(**{f"{via}__isnull": False})) if via else allowed
+
+
+def consent_allowed_sql(*, purpose: str, profile_alias: str = "p") -> tuple[str, list]:
+    """The same filter as consent_allowed_q as a SQL condition on `profile_alias` (a profiles_profile row in
+    the caller's FROM), with its parameters: `f"... WHERE {sql}"`, params in that place.
+
+    Raises Purpose.DoesNotExist for an unknown purpose, ValueError for an alias that is not a plain lower-case
+    SQL name.
+    """
+    if not _SQL_ALIAS.fullmatch(profile_alias):
+        raise ValueError(f"not a plain SQL alias: {profile_alias!r}")
+    rule = _rule(purpose)
+    p, cp, cs = profile_alias, f"cp_{profile_alias}", f"cs_{profile_alias}"
+    states = ConsentState._meta.db_table
+    if rule.gdpr_default == rule.ccpa_default:
+        # A denial where the default grants, a grant where it denies.
+        choice = (f"EXISTS (SELECT 1 FROM {states} {cs} WHERE {cs}.profile_id = {p}.id AND {cs}.purpose_id = %s "
+                  f"AND {'NOT ' if rule.gdpr_default else ''}{cs}.granted)")
+        return (f"NOT {choice}" if rule.gdpr_default else choice), [rule.purpose_id]
+    regimes = ", ".join(["%s"] * len(rule.gdpr_regimes))
+    by_default = f"{cp}.regime {'' if rule.gdpr_default else 'NOT '}IN ({regimes})"
+    sql = (f"EXISTS (SELECT 1 FROM {Profile._meta.db_table} {cp} LEFT JOIN {states} {cs} ON {cs}.profile_id = {cp}.id "
+           f"AND {cs}.purpose_id = %s WHERE {cp}.id = {p}.id AND COALESCE({cs}.granted, {by_default}))")
+    return sql, [rule.purpose_id, *rule.gdpr_regimes]
+
+
 def consent_granted(*, profile_ids: list[int], purpose: str) -> set[int]:
-    """Of these live profiles, those for which the purpose is granted now. Three queries for any number.
+    """Of these live profiles, those for which the purpose is granted now: its latest choice, else the default
+    of its regime. One query for any number of profiles, after the purpose's.
 
     Raises Purpose.DoesNotExist for an unknown purpose: failing closed beats treating it as granted.
     """
-    row = Purpose.objects.get(key=purpose)
-    explicit = dict(ConsentState.objects.filter(profile_id__in=profile_ids, purpose=row)
-                    .values_list("profile_id", "granted"))
-    undecided = [pid for pid in profile_ids if pid not in explicit]
-    granted = {pid for pid, ok in explicit.items() if ok}
-    if undecided:
-        default = settings.CONSENT_DEFAULT_REGIME
-        for pid, traits in Profile.objects.filter(id__in=undecided).values_list("id", "traits"):
-            if (row.gdpr_default if regime_for(traits, default=default) == "gdpr" else row.ccpa_default):
-                granted.add(pid)
-    return granted
+    condition, params = consent_allowed_sql(purpose=purpose, profile_alias="p")
+    if not profile_ids:
+        return set()
+    with connection.cursor() as cursor:
+        # An array literal: psycopg's list adapter checks every element in Python.
+        cursor.execute(f"SELECT p.id FROM {Profile._meta.db_table} p WHERE p.id = ANY(%s::bigint[]) AND {condition}",
+                       ["{" + ",".join(str(int(pid)) for pid in profile_ids) + "}", *params])
+        return {pid for (pid,) in cursor.fetchall()}
 
 
 def personalization_allowed(*, profile_ids: list[int]) -> set[int]:

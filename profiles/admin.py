@@ -64,9 +64,10 @@ class ProfileAdmin(PersonalDataAdmin):
     list_filter = [("merged_into", admin.EmptyFieldListFilter)]
     search_fields = ["=id", "identifiers__value"]
     inlines = [IdentifierInline]
-    readonly_fields = ["created_at", "updated_at", "merged_into", "first_seen", "last_seen", "event_count",
+    # The regime follows the traits (consent derives it when they change), so it is shown, never edited.
+    readonly_fields = ["regime", "created_at", "updated_at", "merged_into", "first_seen", "last_seen", "event_count",
                        "event_counts", "trait_times", "computed", "recent_events", "merge_records"]
-    fields = ["traits", "computed", "merged_into", "created_at", "updated_at", "first_seen", "last_seen",
+    fields = ["traits", "regime", "computed", "merged_into", "created_at", "updated_at", "first_seen", "last_seen",
               "event_count", "event_counts", "trait_times", "recent_events", "merge_records"]
 
     @admin.display(description=f"Last {RECENT_EVENTS} events")

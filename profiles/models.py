@@ -43,6 +43,13 @@ class Profile(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     event_count = models.PositiveIntegerField(default=0)
     event_counts = models.JSONField(default=dict, blank=True)
+    # The privacy regime ("gdpr", "ccpa") the country in the traits names, stored so that consent filters over
+    # millions of profiles read a column instead of parsing traits. Consent owns the mapping and keeps it current
+    # whenever the country traits change; "" when the country names none, so the CONSENT_DEFAULT_REGIME setting
+    # applies when read and a change of that setting needs no rewrite. Not indexed, like last_seen: filters on
+    # it scan every live profile anyway (it holds three values), and its rewrite when a country changes must
+    # stay a HOT update.
+    regime = models.CharField(max_length=8, blank=True, default="", db_default="", editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["merged_into"], name="profile_merged_into")]

@@ -10,10 +10,13 @@ BATCH_SIZE = 100
 _PAGES = ["Home", "Pricing", "Docs", "Blog", "Checkout", "Account"]
 _EVENTS = ["Product Viewed", "Product Added", "Order Completed", "Signed Up", "Search Performed"]
 _PLANS = ["free", "pro", "enterprise"]
+# A person's identify names their country, so the pipeline derives and stores their privacy regime.
+_COUNTRIES = ["DE", "US", "France", "GB", "BR", "usa", "ES"]
 
 
 def bench_messages(*, tag: str, events: int) -> list[dict]:
-    """~events/10 people; about 20% identify (userId, anonymousId, email traits), 50% track, 30% page by anonymousId."""
+    """~events/10 people; about 20% identify (userId, anonymousId, email and country traits), 50% track, 30% page by
+    anonymousId."""
     rng = random.Random(tag)
     people = max(1, events // 10)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -30,7 +33,7 @@ def bench_messages(*, tag: str, events: int) -> list[dict]:
         if slot <= 1:
             msg = {**base, "type": "identify", "userId": f"bench-{tag}-u{p}",
                    "traits": {"email": f"u{p}.{tag}@bench.example", "name": f"Bench Person {p}",
-                              "plan": _PLANS[p % 3]}}
+                              "plan": _PLANS[p % 3], "country": _COUNTRIES[p % len(_COUNTRIES)]}}
         elif slot <= 6:
             msg = {**base, "type": "track", "event": rng.choice(_EVENTS),
                    "properties": {"sku": f"SKU-{rng.randrange(500)}", "price": rng.randrange(100, 10000) / 100,

@@ -12,7 +12,6 @@ from django.utils.crypto import salted_hmac
 
 from consent.collected import message_signals
 from consent.models import ConsentEntry, ConsentSource, ConsentState, Purpose
-from consent.regimes import regime_for
 from consent.services.audit import audit_record
 from profiles.models import Profile
 
@@ -63,25 +62,26 @@ def ip_hash(ip: str) -> str:
 PIPELINE_SOURCES = (ConsentSource.COLLECTION, ConsentSource.TCF, ConsentSource.GPC, ConsentSource.MERGE)
 
 
-def _lock_live_profiles(profile_ids: set[int]) -> tuple[dict[int, int], dict[int, dict]]:
+def _lock_live_profiles(profile_ids: set[int]) -> tuple[dict[int, int], dict[int, str]]:
     """Locks the profiles; a profile merged away before we locked it stands for its survivor, locked too.
 
-    Returns each given id's live profile, and the live profiles' traits.
+    Returns each given id's live profile, and the live profiles' regimes.
     """
     survivor = {pid: pid for pid in profile_ids}
-    traits: dict[int, dict] = {}
+    regimes: dict[int, str] = {}
+    default = settings.CONSENT_DEFAULT_REGIME
     pending = set(profile_ids)
     for _ in range(MAX_MERGE_HOPS):
         rows = Profile.objects.select_for_update().filter(id__in=pending).order_by("id").values_list(
-            "id", "merged_into_id", "traits")
+            "id", "merged_into_id", "regime")
         moved = {pid: into for pid, into, _ in rows if into is not None}
-        traits.update({pid: t for pid, into, t in rows if into is None})
+        regimes.update({pid: regime or default for pid, into, regime in rows if into is None})
         for given, current in survivor.items():
             if current in moved:
                 survivor[given] = moved[current]
-        pending = set(moved.values()) - set(traits)
+        pending = set(moved.values()) - set(regimes)
         if not pending:
-            return survivor, traits
+            return survivor, regimes
     raise OperationalError("profiles kept merging while consent was being recorded")
 
 
@@ -100,13 +100,12 @@ def consent_record(*, choices: list[ConsentChoice], actor=None) -> list[ConsentE
     unknown = sorted({c.purpose for c in choices} - set(purposes))
     if unknown:
         raise UnknownPurpose(f"unknown purpose {', '.join(unknown)}; known: {', '.join(sorted(purposes)) or 'none'}")
-    survivor, traits = _lock_live_profiles({c.profile_id for c in choices})
-    default = settings.CONSENT_DEFAULT_REGIME
+    survivor, regimes = _lock_live_profiles({c.profile_id for c in choices})
     # A choice cannot come from the future: a client with a wrong clock must not outrank a later opt-out.
     now = timezone.now()
     entries = ConsentEntry.objects.bulk_create([
         ConsentEntry(profile_id=survivor[c.profile_id], purpose=purposes[c.purpose], granted=c.granted,
-                     source=c.source, regime=regime_for(traits.get(survivor[c.profile_id], {}), default=default),
+                     source=c.source, regime=regimes.get(survivor[c.profile_id], settings.CONSENT_DEFAULT_REGIME),
                      recorded_at=min(c.recorded_at, now),
                      policy_version=c.policy_version[:64], tc_string=c.tc_string, ip_hash=ip_hash(c.ip),
                      user_agent=c.user_agent[:512], event_id=c.event_id, message_id=c.message_id[:200],

@@ -129,11 +129,14 @@ def _lock_identities(keys: set[tuple[str, str]]) -> None:
 
 @dataclass(frozen=True)
 class ResolveOutcome:
-    """What a resolved batch did, for the pipeline's next steps: the live profile of each event, and every
-    existing profile merged away, as (merged profile, survivor)."""
+    """What a resolved batch did, for the pipeline's next steps: the live profile of each event, every existing
+    profile merged away, as (merged profile, survivor), and the surviving profiles whose traits changed (a
+    merge's included): the keys that changed, and the traits as written. Steps that derive something from
+    traits read these instead of the profiles."""
 
     profile_of: dict[int, int]
     merged: list[tuple[int, int]]
+    traits_changed: dict[int, tuple[frozenset[str], dict]]
 
 
 @dataclass
@@ -456,6 +459,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
         if person.last_seen is None or event.timestamp > person.last_seen:
             person.last_seen = event.timestamp
     changes = []
+    changed_keys: dict[int, set[str]] = defaultdict(set)
     for pid, key, value, stamp, event_id in r.trait_updates:
         person = r.people[r.find(pid)]
         person.touched = True
@@ -466,6 +470,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
         if key in person.traits and old == value:
             continue
         person.traits[key] = value
+        changed_keys[r.find(pid)].add(key)
         changes.append((person.id, key[:200], old, value, datetime.fromisoformat(stamp) if stamp else now, event_id))
 
     # 3. Merges: move identifiers, events and history of merged profiles; leave a tombstone behind.
@@ -511,15 +516,17 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
     _bulk_update_profiles(survivors, now)
     profile_of = {e.id: final(r.event_person[e.id]) for e in events if e.id in r.event_person}
     _move_processed([(e.id, profile_of.get(e.id)) for e in events], now)
-    return ResolveOutcome(profile_of=profile_of, merged=sorted(merged_existing.items()))
+    traits_changed = {r.people[pid].id: (frozenset(keys), r.people[pid].traits) for pid, keys in changed_keys.items()}
+    return ResolveOutcome(profile_of=profile_of, merged=sorted(merged_existing.items()), traits_changed=traits_changed)
 
 
 def _leave_tombstones(pairs: list[tuple[int, int]], now: datetime) -> None:
-    """Empties merged profiles and points each at its survivor, in one statement."""
+    """Empties merged profiles (traits, and so the regime they named) and points each at its survivor, in one
+    statement."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH m(src, dst) AS (VALUES {', '.join(['(%s, %s)'] * len(pairs))}) "
-            "UPDATE profiles_profile SET merged_into_id = m.dst, traits = '{}', trait_times = '{}', "
+            "UPDATE profiles_profile SET merged_into_id = m.dst, traits = '{}', trait_times = '{}', regime = '', "
             "event_count = 0, event_counts = '{}', updated_at = %s FROM m WHERE profiles_profile.id = m.src",
             [*(x for pair in pairs for x in pair), now])
 

@@ -119,6 +119,9 @@ class Command(BaseCommand):
         w(f"ingestion of other profiles meanwhile: {result['ingest_batches_during_erase']} batches of 200, "
           f"mean {result['ingest_batch_mean_s'] * 1000:.0f} ms, slowest {result['ingest_batch_max_s'] * 1000:.0f} ms")
         w(f"consent state reads: {result['consent_reads_per_s']:,.0f} profiles/s")
+        w(f"consent filter: {result['consent_filter_profiles_per_s']:,.0f} profiles/s (a COUNT over "
+          f"{result['consent_filter_profiles']:,} live profiles, {result['consent_filter_allowed']:,} allow "
+          "marketing_email)")
         if json:
             result.pop("other_ids")
             w(orjson.dumps(result).decode())
