@@ -9,7 +9,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
-from import_export.results import RowResult
 
 from cdp.resources import ProfileResource
 from consent.admin import AuditedAdmin

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import phonenumbers
 from django.conf import settings
@@ -52,19 +51,18 @@ _NOT_PHONE_CHARS = re.compile(r"[^\d+()./\- ]")
 _DIGIT_COUNT = (7, 15)  # E.164 allows at most 15 digits; fewer than 7 is a quantity, not a number to call
 
 
-@dataclass(frozen=True)
 class KnownValues:
     """A profile's own email and phone identifiers, as the forms a value may be compared in."""
 
-    texts: frozenset[str] = frozenset()  # lower-cased emails, E.164 phones
-    digits: frozenset[str] = frozenset()  # phones as digits only: with and without the country code
-    raw: tuple[str, ...] = field(default=())  # what to look for inside longer text, longest first
+    __slots__ = ("texts", "digits", "pattern", "replace_phone")
 
-    def __bool__(self):
-        return bool(self.texts)
-
-
-NOTHING_KNOWN = KnownValues()
+    def __init__(self, texts=frozenset(), digits=frozenset()):
+        self.texts: frozenset[str] = texts  # lower-cased emails, E.164 phones
+        self.digits: frozenset[str] = digits  # phones as digits only: with and without the country code
+        # One pattern per profile finds them inside any text; the longest first, so one never hides part of another.
+        self.pattern = re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)),
+                                  re.IGNORECASE) if texts else None
+        self.replace_phone = _phone_replacer(digits)
 
 
 def known_values(identifiers: Iterable) -> KnownValues:
@@ -81,8 +79,7 @@ def known_values(identifiers: Iterable) -> KnownValues:
                 digits.add(str(phonenumbers.parse(value, None).national_number))
             except phonenumbers.NumberParseException:
                 pass
-    return KnownValues(texts=frozenset(texts), digits=frozenset(d for d in digits if len(d) >= _DIGIT_COUNT[0]),
-                       raw=tuple(sorted(texts, key=len, reverse=True)))
+    return KnownValues(frozenset(texts), frozenset(d for d in digits if len(d) >= _DIGIT_COUNT[0]))
 
 
 def personal_identifiers(profile_ids: Iterable[int]) -> dict[int, KnownValues]:
@@ -98,7 +95,7 @@ def personal_identifiers(profile_ids: Iterable[int]) -> dict[int, KnownValues]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _personal_key(key: str, *, in_traits: bool) -> bool:
+def _personal_key(key: str, in_traits: bool) -> bool:
     norm = _KEY_NOISE.sub("", key.lower())
     if norm in PERSONAL_KEYS or norm.endswith(PERSONAL_KEY_ENDINGS):
         return True
@@ -134,34 +131,32 @@ def _boundary_ok(text: str, start: int, end: int) -> bool:
     return True
 
 
-def _mask_phones(text: str, known: KnownValues) -> str:
-    parts, last = [], 0
-    for match in _PHONE_RUN.finditer(text):
-        run = match.group().rstrip(" (")
-        start, end = match.start(), match.start() + len(run)
-        if not _boundary_ok(text, start, end):
-            continue
-        if _is_phone(run) or (known.digits and _NOT_DIGITS.sub("", run) in known.digits):
-            parts += [text[last:start], mask_value(run)]
-            last = end
-    return "".join(parts) + text[last:] if parts else text
+def _phone_replacer(known_digits: frozenset[str]):
+    """The replacement of a run of phone characters: masked when it is a phone number or a known one."""
+    def replace(match: re.Match) -> str:
+        run = match.group()
+        if _boundary_ok(match.string, match.start(), match.end()) and (
+                _is_phone(run) or (known_digits and _NOT_DIGITS.sub("", run) in known_digits)):
+            return mask_value(run)
+        return run
+    return replace
+
+
+def _mask_match(match: re.Match) -> str:
+    return mask_value(match.group())
+
+
+NOTHING_KNOWN = KnownValues()
 
 
 def mask_text(text: str, known: KnownValues = NOTHING_KNOWN) -> str:
     """Free text with every email address, phone number and known identifier in it masked."""
-    stripped = text.strip()
-    if known and (stripped.lower() in known.texts or (
-            not _NOT_PHONE_CHARS.search(stripped) and _NOT_DIGITS.sub("", stripped) in known.digits)):
-        return mask_value(text)
+    if known.pattern is not None:
+        text = known.pattern.sub(_mask_match, text)
     if "@" in text:
-        text = _EMAIL.sub(lambda m: mask_value(m.group()), text)
-    text = _mask_phones(text, known)
-    if known:
-        lowered = text.lower()
-        for value in known.raw:
-            if value in lowered:
-                text = re.sub(re.escape(value), lambda m: mask_value(m.group()), text, flags=re.IGNORECASE)
-                lowered = text.lower()
+        text = _EMAIL.sub(_mask_match, text)
+    # Scanned in C; the replacement runs only for the few runs of 7 or more phone characters.
+    text = _PHONE_RUN.sub(known.replace_phone, text)
     return text
 
 
@@ -183,7 +178,7 @@ def mask_value(value) -> str:
 def _mask_scalar(value, known: KnownValues):
     if isinstance(value, str):
         return mask_text(value, known)
-    if known.digits and isinstance(value, int) and not isinstance(value, bool) and str(value) in known.digits:
+    if known.digits and type(value) is int and str(value) in known.digits:
         return mask_value(value)
     # Numbers, booleans and null are never personal by themselves: prices, quantities, ids, flags.
     return value
@@ -200,7 +195,7 @@ def _mask(value, known: KnownValues, in_traits: bool):
 def _mask_object(data: dict, known: KnownValues, in_traits: bool) -> dict:
     kind = data.get("type")
     # {"type": "email", "id": "..."}: context.externalIds, and identifier lists of other tools.
-    identifier_like = (isinstance(kind, str) and _personal_key(kind, in_traits=False)
+    identifier_like = (isinstance(kind, str) and _personal_key(kind, False)
                        and data.keys() <= IDENTIFIER_OBJECT_KEYS)
     out = {}
     for key, value in data.items():
@@ -209,7 +204,7 @@ def _mask_object(data: dict, known: KnownValues, in_traits: bool) -> dict:
             name = mask_text(name, known)  # an email or a phone used as a key
         if value in (None, "") or isinstance(value, bool):
             out[name] = value
-        elif _personal_key(name, in_traits=in_traits) or (identifier_like and name in IDENTIFIER_VALUE_KEYS):
+        elif _personal_key(name, in_traits) or (identifier_like and name in IDENTIFIER_VALUE_KEYS):
             out[name] = mask_value(value)
         else:
             out[name] = _mask(value, known, in_traits or name in TRAITS_KEYS)
@@ -234,7 +229,7 @@ def mask_json(data, known: KnownValues = NOTHING_KNOWN):
 
 def mask_identifier(kind: str, value: str, known: KnownValues = NOTHING_KNOWN) -> str:
     """An email or phone identifier masked; any other (a user id, an external id) masked where it holds one."""
-    return mask_value(value) if _personal_key(kind, in_traits=False) else mask_text(value, known)
+    return mask_value(value) if _personal_key(kind, False) else mask_text(value, known)
 
 
 def mask_linking(identifiers: list[str], known: KnownValues = NOTHING_KNOWN) -> list[str]:
