@@ -105,6 +105,7 @@ class EventSerializer(MaskingMixin, serializers.ModelSerializer):
             known = by_profile.get(instance.profile_id, NOTHING_KNOWN)
             data["payload"] = mask_payload(data["payload"], known)
             data["user_id"] = mask_identifier("user_id", data["user_id"], known)
+            data["anonymous_id"] = mask_identifier("anonymous_id", data["anonymous_id"], known)
         return data
 
 
