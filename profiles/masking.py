@@ -29,7 +29,7 @@ PERSONAL_KEYS = frozenset({
     "email", "emailaddress", "phone", "phonenumber", "mobile", "mobilenumber", "mobilephone", "tel", "telephone",
     "cellphone", "msisdn", "fax", "firstname", "lastname", "fullname", "givenname", "familyname", "surname",
     "middlename", "customername", "contactname", "billingname", "shippingname", "recipientname", "address",
-    "street", "streetaddress", "addressline", "address1", "address2", "addressline1", "addressline2"})
+    "street", "streetaddress", "addressline"})
 # Any key ending so holds one: userEmail, customer_email, billingPhone, workMobile.
 PERSONAL_KEY_ENDINGS = ("email", "emailaddress", "phone", "phonenumber", "mobile", "mobilenumber", "telephone")
 # "name" is the person's only among traits; elsewhere it names a product, a page or an event.
