@@ -1,6 +1,8 @@
 """Import and export of profiles (django-import-export); in cdp because an import runs the pipeline.
 
-Export writes one row per live profile. Import never writes profiles directly: every row becomes a
+Export writes one row per live profile, masked (profiles.masking) for a reader without the personal data
+permission: identifier columns, and emails, phones, names and addresses in the traits. Import never writes profiles
+directly: every row becomes a
 Segment identify message accepted from the "Import" source and resolved by the pipeline, so an imported
 row merges with the profiles the website already built exactly as a live identify call would.
 """
@@ -17,6 +19,7 @@ from import_export import fields, resources
 from import_export.results import Result, RowResult
 
 from cdp.pipeline import pipeline_drain
+from profiles.masking import MASK, known_values, mask_identifier, mask_json, mask_traits
 from profiles.messages import Rejection, validate_message
 from profiles.models import Identifier, Profile
 from profiles.selectors import identifier_normalise
@@ -44,6 +47,10 @@ def row_to_message(row: dict) -> dict:
     because the Segment Spec requires one of the two; the same person always gets the same value.
     """
     row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+    if any(MASK in _cell(v) for v in row.values()):
+        # A masked export read back would store "a•••@example.com" as someone's email.
+        raise ValidationError("This row holds masked values (an export made without the personal data "
+                              "permission); import an unmasked export.")
     traits: dict = {}
     if _cell(row.get("traits")):
         try:
@@ -118,6 +125,11 @@ class ProfileResource(resources.ModelResource):
         fields = ("id", "user_id", "emails", "phones", "traits", "computed")
         export_order = ("id", "user_id", "emails", "phones", "traits", "computed")
 
+    def __init__(self, *, mask: bool = False, **kwargs):
+        """`mask`: the reader may not see personal data (profiles.masking.masks_for)."""
+        super().__init__(**kwargs)
+        self.mask = mask
+
     # --- export -----------------------------------------------------------------------------------
 
     def get_queryset(self):
@@ -127,10 +139,10 @@ class ProfileResource(resources.ModelResource):
         # The admin passes its changelist queryset, which may include tombstones.
         return queryset.filter(merged_into__isnull=True).prefetch_related("identifiers")
 
-    @staticmethod
-    def _values(profile: Profile, kind: str) -> str:
+    def _values(self, profile: Profile, kind: str) -> str:
         # Reads the prefetched identifiers; filtering the manager would cost a query per row.
-        return ", ".join(sorted(i.value for i in profile.identifiers.all() if i.type == kind))
+        values = sorted(i.value for i in profile.identifiers.all() if i.type == kind)
+        return ", ".join(mask_identifier(kind, v) for v in values) if self.mask else ", ".join(values)
 
     def dehydrate_user_id(self, profile):
         return self._values(profile, "user_id")
@@ -142,10 +154,12 @@ class ProfileResource(resources.ModelResource):
         return self._values(profile, "phone")
 
     def dehydrate_traits(self, profile):
-        return json.dumps(profile.traits, sort_keys=True, default=str)
+        traits = mask_traits(profile.traits, known_values(profile.identifiers.all())) if self.mask else profile.traits
+        return json.dumps(traits, sort_keys=True, default=str, ensure_ascii=False)
 
     def dehydrate_computed(self, profile):
-        return json.dumps(profile.computed, sort_keys=True, default=str)
+        computed = mask_json(profile.computed) if self.mask else profile.computed
+        return json.dumps(computed, sort_keys=True, default=str)
 
     # --- import -----------------------------------------------------------------------------------
 

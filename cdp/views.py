@@ -10,7 +10,8 @@ from cdp import selectors
 from consent import selectors as consent_selectors
 from consent.models import ConsentSource
 from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
-from profiles.masking import mask_identifier, mask_merge_record, mask_payload, mask_traits, masks_for
+from profiles.masking import (known_values, mask_identifier, mask_merge_record, mask_payload, mask_traits,
+                              masks_for)
 from profiles.selectors import profile_get
 
 
@@ -18,10 +19,10 @@ def _is_htmx(request) -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-def _mask_timeline(timeline):
+def _mask_timeline(timeline, known):
     # In memory only, for rendering: the rows are never saved.
     for event in timeline:
-        event.payload = mask_payload(event.payload)
+        event.payload = mask_payload(event.payload, known)
     return timeline
 
 
@@ -40,7 +41,7 @@ def profile_list(request):
     page = selectors.profile_list_page(query=query, partial=not masks, page=request.GET.get("page", 1))
     if masks:
         for profile in page:
-            profile.traits = mask_traits(profile.traits)
+            profile.traits = mask_traits(profile.traits, known_values(profile.identifiers.all()))
     return render(request, "profiles/profile_list.html", {"page": page, "query": query})
 
 
@@ -54,7 +55,8 @@ def profile_detail(request, profile_id):
     timeline = selectors.profile_timeline(profile_id=profile_id, page=request.GET.get("page", 1))
     masks = masks_for(request.user)
     if masks:
-        _mask_timeline(timeline)
+        known = known_values(profile.identifiers.all())
+        _mask_timeline(timeline, known)
     if _is_htmx(request):
         # "Load more" asks for the next page of the timeline only.
         return render(request, "profiles/_timeline.html", {"timeline": timeline, "profile_id": profile_id})
@@ -63,13 +65,13 @@ def profile_detail(request, profile_id):
                "consent_history": consent_selectors.consent_history(profile=profile)[:50]}
     context.update(selectors.profile_detail(profile=profile))
     if masks:
-        profile.traits = mask_traits(profile.traits)
+        profile.traits = mask_traits(profile.traits, known)
         context["traits"] = sorted(profile.traits.items())
         context["identifiers"] = {kind: [{"value": mask_identifier(kind, i.value), "first_seen": i.first_seen}
                                          for i in items] for kind, items in context["identifiers"].items()}
         for merge in context["merges"]:  # in memory only, for rendering
             merge.reason, merge.linking_identifiers = mask_merge_record(
-                reason=merge.reason, linking_identifiers=merge.linking_identifiers)
+                reason=merge.reason, linking_identifiers=merge.linking_identifiers, known=known)
     return render(request, "profiles/profile_detail.html", context)
 
 

@@ -53,7 +53,8 @@ class Profile(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["merged_into"], name="profile_merged_into")]
-        permissions = [("view_personal_data", "Can see email, phone, name and address unmasked")]
+        permissions = [("view_personal_data", "Can see email, phone, name and address unmasked"),
+                       ("import_profiles", "Can import profiles from a file (admin)")]
 
     def __str__(self):
         return f"Profile {self.pk}"

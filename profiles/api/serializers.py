@@ -2,7 +2,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from profiles.masking import mask_identifier, mask_merge_record, mask_payload, mask_traits
+from profiles.masking import (NOTHING_KNOWN, known_values, mask_identifier, mask_merge_record, mask_payload,
+                              mask_traits, personal_identifiers)
 from profiles.models import Event, Identifier, MergeRecord, Profile
 
 
@@ -11,6 +12,10 @@ class MaskingMixin:
 
     def masking(self) -> bool:
         return bool(self.context.get("mask"))
+
+    def known(self):
+        """The profile's own emails and phones, which are masked wherever they appear (set by the parent)."""
+        return self.context.get("known", NOTHING_KNOWN)
 
 
 class IdentifierSerializer(MaskingMixin, serializers.ModelSerializer):
@@ -29,7 +34,8 @@ class MaskedTraitsMixin(MaskingMixin):
     def to_representation(self, instance):
         data = super().to_representation(instance)
         if self.masking():
-            data["traits"] = mask_traits(data["traits"])
+            # Reads the prefetched identifiers; filtering the manager would cost a query per profile.
+            data["traits"] = mask_traits(data["traits"], known_values(instance.identifiers.all()))
         return data
 
 
@@ -54,7 +60,7 @@ class MergeRecordSerializer(MaskingMixin, serializers.ModelSerializer):
         data = super().to_representation(instance)
         if self.masking():
             data["reason"], data["linking_identifiers"] = mask_merge_record(
-                reason=data["reason"], linking_identifiers=data["linking_identifiers"])
+                reason=data["reason"], linking_identifiers=data["linking_identifiers"], known=self.known())
         return data
 
 
@@ -70,7 +76,17 @@ class ProfileDetailSerializer(MaskedTraitsMixin, serializers.ModelSerializer):
     # The view passes the merge records in context so that the read stays in the selector.
     @extend_schema_field(MergeRecordSerializer(many=True))
     def get_merges(self, profile) -> list[dict]:
-        return MergeRecordSerializer(self.context.get("merges", []), many=True, context=self.context).data
+        context = {**self.context, "known": known_values(profile.identifiers.all())} if self.masking() else self.context
+        return MergeRecordSerializer(self.context.get("merges", []), many=True, context=context).data
+
+
+class EventListSerializer(serializers.ListSerializer):
+    def to_representation(self, data):
+        events = list(data.all() if hasattr(data, "all") else data)
+        if self.context.get("mask"):
+            # The known identifiers of every profile on the page, in one query.
+            self.context["known_by_profile"] = personal_identifiers(e.profile_id for e in events)
+        return super().to_representation(events)
 
 
 class EventSerializer(MaskingMixin, serializers.ModelSerializer):
@@ -78,11 +94,18 @@ class EventSerializer(MaskingMixin, serializers.ModelSerializer):
         model = Event
         fields = ["id", "type", "event", "message_id", "user_id", "anonymous_id", "timestamp", "received_at",
                   "payload"]
+        list_serializer_class = EventListSerializer
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
         if self.masking():
-            data["payload"] = mask_payload(data["payload"])
+            by_profile = self.context.get("known_by_profile")
+            if by_profile is None:
+                by_profile = personal_identifiers([instance.profile_id])
+            known = by_profile.get(instance.profile_id, NOTHING_KNOWN)
+            data["payload"] = mask_payload(data["payload"], known)
+            data["user_id"] = mask_identifier("user_id", data["user_id"], known)
+            data["anonymous_id"] = mask_identifier("anonymous_id", data["anonymous_id"], known)
         return data
 
 
