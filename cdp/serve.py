@@ -35,11 +35,22 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def _start(*command: str) -> subprocess.Popen:
+    # A session of its own, so stopping it stops its children too (runserver's reloader, the worker's pool).
+    return subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     _ensure_env_file()
     started_database = False
-    worker = None
+    worker = server = None
     try:
         if "DATABASE_URL" not in os.environ:
             if embedded.database_url() is None:
@@ -53,20 +64,19 @@ def main() -> int:
         _manage("seed_demo", "--profiles", os.environ.get("DEMO_PROFILES", "300"), "--if-empty")
         _manage("create_demo_users")
         if os.environ.get("REDIS_URL"):
-            worker = subprocess.Popen([str(BIN / "celery"), "-A", "cdp", "worker", "-B", "-l", "warning",
-                                       "--concurrency", "2"], cwd=BASE_DIR)
+            worker = _start(str(BIN / "celery"), "-A", "cdp", "worker", "-B", "-l", "warning", "--concurrency", "2")
         port = os.environ.get("PORT", "8000")
         print(f"Serving on http://127.0.0.1:{port} (admin /admin/, API docs /api/docs/). Ctrl-C stops.")
-        _manage("runserver", f"127.0.0.1:{port}")
+        server = _start(sys.executable, str(BASE_DIR / "manage.py"), "runserver", f"127.0.0.1:{port}")
+        server.wait()
     except KeyboardInterrupt:
         pass
     except subprocess.CalledProcessError as error:
         print(f"make run: {' '.join(error.cmd[1:3])} failed (exit {error.returncode}).", file=sys.stderr)
         return 1
     finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
+        _stop(server)
+        _stop(worker)
         if started_database:
             embedded.stop()
             print("Embedded PostgreSQL stopped.")

