@@ -4,6 +4,8 @@ Plain Django views rather than DRF: this is the hottest path of the product and 
 """
 import base64
 import gzip
+import json
+import re
 import zlib
 
 import orjson
@@ -47,6 +49,20 @@ def _read_body(request: HttpRequest, limit: int) -> bytes | HttpResponse:
     return raw
 
 
+# orjson reads an integer beyond 64 bits as a float, silently losing digits; a run of 19 digits is where that can
+# start (it may also be inside a string, which costs only the slower parse below).
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def _exact_integers(body: bytes, parsed):
+    """The body parsed again with exact integers, so a message holding one beyond 64 bits is refused with a clear
+    code (profiles.messages) instead of stored rounded. Rare, so the standard library's slower parser is fine."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        return parsed  # too deep for Python's parser: the messages concerned are refused as too deep anyway
+
+
 def _with_batch_defaults(message, batch: dict):
     """Segment clients put sentAt (and may put context) on the batch; a message's own values win."""
     if not isinstance(message, dict):
@@ -86,6 +102,8 @@ def collect(request: HttpRequest, kind: str) -> HttpResponse:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         return _error(400, "malformed_json", f"The body is not valid JSON: {exc}.")
+    if _LONG_NUMBER.search(body):
+        data = _exact_integers(body, data)
     if not isinstance(data, dict):
         return _error(400, "invalid_body", "The body must be a JSON object.")
     write_key = _write_key_from_header(request) or data.get("writeKey") or ""

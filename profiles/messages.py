@@ -4,6 +4,7 @@ Pure functions, no database: the collection API, the importer and the demo gener
 """
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,6 +16,12 @@ MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 # PostgreSQL stores years 1 to 294276, Python 1 to 9999; anything outside this window is a client bug.
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
+# A NUL character as JSON writes it (PostgreSQL's jsonb cannot hold one): \u0000 after an even number of
+# backslashes. After an odd number it is the six characters "\u0000" in the text, which are kept.
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# The deepest nesting orjson (and so the event store) takes in one message.
+MAX_DEPTH = 254
+INT64 = (-(2**63), 2**64 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +85,13 @@ def validate_message(message, *, index: int, received_at: datetime, default_type
     if msg_type not in MESSAGE_TYPES:
         return Rejection(index, "unknown_type", f"Unknown message type {message.get('type')!r}; expected one of "
                          + ", ".join(MESSAGE_TYPES) + ".", "type")
-    raw = orjson.dumps(message)
+    try:
+        raw = orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        return _unstorable(message, index)
     if len(raw) > max_bytes:
         return Rejection(index, "message_too_large", f"The message is {len(raw)} bytes; the limit is {max_bytes}.")
-    if b"\\u0000" in raw:
+    if b"\\u0000" in raw and _NUL.search(raw):
         return Rejection(index, "invalid_character", "The message contains a NUL character (\\u0000).")
     user_id = _as_id(message.get("userId"))
     anonymous_id = _as_id(message.get("anonymousId"))
@@ -138,6 +148,25 @@ def validate_message(message, *, index: int, received_at: datetime, default_type
         timestamp=timestamp,
         payload=payload,
     )
+
+
+def _unstorable(message: dict, index: int) -> Rejection:
+    """Why a parsed message cannot be stored: an integer beyond 64 bits, or nesting deeper than MAX_DEPTH. Walked
+    without recursion: the message may nest a thousand levels deep."""
+    stack: list[tuple[object, str, int]] = [(message, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return Rejection(index, "too_deep", f"The message nests objects and lists more than {MAX_DEPTH} levels "
+                             "deep.", path or None)
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+            return Rejection(index, "number_out_of_range", f"{path} is an integer beyond 64 bits; send it as a "
+                             "string.", path)
+    return Rejection(index, "invalid_field", "The message holds a value that cannot be stored.")
 
 
 def normalise_email(value) -> str:

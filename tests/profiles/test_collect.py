@@ -130,3 +130,43 @@ def test_messages_without_message_id_are_each_kept(post_collect):
     for _ in range(2):
         assert post_collect("track", {"userId": "u", "event": "Click"}).json()["accepted"] == 1
     assert PendingEvent.objects.count() == 2
+
+
+def test_values_that_cannot_be_stored_are_refused_per_message_and_the_rest_kept(post_collect):
+    import json
+
+    deep = {"type": "track", "userId": "u1", "event": "Deep", "messageId": "deep", "properties": {}}
+    node = deep["properties"]
+    for _ in range(600):  # deeper than the event store takes, shallower than the body parser's limit
+        node["x"] = {}
+        node = node["x"]
+    raw = json.dumps({"batch": [
+        {"type": "track", "userId": "u1", "event": "Before", "messageId": "before"}, deep,
+        {"type": "track", "userId": "u1", "event": "Ids", "messageId": "ids",
+         "properties": {"order_id": "1234567890123456789012", "max": 18446744073709551615,
+                        "min": -9223372036854775808}},
+        {"type": "track", "userId": "u1", "event": "Text", "messageId": "text", "properties": {"note": "\\u0000 as text"}},
+        {"type": "track", "userId": "u1", "event": "Nul", "messageId": "nul", "properties": {"note": "a\x00b"}},
+        {"type": "track", "userId": "u1", "event": "Huge", "messageId": "huge",
+         "properties": {"items": [{"qty": 1}, {"qty": 123456789012345678901234567890}]}},
+    ]}).encode()
+
+    r = post_collect("batch", None, raw=raw)
+
+    assert r.status_code == 200
+    assert [(x["index"], x["code"], x.get("field")) for x in r.json()["rejected"]] == [
+        (1, "too_deep", "properties" + ".x" * 254), (4, "invalid_character", None),
+        (5, "number_out_of_range", "properties.items[1].qty")]
+    kept = {e.message_id: e.payload for e in PendingEvent.objects.all()}
+    assert sorted(kept) == ["before", "ids", "text"]
+    assert kept["ids"]["properties"] == {"order_id": "1234567890123456789012", "max": 18446744073709551615,
+                                         "min": -9223372036854775808}
+    assert kept["text"]["properties"]["note"] == "\\u0000 as text"
+
+
+def test_a_body_deeper_than_the_parser_takes_is_a_clear_400(post_collect):
+    r = post_collect("track", None, raw=b'{"userId": "u1", "event": "E", "properties": ' + b"[" * 1100 + b"]" * 1100
+                     + b"}")
+
+    assert r.status_code == 400 and r.json()["code"] == "malformed_json"
+    assert not PendingEvent.objects.exists()
