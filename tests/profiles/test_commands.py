@@ -1,4 +1,4 @@
-"""create_source and create_api_token: the key is printed alone on the last line and works."""
+"""create_source and create_api_token (the key printed alone on the last line, and working); create_demo_users."""
 from io import StringIO
 
 import pytest
@@ -61,3 +61,22 @@ def test_unknown_role_is_refused():
     with pytest.raises(CommandError):
         run("create_api_token", "x", "--role", "superuser")
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.django_db
+def test_demo_users_keep_a_password_once_set():
+    from django.contrib.auth import authenticate
+
+    call_command("create_demo_users", stdout=StringIO())
+    marketer = get_user_model().objects.get(username="marketer")
+    marketer.set_password("my-own-secret")
+    marketer.save()
+
+    out = StringIO()
+    call_command("create_demo_users", stdout=out)
+
+    assert authenticate(username="marketer", password="my-own-secret") is not None
+    assert authenticate(username="admin", password="admin-demo") is not None
+    assert "marketer  / (password kept)" in out.getvalue()
+    call_command("create_demo_users", reset_passwords=True, stdout=StringIO())
+    assert authenticate(username="marketer", password="marketer-demo") is not None

@@ -16,10 +16,14 @@ DEMO_USERS = [
 
 
 class Command(BaseCommand):
-    help = "Creates or resets the demo users admin, marketer and privacy (one per role group)."
+    help = ("Creates the demo users admin, marketer and privacy (one per role group); a password once set, by this "
+            "command or changed since, is kept (--reset-passwords sets the demo ones again).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--reset-passwords", action="store_true", help="Set the demo passwords again.")
 
     @transaction.atomic
-    def handle(self, *args, **options):
+    def handle(self, *args, reset_passwords: bool = False, **options):
         User = get_user_model()
         for username, password, group_name, superuser in DEMO_USERS:
             # The groups and their permissions come from profiles' migration 0002; a flushed database
@@ -29,8 +33,12 @@ class Command(BaseCommand):
             user.is_staff = True
             user.is_superuser = superuser
             user.is_active = True
-            user.set_password(password)
+            if created or reset_passwords or not user.has_usable_password():
+                user.set_password(password)
+                shown = password
+            else:
+                shown = "(password kept)"
             user.save()
             user.groups.set([group])
-            self.stdout.write(f"{'created' if created else 'updated'}  {username:<9} / {password:<14} ({group_name})")
+            self.stdout.write(f"{'created' if created else 'exists '}  {username:<9} / {shown:<15} ({group_name})")
         self.stdout.write(self.style.SUCCESS("Log in at /accounts/login/ with one of the logins above."))

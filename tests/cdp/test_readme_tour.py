@@ -1,0 +1,41 @@
+"""The README's tour, run as written (against a real gunicorn instead of make run's port 8000)."""
+import json
+import re
+import subprocess
+
+import pytest
+
+from cdp.embedded import BASE_DIR
+
+
+@pytest.fixture
+def in_process_tasks(subprocess_env):
+    """As `make run` without REDIS_URL: tasks run in the web process, so an event is processed when accepted.
+    Requested before gunicorn_server, which starts with this same environment."""
+    subprocess_env.pop("REDIS_URL", None)
+    return subprocess_env
+
+
+def tour_commands() -> str:
+    readme = (BASE_DIR / "README.md").read_text()
+    return re.search(r"## A tour\n\n```sh\n(.*?)```", readme, re.S).group(1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_readme_tour_works_as_written(in_process_tasks, gunicorn_server):
+    script = tour_commands().replace("localhost:8000", gunicorn_server.removeprefix("http://"))
+
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=BASE_DIR, env=in_process_tasks,
+                         capture_output=True, text=True, timeout=120)
+
+    assert run.returncode == 0, run.stderr
+    decoder, text, answers = json.JSONDecoder(), run.stdout[run.stdout.index("{"):], []
+    while text.strip():  # curl -s prints each answer without a newline
+        answer, end = decoder.raw_decode(text)
+        answers.append(answer)
+        text = text[end:].lstrip()
+    accepted_page, accepted_identify, profile = answers
+    assert accepted_page["accepted"] == accepted_identify["accepted"] == 1
+    assert {(i["type"], i["value"]) for i in profile["identifiers"]} == {
+        ("anonymous_id", "a-123"), ("user_id", "u-1"), ("email", "a•••@example.com")}  # a marketer's token: masked
+    assert profile["event_count"] == 2
