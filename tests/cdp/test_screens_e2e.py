@@ -8,7 +8,9 @@ from urllib.parse import urlparse
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
+from consent.services.ledger import ConsentChoice, consent_record
 from consent.services.privacy import privacy_request_create
 from profiles.models import Identifier, Profile
 from tests.conftest import log_in
@@ -161,6 +163,10 @@ def test_dashboard_range_and_chart_tables(demo, live_server, browser_page):
 
 def test_profile_list_filters_and_exports_what_it_shows(demo, live_server, browser_page):
     page, errors = browser_page
+    sharing = list(Profile.objects.filter(merged_into__isnull=True, identifiers__type="email")
+                   .order_by("id").values_list("id", flat=True)[:3])
+    consent_record(choices=[ConsentChoice(profile_id=pid, purpose="sale_sharing", granted=True, source="admin",
+                                          recorded_at=timezone.now()) for pid in sharing])
     offline(page)
     log_in(page, live_server, "marketer", "marketer-demo")
     page.goto(live_server.url + reverse("profile-list"))
@@ -179,5 +185,6 @@ def test_profile_list_filters_and_exports_what_it_shows(demo, live_server, brows
     assert body.splitlines()[0].startswith("profile_id,user_id,email,phone,name")
     emails = list(Identifier.objects.filter(type="email").values_list("value", flat=True))
     assert emails and not [email for email in emails if email in body]
-    assert body.count("•••@") >= 1
+    assert sorted(int(line.split(",")[0]) for line in body.splitlines()[1:]) == sharing
+    assert body.count("•••@") == 6  # the email column and the traits of three profiles
     assert errors == []
