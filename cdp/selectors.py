@@ -162,9 +162,8 @@ def profile_list(*, query: str = "", partial: bool = False, trait: str = "", tra
     if seen_to:
         profiles = profiles.filter(last_seen__date__lte=seen_to)
     if purpose:
-        ids = list(profiles.values_list("id", flat=True))
-        granted = consent_selectors.consent_granted(profile_ids=ids, purpose=purpose)
-        profiles = profiles.filter(id__in=granted) if allowed else profiles.filter(id__in=set(ids) - granted)
+        rule = consent_selectors.consent_allowed_q(purpose=purpose)
+        profiles = profiles.filter(rule if allowed else ~rule)
     key = sort.lstrip("-")
     if key not in PROFILE_ORDER:
         raise ValueError(f"unknown sort {sort!r}")

@@ -352,3 +352,44 @@ def test_dashboard_counts_events_per_source(client, log_in_as, source, post_coll
     assert response.context["stats"]["events_per_source"] == [
         {"source": "web", "n": 3, "share": 0.75}, {"source": "Mobile app", "n": 1, "share": 0.25}]
     assert 'id="per-source"' in response.content.decode()
+
+
+def test_make_run_serves_without_debug_static_files_and_styled_errors(subprocess_env, wait_until):
+    """`make run` leaves DEBUG to the environment (off by default): runserver then serves the static files through
+    WhiteNoise and answers a missing page with the styled 404, never Django's debug page."""
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    from tests.conftest import _free_port
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    run_recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "DEBUG" not in run_recipe and "DEBUG" not in makefile.split("\nrun:", 1)[0]
+    env = {key: value for key, value in subprocess_env.items() if key != "DEBUG"}
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(url + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return None
+
+    try:
+        wait_until(lambda: get("/healthz"), seconds=30, what="runserver")
+        status, css = get("/static/cdp/app.css")
+        missing_status, missing = get("/no/such/page/")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    assert status == 200 and "--field-line" in css
+    assert missing_status == 404 and "No page has this address" in missing and "URLconf" not in missing
