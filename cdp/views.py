@@ -1,8 +1,5 @@
 """The web screens: the marketer's dashboard, the profile list and its export, the profile 360 page (with its
 consent), and the error pages every screen shares."""
-import csv
-import io
-import json
 import logging
 
 from django.contrib import messages
@@ -13,7 +10,7 @@ from django.http import Http404, HttpResponseServerError, JsonResponse, Streamin
 from django.shortcuts import redirect, render
 from django.template import loader
 
-from cdp import selectors
+from cdp import profile_csv, selectors
 from cdp.forms import DASHBOARD_PRESETS, DashboardRangeForm, ProfileFilterForm
 from consent import selectors as consent_selectors
 from consent.models import ConsentSource
@@ -66,55 +63,14 @@ def profile_list(request):
         "filtered": any(form.cleaned_data.get(k) for k in form.fields if k != "sort")})
 
 
-EXPORT_COLUMNS = ["profile_id", "user_id", "email", "phone", "name", "first_seen", "last_seen", "created_at",
-                  "events", "orders", "lifetime_value", "traits"]
-# A cell a spreadsheet would run as a formula (CWE-1236); a phone number such as +14155550100 is kept as it is.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value) -> str:
-    if isinstance(value, (int, float)):
-        return str(value)
-    text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_START) and not text.replace("+", "", 1).replace("•", "").isdigit():
-        return "'" + text
-    return text
-
-
-def _export_lines(rows, masks: bool):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def line(values) -> str:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow([_cell(v) for v in values])
-        return buffer.getvalue()
-
-    yield line(EXPORT_COLUMNS)
-    for profile, identifiers in rows:
-        traits = profile.traits
-        if masks:
-            known = known_values((kind, v) for kind, values in identifiers.items() for v in values)
-            traits = mask_traits(traits, known)
-            identifiers = {kind: [mask_identifier(kind, v, known) for v in values]
-                           for kind, values in identifiers.items()}
-        yield line([profile.pk, " ".join(identifiers.get("user_id", [])), " ".join(identifiers.get("email", [])),
-                    " ".join(identifiers.get("phone", [])), traits.get("name", ""),
-                    profile.first_seen.isoformat() if profile.first_seen else "",
-                    profile.last_seen.isoformat() if profile.last_seen else "", profile.created_at.isoformat(),
-                    profile.event_count, profile.computed.get("frequency_orders", 0),
-                    profile.computed.get("monetary_value", ""),
-                    json.dumps(traits, ensure_ascii=False, sort_keys=True, default=str)])
-
-
 @login_required
 def profile_export(request):
     """The list as filtered, as CSV: masked for roles without the personal data permission, and without the
     profiles that may not leave the platform (no sale/sharing consent)."""
     _form, filters = _profile_filters(request)
     rows = selectors.profile_export_rows(**filters)
-    response = StreamingHttpResponse(_export_lines(rows, masks_for(request.user)), content_type="text/csv")
+    response = StreamingHttpResponse(profile_csv.csv_lines(rows, masks=masks_for(request.user)),
+                                     content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="profiles-{timezone.localdate().isoformat()}.csv"'
     return response
 

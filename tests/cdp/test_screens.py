@@ -8,7 +8,10 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import path, reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
+from cdp import profile_csv
 from cdp import urls as cdp_urls
 from cdp import views
 from consent.services.erasure import privacy_erase_step
@@ -269,6 +272,16 @@ def test_export_is_in_clear_for_a_privacy_officer_and_follows_the_filters(client
                                           source="admin", recorded_at=timezone.now())])
     ann_sharing_off = _csv(client.get(reverse("profile-export")))
     assert [int(r["profile_id"]) for r in ann_sharing_off] == [bob.id]
+
+
+@given(st.text(max_size=30))
+def test_a_csv_cell_never_starts_a_formula(text):
+    cell = profile_csv._cell(text)
+
+    assert cell in (text, "'" + text)
+    plain_phone = text.startswith("+") and text[1:].replace("•", "").isdigit()
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or plain_phone
+    assert profile_csv._cell(12) == "12" and profile_csv._cell(-3.5) == "-3.5"
 
 
 def test_export_needs_a_login(client, shop):
