@@ -2,7 +2,6 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-RUN_ENV := DEBUG=$${DEBUG:-true}
 
 .PHONY: install run test browser bench
 
@@ -13,7 +12,7 @@ install: $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 
 run: install
-	$(RUN_ENV) $(BIN)/python -m cdp.serve
+	$(BIN)/python -m cdp.serve
 
 # The browser tests drive Debian's chromium (never a downloaded browser); install it where we can.
 browser:

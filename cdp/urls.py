@@ -20,7 +20,12 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.dashboard, name="dashboard"),
     path("profiles/", views.profile_list, name="profile-list"),
+    path("profiles/export.csv", views.profile_export, name="profile-export"),
     path("profiles/<int:profile_id>/", views.profile_detail, name="profile-detail"),
     path("profiles/<int:profile_id>/consent/", views.profile_consent_record, name="profile-consent-record"),
     path("privacy/", include("consent.urls")),
 ]
+
+handler403 = views.permission_denied
+handler404 = views.page_not_found
+handler500 = views.server_error

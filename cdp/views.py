@@ -1,12 +1,17 @@
-"""The web screens: the marketer's dashboard, the profile list and the profile 360 page (with its consent)."""
+"""The web screens: the marketer's dashboard, the profile list and its export, the profile 360 page (with its
+consent), and the error pages every screen shares."""
+import logging
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from django.http import Http404
+from django.http import Http404, HttpResponseServerError, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.template import loader
 
-from cdp import selectors
+from cdp import profile_csv, selectors
+from cdp.forms import DASHBOARD_PRESETS, DashboardRangeForm, ProfileFilterForm
 from consent import selectors as consent_selectors
 from consent.models import ConsentSource
 from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
@@ -28,28 +33,61 @@ def _mask_timeline(timeline, known):
 
 @login_required
 def dashboard(request):
-    stats = selectors.dashboard_stats()
+    form = DashboardRangeForm(request.GET or None)
+    span = form.date_range()
+    stats = selectors.dashboard_stats(start=span.start, end=span.end)
     charts = {key: stats[key] for key in ("days", "events_by_type", "new_profiles", "merges")}
-    charts["top_events"] = stats["top_events"]
-    return render(request, "cdp/dashboard.html", {"stats": stats, "charts": charts})
+    return render(request, "cdp/dashboard.html", {"stats": stats, "charts": charts, "form": form, "span": span,
+                                                  "presets": DASHBOARD_PRESETS})
+
+
+def _profile_filters(request) -> tuple[ProfileFilterForm, dict]:
+    form = ProfileFilterForm(request.GET)
+    form.is_valid()  # a bad field is shown on the form and left out; the valid ones still filter
+    return form, {**form.filters(), "partial": not masks_for(request.user)}
 
 
 @login_required
 def profile_list(request):
-    query = request.GET.get("q", "")
+    form, filters = _profile_filters(request)
     masks = masks_for(request.user)
-    page = selectors.profile_list_page(query=query, partial=not masks, page=request.GET.get("page", 1))
+    page = selectors.profile_list_page(page=request.GET.get("page", 1), **filters)
     if masks:
         for profile in page:
             profile.traits = mask_traits(profile.traits, known_values(profile.identifiers.all()))
-    return render(request, "profiles/profile_list.html", {"page": page, "query": query})
+    # The filters again, for the pager's and the export's links.
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(request, "profiles/profile_list.html", {
+        "page": page, "form": form, "query": filters["query"], "params": params.urlencode(),
+        "filtered": any(form.cleaned_data.get(k) for k in form.fields if k != "sort")})
+
+
+@login_required
+def profile_export(request):
+    """The list as filtered, as CSV: masked for roles without the personal data permission, and without the
+    profiles that may not leave the platform (no sale/sharing consent)."""
+    _form, filters = _profile_filters(request)
+    rows = selectors.profile_export_rows(**filters)
+    response = StreamingHttpResponse(profile_csv.csv_lines(rows, masks=masks_for(request.user)),
+                                     content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="profiles-{timezone.localdate().isoformat()}.csv"'
+    return response
 
 
 @login_required
 def profile_detail(request, profile_id):
     profile = profile_get(profile_id=profile_id)
     if profile is None:
-        raise Http404("No such profile.")
+        erased_by = consent_selectors.erasure_request_for_profile(profile_id=profile_id)
+        if erased_by is not None:
+            return render(request, "404.html", status=404, context={
+                "title": f"Profile #{profile_id} was erased",
+                "reason": f"This profile was erased by request #{erased_by}, a data subject's request for "
+                          "deletion: nothing of it is kept."})
+        return render(request, "404.html", status=404, context={
+            "title": f"No profile #{profile_id}",
+            "reason": "No profile has this number. Search the profiles by an email, a user id or a phone number."})
     if profile.pk != profile_id:
         return redirect("profile-detail", profile_id=profile.pk)
     timeline = selectors.profile_timeline(profile_id=profile_id, page=request.GET.get("page", 1))
@@ -95,3 +133,36 @@ def profile_consent_record(request, profile_id):
         except UnknownPurpose as error:
             messages.error(request, str(error))
     return redirect("profile-detail", profile_id=profile.pk)
+
+
+# Error pages. The collection API and the REST API answer machines: they get the API's JSON error shape.
+_MACHINE_PATHS = ("/api/", "/v1/")
+logger = logging.getLogger(__name__)
+
+
+def _machine(request) -> bool:
+    return request.path.startswith(_MACHINE_PATHS)
+
+
+def page_not_found(request, exception=None):
+    if _machine(request):
+        return JsonResponse({"code": "not_found", "message": "Nothing at this address."}, status=404)
+    return render(request, "404.html", status=404)
+
+
+def permission_denied(request, exception=None):
+    if _machine(request):
+        return JsonResponse({"code": "permission_denied", "message": "Your role may not do this."}, status=403)
+    roles = [group.name for group in request.user.groups.all()] if request.user.is_authenticated else []
+    return render(request, "403.html", {"roles": roles}, status=403)
+
+
+def server_error(request):
+    if _machine(request):
+        return JsonResponse({"code": "server_error", "message": "The server failed; the error is logged."},
+                            status=500)
+    try:
+        return render(request, "500.html", status=500)
+    except Exception:  # noqa: BLE001 - the layout reads the session and the user: the database may be what failed
+        logger.exception("the 500 page could not be rendered with the layout's navigation")
+        return HttpResponseServerError(loader.render_to_string("500.html"))

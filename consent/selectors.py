@@ -210,3 +210,17 @@ def subject_profile_ids(*, identifiers: list[dict]) -> list[int]:
         if profile is not None:
             ids |= profile_selectors.profile_merged_ids(profile=profile)
     return sorted(ids)
+
+
+def erasure_request_for_profile(*, profile_id: int) -> int | None:
+    """The deletion request that erased this profile (or is erasing it now), or None."""
+    from consent.models import PrivacyRequest, RequestKind, RequestStatus
+
+    return (PrivacyRequest.objects.filter(kind=RequestKind.DELETION, progress__profile_ids__contains=[profile_id],
+                                          status__in=[RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED])
+            .order_by("-id").values_list("id", flat=True).first())
+
+
+def purpose_choices() -> list[tuple[str, str]]:
+    """Every purpose as (key, name), for filters and forms."""
+    return list(Purpose.objects.order_by("key").values_list("key", "name"))

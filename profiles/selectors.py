@@ -7,7 +7,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 
 from profiles.messages import normalise_email, normalise_phone
-from profiles.models import Event, Identifier, MergeRecord, Profile, Source
+from profiles.models import Event, Identifier, IdentityRule, MergeRecord, Profile, Source
 
 # Resolving a tombstone chain is bounded: merges always point at a live survivor, but a chain may
 # exist briefly while a batch is being resolved.
@@ -80,6 +80,18 @@ def profile_get(*, profile_id: int) -> Profile | None:
     if profile is None or profile.merged_into_id is not None:
         return None
     return _live_profiles().get(pk=profile.pk)
+
+
+# The identifier types the pipeline reads from every message; external id types are whatever senders name.
+BUILTIN_IDENTIFIER_TYPES = frozenset({"user_id", "anonymous_id", "email", "phone"})
+
+
+def identifier_type_known(*, identifier_type: str) -> bool:
+    """Whether a lookup by this type can mean anything: a built-in type, one an identity rule names, or an
+    external id type some profile holds (one probe of the (type, value) unique index)."""
+    return (identifier_type in BUILTIN_IDENTIFIER_TYPES
+            or IdentityRule.objects.filter(identifier_type=identifier_type).exists()
+            or Identifier.objects.filter(type=identifier_type).exists())
 
 
 def profile_lookup(*, identifier_type: str, value: str) -> Profile | None:

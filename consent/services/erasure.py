@@ -76,7 +76,8 @@ def privacy_erase_step(*, request_id: int, chunk: int = ERASE_CHUNK) -> bool:
         }
         # The request named the subject; what is left of it says only what kinds of identifiers it named.
         request_reduce(request)
-        request.progress = {"started_at": request.progress["started_at"], "counts": counts}
+        # Profile ids are not personal data: they let a screen say which request erased a profile it asks for.
+        request.progress = {"started_at": request.progress["started_at"], "counts": counts, "profile_ids": profile_ids}
         request.completed_at = now
         request_transition(request, to=RequestStatus.COMPLETED, action="erased",
                            details={"profiles": len(profile_ids), "erased": counts})

@@ -6,7 +6,7 @@ can forget the role check.
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.response import Response
 
 from profiles import selectors
@@ -122,6 +122,11 @@ class ProfileLookupView(ProfileAPIView):
         query = LookupQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         kind, value = query.validated_data["type"], query.validated_data["value"]
+        if not selectors.identifier_type_known(identifier_type=kind):
+            # A type no rule names and no profile holds is a mistake in the request, not a missing profile.
+            raise ValidationError({"type": [ErrorDetail(
+                f"Unknown identifier type {kind!r}: user_id, anonymous_id, email, phone, or an external id type "
+                "that an identity rule names or a profile holds.", code="unknown_identifier_type")]})
         profile = selectors.profile_lookup(identifier_type=kind, value=value)
         if profile is None:
             raise NotFound(f"No profile has the identifier {kind}:{value}.")
