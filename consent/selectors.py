@@ -121,3 +121,173 @@ def subject_profile_ids(*, identifiers: list[dict]) -> list[int]:
         if profile is not None:
             ids |= profile_selectors.profile_merged_ids(profile=profile)
     return sorted(ids)
+
+
+# --- the privacy screens ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsentRate:
+    """How many live profiles of a regime the purpose is granted for now, explicitly or by the regime's default."""
+
+    purpose: str
+    name: str
+    regime: str
+    profiles: int
+    granted: int
+    explicit_grants: int
+    explicit_denials: int
+
+    @property
+    def share(self) -> float:
+        return self.granted / self.profiles if self.profiles else 0.0
+
+
+def _regime_of(country, address_country) -> str:
+    traits = {"country": country}
+    if address_country is not None:
+        traits["address"] = {"country": address_country}
+    return regime_for(traits, default=settings.CONSENT_DEFAULT_REGIME)
+
+
+def consent_rates() -> list[ConsentRate]:
+    """Per purpose and regime, the share of live profiles the purpose is granted for. Two aggregate queries
+    whatever the number of profiles: profiles counted by country, and explicit choices counted by purpose and
+    country; the regime of each country (a few hundred at most) is decided by the same `regime_for` as
+    everywhere else."""
+    from django.db import connection
+
+    profiles = {"gdpr": 0, "ccpa": 0}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT traits->'country', traits#>'{address,country}', count(*) FROM profiles_profile "
+                       "WHERE merged_into_id IS NULL GROUP BY 1, 2")
+        for country, address_country, n in cursor.fetchall():
+            profiles[_regime_of(country, address_country)] += n
+        cursor.execute("""
+            SELECT pu.key, pu.name, pu.gdpr_default, pu.ccpa_default, g.country, g.address_country, g.granted, g.denied
+            FROM consent_purpose pu LEFT JOIN (
+                SELECT s.purpose_id, p.traits->'country' AS country, p.traits#>'{address,country}' AS address_country,
+                       count(*) FILTER (WHERE s.granted) AS granted, count(*) FILTER (WHERE NOT s.granted) AS denied
+                FROM consent_consentstate s JOIN profiles_profile p ON p.id = s.profile_id
+                WHERE p.merged_into_id IS NULL GROUP BY 1, 2, 3) g ON g.purpose_id = pu.id
+            ORDER BY pu.key""")
+        rows = cursor.fetchall()
+    purposes: dict[str, tuple[str, dict[str, bool]]] = {}
+    explicit: dict[tuple[str, str], list[int]] = {}
+    for key, name, gdpr_default, ccpa_default, country, address_country, granted, denied in rows:
+        purposes[key] = (name, {"gdpr": gdpr_default, "ccpa": ccpa_default})
+        if granted is not None:
+            counts = explicit.setdefault((key, _regime_of(country, address_country)), [0, 0])
+            counts[0] += granted
+            counts[1] += denied
+    rates = []
+    for key, (name, defaults) in purposes.items():
+        for regime in ("gdpr", "ccpa"):
+            grants, denials = explicit.get((key, regime), (0, 0))
+            undecided = profiles[regime] - grants - denials
+            rates.append(ConsentRate(key, name, regime, profiles[regime],
+                                     grants + (undecided if defaults[regime] else 0), grants, denials))
+    return rates
+
+
+def privacy_officer_ids() -> dict[int, str]:
+    """Active users who may handle privacy requests (consent.change_privacyrequest, from a role or their own,
+    or a superuser), by id, with their usernames; the people a request can be assigned to."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    perm = {"codename": "change_privacyrequest", "content_type__app_label": "consent"}
+    users = get_user_model().objects.filter(is_active=True).filter(
+        Q(is_superuser=True) | Q(**{f"groups__permissions__{k}": v for k, v in perm.items()})
+        | Q(**{f"user_permissions__{k}": v for k, v in perm.items()}))
+    return dict(users.distinct().order_by("username").values_list("id", "username"))
+
+
+def profile_traits(*, profile_ids: list[int], keys: list[str]) -> dict[int, dict]:
+    """Of these profiles, the live ones' values of these traits (None where a trait is not set)."""
+    rows = Profile.objects.filter(id__in=profile_ids, merged_into__isnull=True).values_list("id", "traits")
+    return {pid: {key: (traits or {}).get(key) for key in keys} for pid, traits in rows}
+
+
+def _search_identifier(query: str) -> list[str]:
+    """The stored forms a typed identifier can have: an email lower-cased, a phone in E.164, else as typed."""
+    value = query.strip()
+    forms = {value.lower()}
+    for kind in ("email", "phone"):
+        normalised = profile_selectors.identifier_normalise(kind, value)
+        if normalised:
+            forms.add(normalised.lower())
+    return sorted(forms)
+
+
+def privacy_requests_find(*, closed: bool = False, query: str = "", kind: str = "", regime: str = "",
+                          assignee_id: int | None = None, unassigned: bool = False):
+    """The privacy officer's queue: open requests the earliest due first, or closed ones the latest closed
+    first; `query` is a request id (`12` or `#12`) or an identifier of the subject (an email or phone
+    normalised as the identity graph stores it)."""
+    from django.db.models import BooleanField, Q
+    from django.db.models.expressions import RawSQL
+
+    from consent.models import PrivacyRequest, RequestStatus
+
+    requests = PrivacyRequest.objects.select_related("assignee")
+    done = [RequestStatus.COMPLETED, RequestStatus.REJECTED]
+    requests = (requests.filter(status__in=done).order_by("-completed_at", "-id") if closed else
+                requests.exclude(status__in=done).order_by("due_on", "id"))
+    if kind:
+        requests = requests.filter(kind=kind)
+    if regime:
+        requests = requests.filter(regime=regime)
+    if unassigned:
+        requests = requests.filter(assignee__isnull=True)
+    elif assignee_id is not None:
+        requests = requests.filter(assignee_id=assignee_id)
+    query = query.strip()
+    if query:
+        named = RawSQL("CASE WHEN jsonb_typeof(consent_privacyrequest.identifiers) = 'array' THEN EXISTS ("
+                       "SELECT 1 FROM jsonb_array_elements(consent_privacyrequest.identifiers) AS i "
+                       "WHERE lower(btrim(i->>'value')) = ANY(%s)) ELSE false END", [_search_identifier(query)],
+                       output_field=BooleanField())
+        number = query.removeprefix("#")
+        by_id = Q(pk=int(number)) if number.isdigit() and len(number) <= 18 else Q(pk__in=[])
+        requests = requests.filter(by_id | Q(named))
+    return requests
+
+
+def privacy_request_counts(*, today) -> dict[str, int]:
+    """Open requests, and of them the overdue, the due within a week and the unassigned ones. One query."""
+    from datetime import timedelta
+
+    from django.db.models import Count, Q
+
+    from consent.models import PrivacyRequest, RequestStatus
+
+    open_ = Q(status__in=[RequestStatus.RECEIVED, RequestStatus.VERIFYING, RequestStatus.IN_PROGRESS])
+    return PrivacyRequest.objects.aggregate(
+        open=Count("id", filter=open_), overdue=Count("id", filter=open_ & Q(due_on__lt=today)),
+        due_soon=Count("id", filter=open_ & Q(due_on__gte=today, due_on__lte=today + timedelta(days=7))),
+        unassigned=Count("id", filter=open_ & Q(assignee__isnull=True)),
+        closed=Count("id", filter=~open_))
+
+
+def audit_entries(*, request_id: int | None = None, profile_id: int | None = None, actor: str = "",
+                  start: datetime | None = None, end: datetime | None = None, before_id: int | None = None,
+                  limit: int = 50) -> list:
+    """Audit entries, newest first, filtered; at most `limit` + 1, so the caller knows whether more follow.
+    Paged by id (`before_id`), which costs the same on the millionth page as on the first."""
+    from consent.models import AuditEntry
+
+    entries = AuditEntry.objects.order_by("-id")
+    if request_id is not None:
+        entries = entries.filter(target_type="privacy_request", target_id=request_id)
+    if profile_id is not None:
+        entries = entries.filter(target_type="profile", target_id=profile_id)
+    if actor:
+        entries = entries.filter(actor__iexact=actor)
+    if start is not None:
+        entries = entries.filter(at__gte=start)
+    if end is not None:
+        entries = entries.filter(at__lt=end)
+    if before_id is not None:
+        entries = entries.filter(id__lt=before_id)
+    return list(entries[:limit + 1])
