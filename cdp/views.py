@@ -8,8 +8,10 @@ from django.shortcuts import redirect, render
 
 from cdp import selectors
 from consent import selectors as consent_selectors
+from consent.forms import MAX_ID, ConsentChoiceForm
 from consent.models import ConsentSource
 from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
+from profiles.common.permissions import PRIVACY_OFFICER
 from profiles.masking import mask_identifier, mask_merge_record, mask_payload, mask_traits, masks_for
 from profiles.selectors import profile_get
 
@@ -77,19 +79,33 @@ def profile_detail(request, profile_id):
 @require_POST
 def profile_consent_record(request, profile_id):
     """A choice the person made outside the product (a paper form, a call), recorded by a privacy officer."""
-    profile = profile_get(profile_id=profile_id)
+    profile = profile_get(profile_id=profile_id) if profile_id <= MAX_ID else None
     if profile is None:
         raise Http404("No such profile.")
-    granted = request.POST.get("granted")
-    if granted not in ("yes", "no"):
-        messages.error(request, "Choose granted or denied.")
-    else:
+    form = ConsentChoiceForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
         try:
             consent_record(choices=[ConsentChoice(
-                profile_id=profile.pk, purpose=request.POST.get("purpose", ""), granted=granted == "yes",
-                source=ConsentSource.WEB_FORM, recorded_at=timezone.now(),
-                policy_version=request.POST.get("policy_version", "").strip(),
-                reason=request.POST.get("reason", "").strip())], actor=request.user)
+                profile_id=profile.pk, purpose=data["purpose"], granted=data["granted"] == "yes",
+                source=ConsentSource.PRIVACY_OFFICER, recorded_at=timezone.now(),
+                policy_version=data["policy_version"].strip(), reason=data["reason"].strip())], actor=request.user)
         except UnknownPurpose as error:
-            messages.error(request, str(error))
-    return redirect("profile-detail", profile_id=profile.pk)
+            form.add_error("purpose", str(error))
+        else:
+            return redirect("profile-detail", profile_id=profile.pk)
+    # Refused: this profile's page again, the errors shown in its record-a-choice form.
+    for field, errors in form.errors.items():
+        messages.error(request, f"{field.replace('_', ' ')}: {' '.join(errors)}")
+    response = profile_detail(request, profile.pk)
+    response.status_code = 400
+    return response
+
+
+@login_required
+def landing(request):
+    """Where a login lands: a privacy officer on the privacy dashboard, everyone else on the dashboard."""
+    if request.user.groups.filter(name=PRIVACY_OFFICER).exists() and request.user.has_perm(
+            "consent.view_privacyrequest"):
+        return redirect("privacy-dashboard")
+    return redirect("dashboard")
