@@ -54,6 +54,10 @@ def privacy_request_refusal(*, request: PrivacyRequest, action: str, today: date
     if request.progress.get("started_at"):
         return RequestStateError("already_running", "The request is being carried out; it can no longer be "
                                                     f"{_DONE[action]}.")
+    if action != "reject" and any(item.get("value") is None for item in request.identifiers):
+        # Another request erased the subject and reduced this one: nothing is left to carry it out on.
+        return RequestStateError("subject_erased", "The subject was erased by another request: this one can only "
+                                                   "be rejected, with that reason.")
     dates = deadlines_for(kind=request.kind, regime=request.regime, received=request.received_at)
     if action == "verify":
         if not dates.verification_required:
