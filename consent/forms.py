@@ -40,12 +40,14 @@ class IdentifierForm(forms.Form):
     type = forms.ChoiceField(choices=IDENTIFIER_TYPES, initial="email", label="Identifier type")
     value = forms.CharField(max_length=512, required=False, label="Identifier value")
 
+    def has_changed(self):
+        # A row without a value says nothing, whatever its type: it is left out rather than refused.
+        return bool(str(self["value"].value() or "").strip())
+
     def clean(self):
         data = super().clean()
         kind, value = data.get("type"), (data.get("value") or "").strip()
-        if kind and not value and "value" not in self.errors:
-            self.add_error("value", "Give the identifier's value, or remove the row.")
-        elif kind in ("email", "phone") and value and not identifier_normalise(kind, value):
+        if kind in ("email", "phone") and value and not identifier_normalise(kind, value):
             self.add_error("value", "Not an email address." if kind == "email" else "Not a phone number.")
         return data
 
@@ -53,6 +55,9 @@ class IdentifierForm(forms.Form):
 class ChangeForm(forms.Form):
     key = forms.CharField(max_length=64, required=False, label="Trait")
     value = forms.CharField(max_length=1000, required=False, label="Corrected value")
+
+    def has_changed(self):
+        return any(str(self[name].value() or "").strip() for name in ("key", "value"))
 
     def clean(self):
         data = super().clean()

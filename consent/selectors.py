@@ -143,10 +143,13 @@ class ConsentRate:
         return self.granted / self.profiles if self.profiles else 0.0
 
 
-def _regime_of(country, address_country) -> str:
-    traits = {"country": country}
+def _regime_of(country: str | None, address_country: str | None) -> str:
+    """The regime of profiles with this `country` and `address.country` (as JSON text, or None when absent)."""
+    import orjson
+
+    traits = {"country": orjson.loads(country) if country is not None else None}
     if address_country is not None:
-        traits["address"] = {"country": address_country}
+        traits["address"] = {"country": orjson.loads(address_country)}
     return regime_for(traits, default=settings.CONSENT_DEFAULT_REGIME)
 
 
@@ -159,14 +162,15 @@ def consent_rates() -> list[ConsentRate]:
 
     profiles = {"gdpr": 0, "ccpa": 0}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT traits->'country', traits#>'{address,country}', count(*) FROM profiles_profile "
-                       "WHERE merged_into_id IS NULL GROUP BY 1, 2")
+        cursor.execute("SELECT (traits->'country')::text, (traits#>'{address,country}')::text, count(*) "
+                       "FROM profiles_profile WHERE merged_into_id IS NULL GROUP BY 1, 2")
         for country, address_country, n in cursor.fetchall():
             profiles[_regime_of(country, address_country)] += n
         cursor.execute("""
             SELECT pu.key, pu.name, pu.gdpr_default, pu.ccpa_default, g.country, g.address_country, g.granted, g.denied
             FROM consent_purpose pu LEFT JOIN (
-                SELECT s.purpose_id, p.traits->'country' AS country, p.traits#>'{address,country}' AS address_country,
+                SELECT s.purpose_id, (p.traits->'country')::text AS country,
+                       (p.traits#>'{address,country}')::text AS address_country,
                        count(*) FILTER (WHERE s.granted) AS granted, count(*) FILTER (WHERE NOT s.granted) AS denied
                 FROM consent_consentstate s JOIN profiles_profile p ON p.id = s.profile_id
                 WHERE p.merged_into_id IS NULL GROUP BY 1, 2, 3) g ON g.purpose_id = pu.id
@@ -220,11 +224,11 @@ def _search_identifier(query: str) -> list[str]:
     return sorted(forms)
 
 
-def privacy_requests_find(*, closed: bool = False, query: str = "", kind: str = "", regime: str = "",
+def privacy_requests_find(*, closed: bool | None = False, query: str = "", kind: str = "", regime: str = "",
                           assignee_id: int | None = None, unassigned: bool = False):
     """The privacy officer's queue: open requests the earliest due first, or closed ones the latest closed
-    first; `query` is a request id (`12` or `#12`) or an identifier of the subject (an email or phone
-    normalised as the identity graph stores it)."""
+    first (both with `closed` None); `query` is a request id (`12` or `#12`) or an identifier of the subject (an
+    email or phone normalised as the identity graph stores it)."""
     from django.db.models import BooleanField, Q
     from django.db.models.expressions import RawSQL
 
@@ -232,8 +236,9 @@ def privacy_requests_find(*, closed: bool = False, query: str = "", kind: str = 
 
     requests = PrivacyRequest.objects.select_related("assignee")
     done = [RequestStatus.COMPLETED, RequestStatus.REJECTED]
-    requests = (requests.filter(status__in=done).order_by("-completed_at", "-id") if closed else
-                requests.exclude(status__in=done).order_by("due_on", "id"))
+    if closed is not None:
+        requests = (requests.filter(status__in=done).order_by("-completed_at", "-id") if closed else
+                    requests.exclude(status__in=done).order_by("due_on", "id"))
     if kind:
         requests = requests.filter(kind=kind)
     if regime:
@@ -291,3 +296,13 @@ def audit_entries(*, request_id: int | None = None, profile_id: int | None = Non
     if before_id is not None:
         entries = entries.filter(id__lt=before_id)
     return list(entries[:limit + 1])
+
+
+def privacy_requests_open_and_closed(*, requests) -> dict[str, int]:
+    """How many of these requests (privacy_requests_find with `closed` None) are open and closed. One query."""
+    from django.db.models import Count, Q
+
+    from consent.models import RequestStatus
+
+    done = Q(status__in=[RequestStatus.COMPLETED, RequestStatus.REJECTED])
+    return requests.order_by().aggregate(open=Count("id", filter=~done), closed=Count("id", filter=done))

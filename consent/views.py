@@ -83,8 +83,8 @@ def request_queue(request):
         today, masks = privacy.privacy_today(), masks_for(request.user)
         rows = [{"r": r, "subject": _subject(r, masks), **_deadline(r, today)}
                 for r in selectors.privacy_requests_find(**arguments)[:QUEUE_LIMIT]]
-        counts = {"open": selectors.privacy_requests_find(**{**arguments, "closed": False}).count(),
-                  "closed": selectors.privacy_requests_find(**{**arguments, "closed": True}).count()}
+        counts = selectors.privacy_requests_open_and_closed(
+            requests=selectors.privacy_requests_find(**{**arguments, "closed": None}))
     closed = form.is_valid() and form.cleaned_data.get("state") == "closed"
     tab_query = request.GET.copy()
     tab_query.pop("state", None)
