@@ -4,6 +4,7 @@ receipts, downloads and the audit log.
 Forms check what was typed (consent.forms) and show each error next to its field, with the page re-rendered as
 typed and a 400; services do the work and decide which actions apply (consent.services.privacy).
 """
+import re
 from datetime import timedelta
 
 import orjson
@@ -27,6 +28,7 @@ CHANGE = permission_required("consent.change_privacyrequest", raise_exception=Tr
 ADD = permission_required("consent.add_privacyrequest", raise_exception=True)
 VIEW_AUDIT = permission_required("consent.view_auditentry", raise_exception=True)
 QUEUE_LIMIT = 500
+EXPORT_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 AUDIT_PAGE = 50
 SOON_DAYS = 7
 
@@ -248,6 +250,8 @@ def receipt_download(request, request_id, fmt):
 
 @VIEW
 def export_download(request, token):
+    if not EXPORT_TOKEN.fullmatch(token):  # the links hold secrets.token_urlsafe(32): anything else is no link
+        raise Http404("No such download.")
     body = exports.export_download(token=token, actor=request.user)
     if body is None:
         return HttpResponse("This download link was used already or has expired.", status=410,
