@@ -6,7 +6,7 @@ return; the subject and the privacy officer read "12 queued events erased", neve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 # key: (one, many), the words after the count.
 ERASED = {
@@ -101,3 +101,32 @@ def progress_lines(progress: dict | None) -> list[Line]:
     if not isinstance(counts, dict):
         return []
     return [Line(n, _words(key, n, ERASED, " erased")) for key, n in counts.items() if isinstance(n, int)]
+
+
+def receipt_document(request) -> dict:
+    """The receipt to download as JSON: the request's dates and status, the receipt as stored, and its summary."""
+    return {"request": request.pk, "kind": request.kind, "regime": request.regime, "status": request.status,
+            "received_at": request.received_at.isoformat(), "due_on": request.due_on.isoformat(),
+            "completed_at": request.completed_at.isoformat() if request.completed_at else None,
+            "summary": [str(line) for line in receipt_lines(request.receipt)], "receipt": request.receipt}
+
+
+def receipt_text(request, *, zone: tzinfo) -> str:
+    """The receipt for a person to read: what was done in plain words, times in `zone`, no personal data."""
+    def when(moment: datetime) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+    lines = [f"Receipt for privacy request #{request.pk}", "",
+             f"Request: {request.get_kind_display()} ({request.get_regime_display()})",
+             f"Status: {request.get_status_display()}",
+             f"Received: {when(request.received_at)}", f"Due: {request.due_on.isoformat()}"]
+    lines += [f"{label}: {when(moment)}" for label, moment in receipt_times(request.receipt) if label != "Received"]
+    if request.rejected_reason:
+        lines.append(f"Rejected: {request.rejected_reason}")
+    lines += ["", "What was done:"] + [f"- {line}" for line in receipt_lines(request.receipt)]
+    if (request.receipt or {}).get("recreation_allowed"):
+        lines.append("- Later events may create a new profile (the request allowed it).")
+    if not request.receipt:
+        lines.append("- Nothing: the request was closed without being carried out.")
+    lines += ["", f"Times are in {getattr(zone, 'key', zone)}."]
+    return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from consent import forms, selectors
 from consent.models import ConsentSource, PrivacyRequest, RequestKind, RequestStatus
-from consent.receipts import progress_lines, receipt_lines, receipt_times
+from consent.receipts import progress_lines, receipt_document, receipt_lines, receipt_text, receipt_times
 from consent.services import exports, privacy
 from consent.services.audit import audit_verify
 from profiles.common.workers import queue_consumed
@@ -206,44 +206,17 @@ def request_action(request, request_id, action):
                  back=reverse("privacy-request", args=[subject_request.pk]))
 
 
-def _receipt_document(r: PrivacyRequest) -> dict:
-    return {"request": r.pk, "kind": r.kind, "regime": r.regime, "status": r.status,
-            "received_at": r.received_at.isoformat(), "due_on": r.due_on.isoformat(),
-            "completed_at": r.completed_at.isoformat() if r.completed_at else None,
-            "summary": [str(line) for line in receipt_lines(r.receipt)], "receipt": r.receipt}
-
-
-def _receipt_text(r: PrivacyRequest) -> str:
-    """The receipt for a person to read: no personal data, times in the reader's time zone."""
-    zone = timezone.get_current_timezone()
-
-    def when(moment):
-        return timezone.localtime(moment, zone).strftime("%Y-%m-%d %H:%M %Z")
-
-    lines = [f"Receipt for privacy request #{r.pk}", "",
-             f"Request: {r.get_kind_display()} ({r.get_regime_display()})",
-             f"Status: {r.get_status_display()}",
-             f"Received: {when(r.received_at)}", f"Due: {r.due_on.isoformat()}"]
-    lines += [f"{label}: {when(moment)}" for label, moment in receipt_times(r.receipt) if label != "Received"]
-    if r.rejected_reason:
-        lines.append(f"Rejected: {r.rejected_reason}")
-    lines += ["", "What was done:"] + [f"- {line}" for line in receipt_lines(r.receipt)]
-    if (r.receipt or {}).get("recreation_allowed"):
-        lines.append("- Later events may create a new profile (the request allowed it).")
-    lines += ["", f"Times are in {zone.key if hasattr(zone, 'key') else zone}."]
-    return "\n".join(lines) + "\n"
-
-
 @VIEW
 def receipt_download(request, request_id, fmt):
     subject_request = _request(request_id)
     if subject_request.status not in (RequestStatus.COMPLETED, RequestStatus.REJECTED):
         raise Http404("The request has no receipt yet.")
     if fmt == "json":
-        response = HttpResponse(orjson.dumps(_receipt_document(subject_request), option=orjson.OPT_INDENT_2),
+        response = HttpResponse(orjson.dumps(receipt_document(subject_request), option=orjson.OPT_INDENT_2),
                                 content_type="application/json")
     else:
-        response = HttpResponse(_receipt_text(subject_request), content_type="text/plain; charset=utf-8")
+        response = HttpResponse(receipt_text(subject_request, zone=timezone.get_current_timezone()),
+                                content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="privacy-request-{subject_request.pk}-receipt.{fmt}"'
     return response
 

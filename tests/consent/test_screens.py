@@ -515,3 +515,24 @@ def test_the_demo_data_has_requests_in_every_state_one_overdue_and_one_due_soon(
     call_command("seed_demo", profiles=12, seed=4)  # once is enough
     assert PrivacyRequest.objects.count() == 6
     assert Identifier.objects.filter(type="email").exists()
+
+
+def test_a_choice_refused_on_the_profile_page_is_shown_in_its_form_and_records_nothing(officer_client, post_collect,
+                                                                                      drain):
+    post_collect("identify", {"userId": "zoe-42", "traits": {"email": "zoe@example.org"}, "messageId": "z1"})
+    drain()
+    zoe = Identifier.objects.get(value="zoe-42").profile
+    before = snapshot()
+
+    unknown = officer_client.post(f"/profiles/{zoe.pk}/consent/", {"purpose": "telepathy", "granted": "yes"})
+    nul = officer_client.post(f"/profiles/{zoe.pk}/consent/", {"purpose": "analytics", "granted": "yes",
+                                                               "reason": "signed\x00form"})
+
+    assert (unknown.status_code, nul.status_code) == (400, 400)
+    assert "unknown purpose telepathy" in section(unknown.content.decode(), "record-consent")
+    assert "Null characters are not allowed." in section(nul.content.decode(), "record-consent")
+    assert snapshot() == before
+    recorded = officer_client.post(f"/profiles/{zoe.pk}/consent/", {"purpose": "analytics", "granted": "no",
+                                                                    "reason": "phone call"})
+    assert recorded.status_code == 302
+    assert ConsentEntry.objects.get(profile=zoe).source == "privacy_officer"
