@@ -115,7 +115,10 @@ def request_new(request):
 def _rectification_rows(r: PrivacyRequest, masks: bool) -> list[dict]:
     """What a rectification asked, and once carried out what each profile's traits were before."""
     before = (r.progress or {}).get("before") or {}
-    show = (lambda value: mask_value(value) if masks and value not in (None, "") else value)
+
+    def show(value):
+        return mask_value(value) if masks and value not in (None, "") else value
+
     rows = []
     for key, value in (r.changes or {}).items():
         rows.append({"key": key, "after": show(value),

@@ -121,7 +121,7 @@ def test_each_error_is_shown_next_to_its_field_with_what_was_typed_and_nothing_i
     assert response.status_code == 400
     page = response.content.decode()
     assert message in field_error(page, field_id)
-    assert f'aria-invalid="true"' in re.search(rf'<[^>]*id="{field_id}"[^>]*>', page).group(0)
+    assert 'aria-invalid="true"' in re.search(rf'<[^>]*id="{field_id}"[^>]*>', page).group(0)
     if shown:
         assert f'value="{shown}"' in re.search(rf'<input[^>]*id="{field_id}"[^>]*>', page).group(0)
     assert snapshot() == before
