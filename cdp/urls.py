@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from cdp import health, views
+from cdp import health, timezones, views
 from profiles.collect import collect
 
 urlpatterns = [
@@ -19,6 +19,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.dashboard, name="dashboard"),
+    path("start/", views.landing, name="landing"),
+    path("time-zone/", timezones.time_zone_set, name="time-zone"),
     path("profiles/", views.profile_list, name="profile-list"),
     path("profiles/export.csv", views.profile_export, name="profile-export"),
     path("profiles/<int:profile_id>/", views.profile_detail, name="profile-detail"),

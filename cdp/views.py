@@ -6,15 +6,17 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from django.http import Http404, HttpResponseServerError, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponseServerError, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template import loader
 
 from cdp import profile_csv, selectors
 from cdp.forms import DASHBOARD_PRESETS, DashboardRangeForm, ProfileFilterForm
 from consent import selectors as consent_selectors
+from consent.forms import MAX_ID, ConsentChoiceForm
 from consent.models import ConsentSource
 from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
+from profiles.common.permissions import PRIVACY_OFFICER
 from profiles.masking import (known_values, mask_identifier, mask_merge_record, mask_payload, mask_traits,
                               masks_for)
 from profiles.selectors import profile_get
@@ -117,50 +119,53 @@ def profile_detail(request, profile_id):
 @require_POST
 def profile_consent_record(request, profile_id):
     """A choice the person made outside the product (a paper form, a call), recorded by a privacy officer."""
-    profile = profile_get(profile_id=profile_id)
+    profile = profile_get(profile_id=profile_id) if profile_id <= MAX_ID else None
     if profile is None:
         raise Http404("No such profile.")
-    granted = request.POST.get("granted")
-    if granted not in ("yes", "no"):
-        messages.error(request, "Choose granted or denied.")
-    else:
+    form = ConsentChoiceForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
         try:
             consent_record(choices=[ConsentChoice(
-                profile_id=profile.pk, purpose=request.POST.get("purpose", ""), granted=granted == "yes",
-                source=ConsentSource.WEB_FORM, recorded_at=timezone.now(),
-                policy_version=request.POST.get("policy_version", "").strip(),
-                reason=request.POST.get("reason", "").strip())], actor=request.user)
+                profile_id=profile.pk, purpose=data["purpose"], granted=data["granted"] == "yes",
+                source=ConsentSource.PRIVACY_OFFICER, recorded_at=timezone.now(),
+                policy_version=data["policy_version"].strip(), reason=data["reason"].strip())], actor=request.user)
         except UnknownPurpose as error:
-            messages.error(request, str(error))
-    return redirect("profile-detail", profile_id=profile.pk)
+            form.add_error("purpose", str(error))
+        else:
+            return redirect("profile-detail", profile_id=profile.pk)
+    # Refused: this profile's page again, the errors shown in its record-a-choice form.
+    for field, errors in form.errors.items():
+        messages.error(request, f"{field.replace('_', ' ')}: {' '.join(errors)}")
+    response = profile_detail(request, profile.pk)
+    response.status_code = 400
+    return response
 
 
-# Error pages. The collection API and the REST API answer machines: they get the API's JSON error shape.
-_MACHINE_PATHS = ("/api/", "/v1/")
+@login_required
+def landing(request):
+    """Where a login lands: a privacy officer on the privacy dashboard, everyone else on the dashboard."""
+    if request.user.groups.filter(name=PRIVACY_OFFICER).exists() and request.user.has_perm(
+            "consent.view_privacyrequest"):
+        return redirect("privacy-dashboard")
+    return redirect("dashboard")
+
+
+# Error pages of the screens. Under /api/ and /v1/ the API's JSON error body replaces them
+# (cdp.middleware.ApiErrorsAsJson).
 logger = logging.getLogger(__name__)
 
 
-def _machine(request) -> bool:
-    return request.path.startswith(_MACHINE_PATHS)
-
-
 def page_not_found(request, exception=None):
-    if _machine(request):
-        return JsonResponse({"code": "not_found", "message": "Nothing at this address."}, status=404)
     return render(request, "404.html", status=404)
 
 
 def permission_denied(request, exception=None):
-    if _machine(request):
-        return JsonResponse({"code": "permission_denied", "message": "Your role may not do this."}, status=403)
     roles = [group.name for group in request.user.groups.all()] if request.user.is_authenticated else []
     return render(request, "403.html", {"roles": roles}, status=403)
 
 
 def server_error(request):
-    if _machine(request):
-        return JsonResponse({"code": "server_error", "message": "The server failed; the error is logged."},
-                            status=500)
     try:
         return render(request, "500.html", status=500)
     except Exception:  # noqa: BLE001 - the layout reads the session and the user: the database may be what failed

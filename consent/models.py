@@ -51,6 +51,8 @@ class ConsentSource(models.TextChoices):
     GPC = "gpc", "Global Privacy Control"
     ADMIN = "admin", "Admin"
     MERGE = "merge", "Profile merge"
+    PRIVACY_OFFICER = "privacy_officer", "Recorded by a privacy officer"
+    PRIVACY_REQUEST = "privacy_request", "Privacy request carried out"
 
 
 class ConsentEntry(models.Model):

@@ -178,22 +178,6 @@ def sharing_allowed(*, profile_ids: list[int]) -> set[int]:
     return consent_granted(profile_ids=profile_ids, purpose=SALE_SHARING)
 
 
-def privacy_request_queue(*, kind: str = "", status: str = "", regime: str = "", open_only: bool = False):
-    """Requests, the earliest due first, filtered as the privacy officer's queue asks."""
-    from consent.models import PrivacyRequest, RequestStatus
-
-    requests = PrivacyRequest.objects.select_related("assignee").order_by("due_on", "id")
-    if kind:
-        requests = requests.filter(kind=kind)
-    if status:
-        requests = requests.filter(status=status)
-    if regime:
-        requests = requests.filter(regime=regime)
-    if open_only:
-        requests = requests.exclude(status__in=[RequestStatus.COMPLETED, RequestStatus.REJECTED])
-    return requests
-
-
 def privacy_request_subject(*, request) -> list[Profile]:
     """The live profiles the request's identifiers resolve to (for the request page)."""
     if request.receipt and request.kind == "deletion":
@@ -224,3 +208,165 @@ def erasure_request_for_profile(*, profile_id: int) -> int | None:
 def purpose_choices() -> list[tuple[str, str]]:
     """Every purpose as (key, name), for filters and forms."""
     return list(Purpose.objects.order_by("key").values_list("key", "name"))
+
+
+# --- the privacy screens ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsentRate:
+    """How many live profiles of a regime the purpose is granted for now, explicitly or by the regime's default."""
+
+    purpose: str
+    name: str
+    regime: str
+    profiles: int
+    granted: int
+    explicit_grants: int
+    explicit_denials: int
+
+    @property
+    def share(self) -> float:
+        return self.granted / self.profiles if self.profiles else 0.0
+
+
+def consent_rates() -> list[ConsentRate]:
+    """Per purpose and regime, how many live profiles the purpose is granted for now. One aggregate query
+    whatever the number of profiles, on the regime stored with each profile."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            SELECT pu.key, pu.name, pu.gdpr_default, pu.ccpa_default,
+                   coalesce(nullif(p.regime, ''), %s) AS regime, count(p.id),
+                   count(s.id) FILTER (WHERE s.granted), count(s.id) FILTER (WHERE NOT s.granted)
+            FROM consent_purpose pu
+            LEFT JOIN profiles_profile p ON p.merged_into_id IS NULL
+            LEFT JOIN consent_consentstate s ON s.profile_id = p.id AND s.purpose_id = pu.id
+            GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 5""", [settings.CONSENT_DEFAULT_REGIME])
+        rows = cursor.fetchall()
+    counted = {(key, regime): (name, gdpr, ccpa, n, grants, denials)
+               for key, name, gdpr, ccpa, regime, n, grants, denials in rows}
+    names = {key: (name, gdpr, ccpa) for key, name, gdpr, ccpa, *_ in rows}
+    rates = []
+    for key, (name, gdpr, ccpa) in names.items():
+        for regime in ("gdpr", "ccpa"):
+            _, _, _, n, grants, denials = counted.get((key, regime), (name, gdpr, ccpa, 0, 0, 0))
+            default = gdpr if regime == "gdpr" else ccpa
+            rates.append(ConsentRate(key, name, regime, n, grants + ((n - grants - denials) if default else 0),
+                                     grants, denials))
+    return rates
+
+
+def privacy_officer_ids() -> dict[int, str]:
+    """Active users who may handle privacy requests (consent.change_privacyrequest, from a role or their own,
+    or a superuser), by id, with their usernames; the people a request can be assigned to."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    perm = {"codename": "change_privacyrequest", "content_type__app_label": "consent"}
+    users = get_user_model().objects.filter(is_active=True).filter(
+        Q(is_superuser=True) | Q(**{f"groups__permissions__{k}": v for k, v in perm.items()})
+        | Q(**{f"user_permissions__{k}": v for k, v in perm.items()}))
+    return dict(users.distinct().order_by("username").values_list("id", "username"))
+
+
+def profile_traits(*, profile_ids: list[int], keys: list[str]) -> dict[int, dict]:
+    """Of these profiles, the live ones' values of these traits (None where a trait is not set)."""
+    rows = Profile.objects.filter(id__in=profile_ids, merged_into__isnull=True).values_list("id", "traits")
+    return {pid: {key: (traits or {}).get(key) for key in keys} for pid, traits in rows}
+
+
+def _search_identifier(query: str) -> list[str]:
+    """The stored forms a typed identifier can have: an email lower-cased, a phone in E.164, else as typed."""
+    value = query.strip()
+    forms = {value.lower()}
+    for kind in ("email", "phone"):
+        normalised = profile_selectors.identifier_normalise(kind, value)
+        if normalised:
+            forms.add(normalised.lower())
+    return sorted(forms)
+
+
+def privacy_requests_find(*, closed: bool | None = False, query: str = "", kind: str = "", regime: str = "",
+                          assignee_id: int | None = None, unassigned: bool = False):
+    """The privacy officer's queue: open requests the earliest due first, or closed ones the latest closed
+    first (both with `closed` None); `query` is a request id (`12` or `#12`) or an identifier of the subject (an
+    email or phone normalised as the identity graph stores it)."""
+    from django.db.models import BooleanField, Q
+    from django.db.models.expressions import RawSQL
+
+    from consent.models import PrivacyRequest, RequestStatus
+
+    requests = PrivacyRequest.objects.select_related("assignee")
+    done = [RequestStatus.COMPLETED, RequestStatus.REJECTED]
+    if closed is not None:
+        requests = (requests.filter(status__in=done).order_by("-completed_at", "-id") if closed else
+                    requests.exclude(status__in=done).order_by("due_on", "id"))
+    if kind:
+        requests = requests.filter(kind=kind)
+    if regime:
+        requests = requests.filter(regime=regime)
+    if unassigned:
+        requests = requests.filter(assignee__isnull=True)
+    elif assignee_id is not None:
+        requests = requests.filter(assignee_id=assignee_id)
+    query = query.strip()
+    if query:
+        named = RawSQL("CASE WHEN jsonb_typeof(consent_privacyrequest.identifiers) = 'array' THEN EXISTS ("
+                       "SELECT 1 FROM jsonb_array_elements(consent_privacyrequest.identifiers) AS i "
+                       "WHERE lower(btrim(i->>'value')) = ANY(%s)) ELSE false END", [_search_identifier(query)],
+                       output_field=BooleanField())
+        number = query.removeprefix("#")
+        by_id = Q(pk=int(number)) if number.isdigit() and len(number) <= 18 else Q(pk__in=[])
+        requests = requests.filter(by_id | Q(named))
+    return requests
+
+
+def privacy_request_counts(*, today) -> dict[str, int]:
+    """Open requests, and of them the overdue, the due within a week and the unassigned ones. One query."""
+    from datetime import timedelta
+
+    from django.db.models import Count, Q
+
+    from consent.models import PrivacyRequest, RequestStatus
+
+    open_ = Q(status__in=[RequestStatus.RECEIVED, RequestStatus.VERIFYING, RequestStatus.IN_PROGRESS])
+    return PrivacyRequest.objects.aggregate(
+        open=Count("id", filter=open_), overdue=Count("id", filter=open_ & Q(due_on__lt=today)),
+        due_soon=Count("id", filter=open_ & Q(due_on__gte=today, due_on__lte=today + timedelta(days=7))),
+        unassigned=Count("id", filter=open_ & Q(assignee__isnull=True)),
+        closed=Count("id", filter=~open_))
+
+
+def audit_entries(*, request_id: int | None = None, profile_id: int | None = None, actor: str = "",
+                  start: datetime | None = None, end: datetime | None = None, before_id: int | None = None,
+                  limit: int = 50) -> list:
+    """Audit entries, newest first, filtered; at most `limit` + 1, so the caller knows whether more follow.
+    Paged by id (`before_id`), which costs the same on the millionth page as on the first."""
+    from consent.models import AuditEntry
+
+    entries = AuditEntry.objects.order_by("-id")
+    if request_id is not None:
+        entries = entries.filter(target_type="privacy_request", target_id=request_id)
+    if profile_id is not None:
+        entries = entries.filter(target_type="profile", target_id=profile_id)
+    if actor:
+        entries = entries.filter(actor__iexact=actor)
+    if start is not None:
+        entries = entries.filter(at__gte=start)
+    if end is not None:
+        entries = entries.filter(at__lt=end)
+    if before_id is not None:
+        entries = entries.filter(id__lt=before_id)
+    return list(entries[:limit + 1])
+
+
+def privacy_requests_open_and_closed(*, requests) -> dict[str, int]:
+    """How many of these requests (privacy_requests_find with `closed` None) are open and closed. One query."""
+    from django.db.models import Count, Q
+
+    from consent.models import RequestStatus
+
+    done = Q(status__in=[RequestStatus.COMPLETED, RequestStatus.REJECTED])
+    return requests.order_by().aggregate(open=Count("id", filter=~done), closed=Count("id", filter=done))

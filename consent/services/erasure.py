@@ -112,9 +112,10 @@ def _reduce_other_requests(named: list[tuple[str, str]], *, keep: int) -> int:
     """Other requests of the same person (an access request before the deletion, say) name them too: they keep
     their dates, status and receipt, and lose the identifiers, changes, notes and transition notes."""
     values = {value.strip().lower() for _, value in named}
-    hits = [r for r in PrivacyRequest.objects.exclude(pk=keep).only("id", "kind", "identifiers", "changes", "notes")
+    hits = [r for r in PrivacyRequest.objects.exclude(pk=keep).only("id", "kind", "identifiers", "changes", "notes",
+                                                                     "progress")
             if any(str(i.get("value", "")).strip().lower() in values for i in r.identifiers)]
     for other in hits:
         request_reduce(other)
-        other.save(update_fields=["identifiers", "changes", "notes"])
+        other.save(update_fields=["identifiers", "changes", "notes", "progress"])
     return len(hits)

@@ -5,26 +5,92 @@ consent.services.erasure, an export by consent.services.exports, both in Celery 
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
 from consent.deadlines import deadlines_for, extended_due
 from consent.models import ConsentSource, PrivacyRequest, PrivacyRequestTransition, Purpose, RequestKind, RequestStatus
-from consent.selectors import subject_profile_ids
+from consent.selectors import privacy_officer_ids, profile_traits, subject_profile_ids
 from consent.services.audit import audit_record
 from consent.services.background import export_queue
 from consent.services.erasure import erasure_start
 from consent.services.ledger import ConsentChoice, consent_record
 from consent.services.transitions import RequestStateError, person, request_transition
 from profiles import selectors as profile_selectors
+from profiles.selectors import identifier_normalise
 from profiles.services.ingest import events_accept
 from profiles.services.sources import source_get_or_create
 
 RECTIFICATION_SOURCE = "Privacy requests"
 RECTIFICATION_MESSAGE = "rectification-{request}-{profile}"
 OPEN = (RequestStatus.RECEIVED, RequestStatus.VERIFYING, RequestStatus.IN_PROGRESS)
+# What a privacy officer may do to a request, in the order its page offers them.
+ACTIONS = ("verify", "execute", "extend", "reject", "assign")
+_DONE = {"verify": "verified", "execute": "executed", "extend": "extended", "reject": "rejected",
+         "assign": "assigned"}
+
+
+def privacy_today() -> date:
+    """Today in the platform's time zone (TIME_ZONE): due dates are dates there, whoever looks at them and
+    whatever time zone their screen shows."""
+    return timezone.localdate(timezone=timezone.get_default_timezone())
+
+
+def privacy_request_refusal(*, request: PrivacyRequest, action: str, today: date | None = None
+                            ) -> RequestStateError | None:
+    """Why `action` does not apply to the request as it stands, or None when it does.
+
+    The one rule the services (which raise it) and the screens (which offer only the actions that apply)
+    share, from the request's status and its regime's deadlines. A reason an action needs is checked by the
+    action's service.
+    """
+    status = request.get_status_display().lower()
+    if request.status not in OPEN:
+        return RequestStateError("invalid_status", f"A {status} request cannot be {_DONE[action]}.")
+    if action == "assign":
+        return None
+    if request.progress.get("started_at"):
+        return RequestStateError("already_running", "The request is being carried out; it can no longer be "
+                                                    f"{_DONE[action]}.")
+    if action != "reject" and any(item.get("value") is None for item in request.identifiers):
+        # Another request erased the subject and reduced this one: nothing is left to carry it out on.
+        return RequestStateError("subject_erased", "The subject was erased by another request: this one can only "
+                                                   "be rejected, with that reason.")
+    dates = deadlines_for(kind=request.kind, regime=request.regime, received=request.received_at)
+    if action == "verify":
+        if not dates.verification_required:
+            # 11 CCR 7026(b): a business may not require a verifiable request to opt out of sale or sharing.
+            return RequestStateError("verification_not_required",
+                                     "An opt-out of sale or sharing is carried out without identity verification.")
+        if request.status == RequestStatus.IN_PROGRESS:
+            return RequestStateError("invalid_status", "The subject's identity is verified already.")
+    if action == "execute" and dates.verification_required and request.status != RequestStatus.IN_PROGRESS:
+        return RequestStateError("not_verified",
+                                 f"A {status} request cannot be executed: verify the subject's identity first.")
+    if action == "extend":
+        if request.extended_reason:
+            return RequestStateError("already_extended", "The request was already extended once.")
+        if not dates.extendable:
+            return RequestStateError("not_extendable", "An opt-out of sale or sharing cannot be extended.")
+        if (today or privacy_today()) > request.due_on:
+            # GDPR Art. 12(3) and 11 CCR 7021(b): the subject is told of the extension within the original period.
+            return RequestStateError("too_late",
+                                     f"The request was due on {request.due_on}; it can no longer be extended.")
+    return None
+
+
+def privacy_request_actions(*, request: PrivacyRequest, today: date | None = None) -> list[str]:
+    """The actions that apply to the request now (what its page offers)."""
+    today = today or privacy_today()
+    return [action for action in ACTIONS if privacy_request_refusal(request=request, action=action, today=today) is None]
+
+
+def _refuse(request: PrivacyRequest, action: str) -> None:
+    refusal = privacy_request_refusal(request=request, action=action)
+    if refusal is not None:
+        raise refusal
 
 
 @transaction.atomic
@@ -36,6 +102,10 @@ def privacy_request_create(*, kind: str, regime: str, identifiers: list[dict], a
         raise RequestStateError("changes_required", "A rectification request needs the traits to change.")
     received_at = received_at or timezone.now()
     dates = deadlines_for(kind=kind, regime=regime, received=received_at)
+    # Stored as the identity graph stores them (emails lower-cased, phones in E.164), so the queue's search and
+    # an erasure's reduction of the subject's other requests find them whatever way they were typed.
+    identifiers = [{**item, "value": identifier_normalise(item["type"], str(item["value"])) or str(item["value"])}
+                   for item in identifiers]
     request = PrivacyRequest.objects.create(
         kind=kind, regime=regime, identifiers=identifiers, received_at=received_at,
         acknowledge_by=dates.acknowledge_by, due_on=dates.due, notes=notes, allow_recreation=allow_recreation,
@@ -57,8 +127,7 @@ def _locked(request_id: int) -> PrivacyRequest:
 def privacy_request_verify(*, request_id: int, actor=None, note: str = "") -> PrivacyRequest:
     """Records that the subject's identity is verified; the request is then in progress."""
     request = _locked(request_id)
-    if request.status not in (RequestStatus.RECEIVED, RequestStatus.VERIFYING):
-        raise RequestStateError("invalid_status", f"A {request.status} request cannot be verified.")
+    _refuse(request, "verify")
     request.verified_at = timezone.now()
     request_transition(request, to=RequestStatus.IN_PROGRESS, action="verify", actor=person(actor), note=note)
     request.save(update_fields=["status", "verified_at"])
@@ -69,17 +138,9 @@ def privacy_request_verify(*, request_id: int, actor=None, note: str = "") -> Pr
 def privacy_request_extend(*, request_id: int, reason: str, actor=None) -> PrivacyRequest:
     """Moves the due date by the one extension the regime allows; the reason is told to the subject."""
     request = _locked(request_id)
-    if request.status not in OPEN:
-        raise RequestStateError("invalid_status", f"A {request.status} request cannot be extended.")
-    if request.extended_reason:
-        raise RequestStateError("already_extended", "The request was already extended once.")
-    if not deadlines_for(kind=request.kind, regime=request.regime, received=request.received_at).extendable:
-        raise RequestStateError("not_extendable", "An opt-out of sale or sharing cannot be extended.")
+    _refuse(request, "extend")
     if not reason.strip():
         raise RequestStateError("reason_required", "An extension needs a reason.")
-    if timezone.localdate() > request.due_on:
-        # GDPR Art. 12(3) and 11 CCR 7021(b): the subject is told of the extension within the original period.
-        raise RequestStateError("too_late", f"The request was due on {request.due_on}; it can no longer be extended.")
     request.due_on = extended_due(regime=request.regime, received=request.received_at, due=request.due_on)
     request.extended_reason = reason.strip()
     request_transition(request, to=request.status, action="extend", actor=person(actor), note=reason.strip())
@@ -90,8 +151,7 @@ def privacy_request_extend(*, request_id: int, reason: str, actor=None) -> Priva
 @transaction.atomic
 def privacy_request_reject(*, request_id: int, reason: str, actor=None) -> PrivacyRequest:
     request = _locked(request_id)
-    if request.status not in OPEN:
-        raise RequestStateError("invalid_status", f"A {request.status} request cannot be rejected.")
+    _refuse(request, "reject")
     if not reason.strip():
         raise RequestStateError("reason_required", "A rejection needs a reason.")
     request.rejected_reason = reason.strip()
@@ -102,29 +162,25 @@ def privacy_request_reject(*, request_id: int, reason: str, actor=None) -> Priva
 
 
 @transaction.atomic
-def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
+def privacy_request_execute(*, request_id: int, actor=None, source: str = ConsentSource.API) -> PrivacyRequest:
     """Carries the request out: an opt-out at once; a deletion by queueing the erasure task after commit.
 
-    Access and portability build their export in the background; restriction and rectification complete at
-    once. Raises RequestStateError when the request is not verified (opt-outs need no verification).
+    Access and portability build their export in the background; restriction completes at once, rectification
+    once the pipeline has processed the corrected traits (whose values before are kept on the request).
+    `source` is where the consent choices of an opt-out or a restriction are recorded as coming from (the
+    privacy screens say so; the API's callers are "api"). Raises RequestStateError when the request is not
+    verified (opt-outs need no verification).
     """
     request = _locked(request_id)
-    needs_verification = deadlines_for(kind=request.kind, regime=request.regime,
-                                       received=request.received_at).verification_required
-    ready = (RequestStatus.IN_PROGRESS,) if needs_verification else (RequestStatus.RECEIVED, RequestStatus.VERIFYING,
-                                                                     RequestStatus.IN_PROGRESS)
-    if request.status not in ready:
-        raise RequestStateError("not_verified" if request.status in OPEN else "invalid_status",
-                                f"A {request.status} request cannot be executed"
-                                + (": verify the subject's identity first." if request.status in OPEN else "."))
-    if request.progress.get("started_at"):
+    if request.status == RequestStatus.IN_PROGRESS and request.progress.get("started_at"):
         return request  # already running: executing twice is harmless
+    _refuse(request, "execute")
     profile_ids = subject_profile_ids(identifiers=request.identifiers)
     now = timezone.now()
     if request.kind == RequestKind.OPT_OUT:
         live = profile_selectors.profiles_live(profile_ids=profile_ids)
         consent_record(choices=[ConsentChoice(profile_id=pid, purpose="sale_sharing", granted=False,
-                                              source=ConsentSource.API, recorded_at=now,
+                                              source=source, recorded_at=now,
                                               reason=f"privacy request {request.pk}") for pid in live],
                        actor=actor)
         request.receipt = {"request": request.pk, "kind": request.kind, "profiles": len(profile_ids),
@@ -144,21 +200,49 @@ def privacy_request_execute(*, request_id: int, actor=None) -> PrivacyRequest:
         # leave the profile out; lifting the restriction is a new choice, recorded like any other.
         live = profile_selectors.profiles_live(profile_ids=profile_ids)
         keys = list(Purpose.objects.values_list("key", flat=True))
-        consent_record(choices=[ConsentChoice(profile_id=pid, purpose=key, granted=False, source=ConsentSource.API,
+        consent_record(choices=[ConsentChoice(profile_id=pid, purpose=key, granted=False, source=source,
                                               recorded_at=now, reason=f"restriction of processing, privacy request "
                                                                       f"{request.pk}")
                                 for pid in live for key in keys], actor=actor)
         return _complete(request, actor, {"profiles": len(live)})
     if request.kind == RequestKind.RECTIFICATION:
+        # What the traits were, to show beside what they became. Personal data like the changes themselves, so
+        # an erasure of the subject reduces both alike (consent.services.transitions.request_reduce).
+        before = {str(pid): values for pid, values in profile_traits(
+            profile_ids=profile_ids, keys=sorted(request.changes)).items()}
         awaiting = _rectify(request, profile_ids, now)
         if not awaiting:
+            request.progress = {"started_at": now.isoformat(), "before": before}
+            request.save(update_fields=["progress"])
             return _complete(request, actor, {"profiles": 0, "traits": sorted(request.changes)})
         # Completed by the pipeline once it has processed every message (privacy_rectifications_processed).
-        request.progress = {"started_at": now.isoformat(), "awaiting": awaiting, "profiles": len(awaiting)}
+        request.progress = {"started_at": now.isoformat(), "awaiting": awaiting, "profiles": len(awaiting),
+                            "before": before}
         request_transition(request, to=RequestStatus.IN_PROGRESS, action="execute", actor=person(actor))
         request.save(update_fields=["status", "progress"])
         return request
     erasure_start(request=request, profile_ids=profile_ids, actor=actor, now=now)
+    return request
+
+
+@transaction.atomic
+def privacy_request_assign(*, request_id: int, assignee_id: int | None, actor=None) -> PrivacyRequest:
+    """Gives an open request to someone who may handle requests, or to no one (`assignee_id` None): a
+    transition with its actor, so it is in the request's history and the audit log. Assigning to the current
+    assignee changes nothing. Raises RequestStateError for a closed request or an assignee who may not handle
+    requests (`invalid_assignee`)."""
+    request = _locked(request_id)
+    _refuse(request, "assign")
+    if request.assignee_id == assignee_id:
+        return request
+    officers = privacy_officer_ids()
+    if assignee_id is not None and assignee_id not in officers:
+        raise RequestStateError("invalid_assignee", "Only an active user who handles privacy requests can be "
+                                                    "assigned.")
+    previous, request.assignee_id = request.assignee_id, assignee_id
+    request_transition(request, to=request.status, action="assign", actor=person(actor),
+                       note=officers.get(assignee_id, ""), details={"assignee": assignee_id, "previous": previous})
+    request.save(update_fields=["assignee", "status"])
     return request
 
 

@@ -32,9 +32,13 @@ def request_transition(request: PrivacyRequest, *, to: str, action: str, actor=N
 
 
 def request_reduce(request: PrivacyRequest) -> None:
-    """What is left of a request once its subject is erased: only the kinds of identifiers it named (the caller
-    saves). Its transitions' notes go too."""
+    """What is left of a request once its subject is erased: only the kinds of identifiers it named, and the
+    names of the traits a rectification changed (the caller saves identifiers, changes, notes and progress).
+    Its transitions' notes go too."""
     request.identifiers = [{"type": item["type"]} for item in request.identifiers]
     request.changes = {key: None for key in request.changes}
+    if request.progress.get("before"):  # a rectification's values before, alike
+        request.progress = {**request.progress, "before": {pid: {key: None for key in values}
+                                                           for pid, values in request.progress["before"].items()}}
     request.notes = ""
     PrivacyRequestTransition.objects.filter(request=request).update(note="")

@@ -67,7 +67,7 @@ def test_a_privacy_officer_records_a_paper_form_choice_on_the_profile_page(clien
     assert response.status_code == 302
     entry = quinn.consent_entries.get()
     assert (entry.purpose.key, entry.granted, entry.source, entry.policy_version) == (
-        "marketing_sms", True, "web_form", "2026-02")
+        "marketing_sms", True, "privacy_officer", "2026-02")
     assert AuditEntry.objects.get(action="consent.record").actor == "pat"
     page = client.get(f"/profiles/{quinn.pk}/").content.decode()
     assert "signed form" in page

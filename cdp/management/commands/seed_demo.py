@@ -13,7 +13,9 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from cdp.pipeline import pipeline_drain
-from profiles.models import Event, MergeRecord, PendingEvent, Profile
+from consent.models import ConsentSource, PrivacyRequest
+from consent.services import privacy
+from profiles.models import Event, Identifier, MergeRecord, PendingEvent, Profile
 from profiles.services.enrichment import profiles_enrich
 from profiles.services.ingest import events_accept
 from profiles.services.sources import source_get_or_create
@@ -180,6 +182,47 @@ def demo_messages(*, people: int, seed: int | None, now: datetime) -> list[dict]
     return generator.messages
 
 
+DEMO_ACTOR = "demo data"
+
+
+def demo_requests(*, now: datetime) -> int:
+    """A few data subject requests in every state, through the same services as the privacy screens: one overdue
+    (GDPR, received 40 days ago), one due within a week, new ones, and closed ones with their receipts (a
+    rectification's before and after among them). Nothing when requests exist already. Returns how many."""
+    if PrivacyRequest.objects.exists():
+        return 0
+    people = list(Identifier.objects.filter(type="email", profile__merged_into__isnull=True)
+                  .order_by("value").values_list("value", "profile__traits"))
+    # A request may name someone the platform holds nothing on; a tiny demo has too few people anyway.
+    people += [(f"former.customer{i}@example.net", {}) for i in range(6 - min(len(people), 6))]
+
+    def email(index: int) -> list[dict]:
+        return [{"type": "email", "value": people[index % len(people)][0]}]
+
+    def create(kind: str, regime: str, index: int, days_ago: int, **kwargs) -> PrivacyRequest:
+        return privacy.privacy_request_create(kind=kind, regime=regime, identifiers=email(index), actor=DEMO_ACTOR,
+                                              received_at=now - timedelta(days=days_ago, hours=3), **kwargs)
+
+    create("access", "gdpr", 0, 40, notes="Asked by email for a copy of their data.")
+    due_soon = create("deletion", "ccpa", 1, 40, notes="Web form: delete my account.")
+    privacy.privacy_request_verify(request_id=due_soon.pk, actor=DEMO_ACTOR, note="Confirmed from the account email.")
+    create("rectification", "gdpr", 2, 2, changes={"city": "Lisbon"}, notes="Moved; asked to update the address.")
+    name = str(people[3 % len(people)][1].get("name") or "Sam Doe")
+    rectified = create("rectification", "gdpr", 3, 6, changes={"name": f"{name}-Okafor"},
+                       notes="Name changed after marriage.")
+    privacy.privacy_request_verify(request_id=rectified.pk, actor=DEMO_ACTOR)
+    privacy.privacy_request_execute(request_id=rectified.pk, actor=DEMO_ACTOR,
+                                    source=ConsentSource.PRIVACY_REQUEST)
+    opt_out = create("opt_out_sale", "ccpa", 4, 3)
+    privacy.privacy_request_execute(request_id=opt_out.pk, actor=DEMO_ACTOR, source=ConsentSource.PRIVACY_REQUEST)
+    rejected = create("restriction", "gdpr", 5, 20)
+    privacy.privacy_request_reject(request_id=rejected.pk, actor=DEMO_ACTOR,
+                                   reason="The identity could not be verified: no reply to our two emails.")
+    # The rectification completes once the pipeline has processed the corrected traits.
+    pipeline_drain()
+    return PrivacyRequest.objects.count()
+
+
 class Command(BaseCommand):
     help = "Sends synthetic web-shop traffic through the collection path, resolves it and computes traits."
 
@@ -202,8 +245,10 @@ class Command(BaseCommand):
             accepted += result.accepted
             duplicates += result.duplicates
         processed = pipeline_drain()
+        requests = demo_requests(now=timezone.now())
         enriched = profiles_enrich()
         self.stdout.write(self.style.SUCCESS(
             f"Sent {len(messages)} messages ({accepted} new, {duplicates} duplicates) for {profiles} people; "
             f"processed {processed}; {Profile.objects.filter(merged_into__isnull=True).count()} live profiles, "
-            f"{MergeRecord.objects.filter(outcome=MergeRecord.Outcome.MERGED).count()} merges, {enriched} enriched."))
+            f"{MergeRecord.objects.filter(outcome=MergeRecord.Outcome.MERGED).count()} merges, {enriched} enriched; "
+            f"{requests} privacy requests."))
