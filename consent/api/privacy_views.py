@@ -1,6 +1,7 @@
 """Privacy requests API: create and list, one request with its history and receipt, and its actions."""
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from consent.api.serializers import PrivacyRequestCreateSerializer, PrivacyRequestSerializer, ReasonSerializer
@@ -26,6 +27,8 @@ def _requests():
 class PrivacyRequestListView(generics.GenericAPIView):
     queryset = PrivacyRequest.objects.none()
     serializer_class = PrivacyRequestSerializer
+    # The identifiers and changes are nested, which a form body cannot carry.
+    parser_classes = [JSONParser]
 
     @extend_schema(operation_id="privacy_requests_list",
                    responses={200: PrivacyRequestSerializer(many=True), 401: UNAUTHENTICATED, 403: FORBIDDEN})
@@ -59,6 +62,7 @@ class _ActionView(generics.GenericAPIView):
     queryset = PrivacyRequest.objects.none()
     serializer_class = PrivacyRequestSerializer
     permission_classes = [ChangeRequestPermission]
+    parser_classes = [JSONParser]
 
     def act(self, request, request_id: int, **kwargs):
         generics.get_object_or_404(PrivacyRequest.objects.all(), pk=request_id)

@@ -1,7 +1,9 @@
 """Consent API shapes: the state per purpose, ledger entries, and a choice to record."""
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from consent.models import ConsentEntry, PrivacyRequest, PrivacyRequestTransition, Regime, RequestKind
+from profiles.common.fields import NO_NUL, NOT_BLANK
 
 
 class PurposeStateSerializer(serializers.Serializer):
@@ -35,8 +37,10 @@ class ConsentListQuerySerializer(serializers.Serializer):
 
 
 class SubjectIdentifierSerializer(serializers.Serializer):
-    type = serializers.CharField(max_length=64)
-    value = serializers.CharField(max_length=512)
+    type = serializers.CharField(max_length=64, validators=[NOT_BLANK], help_text=(
+        "user_id, anonymous_id, email, phone, or an external id type as a message's context.externalIds "
+        "names it (stored lower-cased)."))
+    value = serializers.CharField(max_length=512, validators=[NOT_BLANK])
 
 
 class ConsentRecordSerializer(serializers.Serializer):
@@ -45,9 +49,9 @@ class ConsentRecordSerializer(serializers.Serializer):
     purpose = serializers.SlugField()
     granted = serializers.BooleanField()
     recorded_at = serializers.DateTimeField(required=False, help_text="When the person chose; default now.")
-    policy_version = serializers.CharField(max_length=64, required=False, default="")
+    policy_version = serializers.CharField(max_length=64, required=False, default="", validators=[NOT_BLANK])
     ip = serializers.IPAddressField(required=False, default="", help_text="The person's address, stored hashed.")
-    user_agent = serializers.CharField(max_length=512, required=False, default="")
+    user_agent = serializers.CharField(max_length=512, required=False, default="", validators=[NOT_BLANK])
 
     def validate(self, data):
         if ("profile_id" in data) == ("identifier" in data):
@@ -55,11 +59,23 @@ class ConsentRecordSerializer(serializers.Serializer):
         return data
 
 
+class ConsentRecordSchema(OpenApiSerializerExtension):
+    """States what validate() checks: exactly one of profile_id and identifier."""
+
+    target_class = ConsentRecordSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        ip = schema["properties"]["ip"]
+        schema["properties"]["ip"] = {**ip, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+        return {**schema, "oneOf": [{"required": ["profile_id"]}, {"required": ["identifier"]}]}
+
+
 class PrivacyRequestCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=RequestKind.choices)
     regime = serializers.ChoiceField(choices=Regime.choices)
     identifiers = SubjectIdentifierSerializer(many=True, allow_empty=False)
-    notes = serializers.CharField(required=False, default="", allow_blank=True)
+    notes = serializers.CharField(required=False, default="", allow_blank=True, validators=[NO_NUL])
     allow_recreation = serializers.BooleanField(required=False, default=False,
                                                 help_text="Deletion only: let later events create a new profile.")
     changes = serializers.DictField(required=False, default=dict,
@@ -71,8 +87,24 @@ class PrivacyRequestCreateSerializer(serializers.Serializer):
         return data
 
 
+class PrivacyRequestCreateSchema(OpenApiSerializerExtension):
+    """States what the serializer checks beyond its fields: at least one identifier, and a rectification's
+    changes (OpenAPI 3.0 has no if/then, so the kinds are split in two)."""
+
+    target_class = PrivacyRequestCreateSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["properties"]["identifiers"]["minItems"] = 1
+        others = [kind for kind in RequestKind.values if kind != RequestKind.RECTIFICATION]
+        return {**schema, "oneOf": [
+            {"properties": {"kind": {"enum": others}}},
+            {"properties": {"kind": {"enum": [RequestKind.RECTIFICATION.value]},
+                            "changes": {"type": "object", "minProperties": 1}}, "required": ["changes"]}]}
+
+
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField()
+    reason = serializers.CharField(validators=[NOT_BLANK], help_text="Told to the subject; not blank.")
 
 
 class TransitionSerializer(serializers.ModelSerializer):

@@ -4,7 +4,8 @@ from dataclasses import asdict
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from consent import selectors
@@ -54,6 +55,8 @@ class ConsentListView(generics.GenericAPIView):
     queryset = ConsentEntry.objects.none()
     serializer_class = ConsentEntrySerializer
     pagination_class = LedgerPagination
+    # A choice names its subject with a nested identifier, which a form body cannot carry.
+    parser_classes = [JSONParser]
 
     @extend_schema(operation_id="consents_list", parameters=[ConsentListQuerySerializer],
                    responses={200: ConsentEntrySerializer(many=True), 400: BAD_REQUEST, 401: UNAUTHENTICATED,
@@ -74,7 +77,7 @@ class ConsentListView(generics.GenericAPIView):
 
     @extend_schema(operation_id="consents_create", request=ConsentRecordSerializer,
                    responses={201: ConsentEntrySerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN,
-                              404: NOT_FOUND})
+                              404: error_response("No live profile matches, or no such purpose.")})
     def post(self, request):
         """Records one choice (source "api") on the profile given by id or by identifier."""
         body = ConsentRecordSerializer(data=request.data)
@@ -93,5 +96,6 @@ class ConsentListView(generics.GenericAPIView):
         try:
             [entry] = consent_record(choices=[choice], actor=request.user)
         except UnknownPurpose as exc:
-            raise ValidationError({"purpose": [str(exc)]}) from exc
+            # Purposes are rows, not a fixed enum: like an unknown profile, an unknown purpose is not found.
+            raise NotFound(str(exc)) from exc
         return Response(ConsentEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
