@@ -179,6 +179,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Profiles, identities and events. The collection API (/v1/*) follows the Segment Spec.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The collection API is plain Django views (the hot path); this hook adds it to the schema.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "profiles.api.collect_schema.add_collection_api"],
+    "TAGS": [{"name": "collection", "description": "The Segment-compatible collection API."},
+             {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"}],
 }
 
 LOGGING = {

@@ -30,14 +30,14 @@ class PrivacyRequestListView(generics.GenericAPIView):
     # The identifiers and changes are nested, which a form body cannot carry.
     parser_classes = [JSONParser]
 
-    @extend_schema(operation_id="privacy_requests_list",
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_list",
                    responses={200: PrivacyRequestSerializer(many=True), 401: UNAUTHENTICATED, 403: FORBIDDEN})
     def get(self, request):
         """Every request, the earliest due first."""
         page = self.paginate_queryset(_requests().order_by("due_on", "id"))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(operation_id="privacy_requests_create", request=PrivacyRequestCreateSerializer,
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_create", request=PrivacyRequestCreateSerializer,
                    responses={201: PrivacyRequestSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN})
     def post(self, request):
         """A new request; its acknowledgement and due dates follow from the regime and the kind."""
@@ -51,7 +51,7 @@ class PrivacyRequestDetailView(generics.GenericAPIView):
     queryset = PrivacyRequest.objects.none()
     serializer_class = PrivacyRequestSerializer
 
-    @extend_schema(operation_id="privacy_requests_retrieve",
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_retrieve",
                    responses={200: PrivacyRequestSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND})
     def get(self, request, request_id: int):
         """One request: its status, its history, and when completed its receipt."""
@@ -80,7 +80,7 @@ ACTION_RESPONSES = {200: PrivacyRequestSerializer, 400: BAD_REQUEST, 401: UNAUTH
 class PrivacyRequestVerifyView(_ActionView):
     action_service = staticmethod(privacy.privacy_request_verify)
 
-    @extend_schema(operation_id="privacy_requests_verify", request=None, responses=ACTION_RESPONSES)
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_verify", request=None, responses=ACTION_RESPONSES)
     def post(self, request, request_id: int):
         """Records that the subject's identity was verified; the request is then in progress."""
         return self.act(request, request_id)
@@ -89,7 +89,7 @@ class PrivacyRequestVerifyView(_ActionView):
 class PrivacyRequestExecuteView(_ActionView):
     action_service = staticmethod(privacy.privacy_request_execute)
 
-    @extend_schema(operation_id="privacy_requests_execute", request=None, responses=ACTION_RESPONSES)
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_execute", request=None, responses=ACTION_RESPONSES)
     def post(self, request, request_id: int):
         """Carries the request out: an opt-out at once, a deletion in the background (follow `status`)."""
         return self.act(request, request_id)
@@ -105,7 +105,7 @@ class _ReasonActionView(_ActionView):
 class PrivacyRequestExtendView(_ReasonActionView):
     action_service = staticmethod(privacy.privacy_request_extend)
 
-    @extend_schema(operation_id="privacy_requests_extend", request=ReasonSerializer, responses=ACTION_RESPONSES)
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_extend", request=ReasonSerializer, responses=ACTION_RESPONSES)
     def post(self, request, request_id: int):
         """Moves the due date by the one extension the regime allows; the reason is told to the subject."""
         return self.act_with_reason(request, request_id)
@@ -114,7 +114,7 @@ class PrivacyRequestExtendView(_ReasonActionView):
 class PrivacyRequestRejectView(_ReasonActionView):
     action_service = staticmethod(privacy.privacy_request_reject)
 
-    @extend_schema(operation_id="privacy_requests_reject", request=ReasonSerializer, responses=ACTION_RESPONSES)
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_reject", request=ReasonSerializer, responses=ACTION_RESPONSES)
     def post(self, request, request_id: int):
         """Closes the request without carrying it out; the reason is told to the subject."""
         return self.act_with_reason(request, request_id)

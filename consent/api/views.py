@@ -34,7 +34,7 @@ class ProfileConsentView(generics.GenericAPIView):
     serializer_class = ProfileConsentSerializer
     pagination_class = None
 
-    @extend_schema(operation_id="profiles_consent_retrieve",
+    @extend_schema(tags=["consent"], operation_id="profiles_consent_retrieve",
                    responses={200: ProfileConsentSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND})
     def get(self, request, profile_id: int):
         """Each purpose's current state for the profile: its latest choice, or the default of its regime."""
@@ -58,7 +58,7 @@ class ConsentListView(generics.GenericAPIView):
     # A choice names its subject with a nested identifier, which a form body cannot carry.
     parser_classes = [JSONParser]
 
-    @extend_schema(operation_id="consents_list", parameters=[ConsentListQuerySerializer],
+    @extend_schema(tags=["consent"], operation_id="consents_list", parameters=[ConsentListQuerySerializer],
                    responses={200: ConsentEntrySerializer(many=True), 400: BAD_REQUEST, 401: UNAUTHENTICATED,
                               403: FORBIDDEN, 404: NOT_FOUND})
     def get(self, request):
@@ -75,7 +75,7 @@ class ConsentListView(generics.GenericAPIView):
         page = self.paginate_queryset(entries)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(operation_id="consents_create", request=ConsentRecordSerializer,
+    @extend_schema(tags=["consent"], operation_id="consents_create", request=ConsentRecordSerializer,
                    responses={201: ConsentEntrySerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN,
                               404: error_response("No live profile matches, or no such purpose.")})
     def post(self, request):
