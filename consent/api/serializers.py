@@ -1,4 +1,5 @@
 """Consent API shapes: the state per purpose, ledger entries, and a choice to record."""
+import orjson
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
@@ -81,6 +82,12 @@ class PrivacyRequestCreateSerializer(serializers.Serializer):
     changes = serializers.DictField(required=False, default=dict,
                                     help_text='Rectification only: the traits to set, {"name": "Ann Lee"}.')
 
+    def validate_changes(self, changes):
+        # The changes are stored as jsonb, which cannot hold a NUL character.
+        if b"\\u0000" in orjson.dumps(changes):
+            raise serializers.ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")
+        return changes
+
     def validate(self, data):
         if data["kind"] == "rectification" and not data["changes"]:
             raise serializers.ValidationError({"changes": "A rectification request needs the traits to change."})
@@ -96,11 +103,18 @@ class PrivacyRequestCreateSchema(OpenApiSerializerExtension):
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_basic_serializer(self.target, direction)
         schema["properties"]["identifiers"]["minItems"] = 1
-        others = [kind for kind in RequestKind.values if kind != RequestKind.RECTIFICATION]
+        text = {"type": "string", "pattern": NO_NUL.regex.pattern.replace("\\x", "\\u00")}
+        schema["properties"]["changes"] = {
+            **schema["properties"]["changes"],
+            "additionalProperties": {"nullable": True, "anyOf": [text, {"type": "number"}, {"type": "boolean"}]},
+            "description": 'Rectification only: the traits to set, {"name": "Ann Lee"}. Lists and objects are '
+                           "taken too. No NUL character in a name or a value (OpenAPI 3.0 cannot state it for names)."}
+        # Patterns rather than enums, so the kind keeps its one enum component.
+        rectification = {"pattern": f"^{RequestKind.RECTIFICATION.value}$"}
         return {**schema, "oneOf": [
-            {"properties": {"kind": {"enum": others}}},
-            {"properties": {"kind": {"enum": [RequestKind.RECTIFICATION.value]},
-                            "changes": {"type": "object", "minProperties": 1}}, "required": ["changes"]}]}
+            {"properties": {"kind": {"not": rectification}}},
+            {"properties": {"kind": rectification, "changes": {"type": "object", "minProperties": 1}},
+             "required": ["changes"]}]}
 
 
 class ReasonSerializer(serializers.Serializer):
