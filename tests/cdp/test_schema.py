@@ -60,3 +60,41 @@ def test_the_live_api_keeps_its_openapi_contract(live_server, credentials):
     assert failures == [], "\n\n".join(failures)
     assert COLLECTION <= set(ran)
     assert len(ran) == 20
+
+
+@pytest.mark.django_db
+def test_every_collection_error_is_declared_with_its_status_and_code(client, source, settings):
+    """The refusals the fuzz does not reach (it sends only what the schema calls valid), each against the schema."""
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    basic = "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
+    refusals = [
+        ("track", b"{", {"HTTP_AUTHORIZATION": basic}, 400, "malformed_json"),
+        ("track", b"[]", {"HTTP_AUTHORIZATION": basic}, 400, "invalid_body"),
+        ("batch", b'{"batch": {}}', {"HTTP_AUTHORIZATION": basic}, 400, "invalid_batch"),
+        ("track", b"not gzip", {"HTTP_AUTHORIZATION": basic, "HTTP_CONTENT_ENCODING": "gzip"}, 400, "invalid_gzip"),
+        ("track", b"{}", {}, 401, "invalid_write_key"),
+        ("track", b'{"p": "' + b"x" * settings.COLLECT_MAX_MESSAGE_BYTES + b'"}', {"HTTP_AUTHORIZATION": basic}, 413,
+         "payload_too_large"),
+        ("track", b"{}", {"HTTP_AUTHORIZATION": basic, "HTTP_CONTENT_ENCODING": "br"}, 415, "unsupported_encoding"),
+    ]
+    for kind, body, headers, status, code in refusals:
+        response = client.post(f"/v1/{kind}", data=body, content_type="application/json", **headers)
+        assert (response.status_code, response.json()["code"]) == (status, code)
+        declared = schema["paths"][f"/v1/{kind}"]["post"]["responses"][str(status)]
+        assert code in declared["content"]["application/json"]["schema"]["properties"]["code"]["enum"]
+    rejected = client.post("/v1/batch", data=b'{"batch": [{"type": "track", "userId": "u"}, 7]}',
+                           content_type="application/json", HTTP_AUTHORIZATION=basic).json()["rejected"]
+    codes = schema["components"]["schemas"]["CollectRejection"]["properties"]["code"]["enum"]
+    assert [(r["index"], r["code"]) for r in rejected] == [(0, "missing_field"), (1, "invalid_message")]
+    assert {r["code"] for r in rejected} <= set(codes)
+
+
+def test_the_schema_lists_exactly_the_rejection_codes_messages_can_give():
+    import inspect
+    import re
+
+    from profiles import messages
+    from profiles.api.collect_schema import REJECTION_CODES
+
+    given = set(re.findall(r'Rejection\(index, "([a-z_]+)"', inspect.getsource(messages)))
+    assert given == set(REJECTION_CODES)
