@@ -190,6 +190,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # No online validator badge: Swagger UI would send the schema's address to validator.swagger.io.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # The collection API is plain Django views (the hot path); this hook adds it to the schema.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "profiles.api.collect_schema.add_collection_api"],
+    "TAGS": [{"name": "collection", "description": "The Segment-compatible collection API."},
+             {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"}],
 }
 
 LOGGING = {

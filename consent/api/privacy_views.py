@@ -1,6 +1,7 @@
 """Privacy requests API: create and list, one request with its history and receipt, and its actions."""
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from consent.api.serializers import PrivacyRequestCreateSerializer, PrivacyRequestSerializer, ReasonSerializer
@@ -26,15 +27,18 @@ def _requests():
 class PrivacyRequestListView(generics.GenericAPIView):
     queryset = PrivacyRequest.objects.none()
     serializer_class = PrivacyRequestSerializer
+    # The identifiers and changes are nested, which a form body cannot carry.
+    parser_classes = [JSONParser]
 
-    @extend_schema(operation_id="privacy_requests_list",
-                   responses={200: PrivacyRequestSerializer(many=True), 401: UNAUTHENTICATED, 403: FORBIDDEN})
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_list",
+                   responses={200: PrivacyRequestSerializer(many=True), 400: BAD_REQUEST, 401: UNAUTHENTICATED,
+                              403: FORBIDDEN})
     def get(self, request):
         """Every request, the earliest due first."""
         page = self.paginate_queryset(_requests().order_by("due_on", "id"))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(operation_id="privacy_requests_create", request=PrivacyRequestCreateSerializer,
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_create", request=PrivacyRequestCreateSerializer,
                    responses={201: PrivacyRequestSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN})
     def post(self, request):
         """A new request; its acknowledgement and due dates follow from the regime and the kind."""
@@ -48,7 +52,7 @@ class PrivacyRequestDetailView(generics.GenericAPIView):
     queryset = PrivacyRequest.objects.none()
     serializer_class = PrivacyRequestSerializer
 
-    @extend_schema(operation_id="privacy_requests_retrieve",
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_retrieve",
                    responses={200: PrivacyRequestSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND})
     def get(self, request, request_id: int):
         """One request: its status, its history, and when completed its receipt."""
@@ -59,6 +63,7 @@ class _ActionView(generics.GenericAPIView):
     queryset = PrivacyRequest.objects.none()
     serializer_class = PrivacyRequestSerializer
     permission_classes = [ChangeRequestPermission]
+    parser_classes = [JSONParser]
 
     def act(self, request, request_id: int, **kwargs):
         generics.get_object_or_404(PrivacyRequest.objects.all(), pk=request_id)
@@ -76,7 +81,7 @@ ACTION_RESPONSES = {200: PrivacyRequestSerializer, 400: BAD_REQUEST, 401: UNAUTH
 class PrivacyRequestVerifyView(_ActionView):
     action_service = staticmethod(privacy.privacy_request_verify)
 
-    @extend_schema(operation_id="privacy_requests_verify", request=None, responses=ACTION_RESPONSES)
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_verify", request=None, responses=ACTION_RESPONSES)
     def post(self, request, request_id: int):
         """Records that the subject's identity was verified; the request is then in progress."""
         return self.act(request, request_id)
@@ -85,7 +90,7 @@ class PrivacyRequestVerifyView(_ActionView):
 class PrivacyRequestExecuteView(_ActionView):
     action_service = staticmethod(privacy.privacy_request_execute)
 
-    @extend_schema(operation_id="privacy_requests_execute", request=None, responses=ACTION_RESPONSES)
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_execute", request=None, responses=ACTION_RESPONSES)
     def post(self, request, request_id: int):
         """Carries the request out: an opt-out at once, a deletion in the background (follow `status`)."""
         return self.act(request, request_id)
@@ -101,7 +106,7 @@ class _ReasonActionView(_ActionView):
 class PrivacyRequestExtendView(_ReasonActionView):
     action_service = staticmethod(privacy.privacy_request_extend)
 
-    @extend_schema(operation_id="privacy_requests_extend", request=ReasonSerializer, responses=ACTION_RESPONSES)
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_extend", request=ReasonSerializer, responses=ACTION_RESPONSES)
     def post(self, request, request_id: int):
         """Moves the due date by the one extension the regime allows; the reason is told to the subject."""
         return self.act_with_reason(request, request_id)
@@ -110,7 +115,7 @@ class PrivacyRequestExtendView(_ReasonActionView):
 class PrivacyRequestRejectView(_ReasonActionView):
     action_service = staticmethod(privacy.privacy_request_reject)
 
-    @extend_schema(operation_id="privacy_requests_reject", request=ReasonSerializer, responses=ACTION_RESPONSES)
+    @extend_schema(tags=["privacy requests"], operation_id="privacy_requests_reject", request=ReasonSerializer, responses=ACTION_RESPONSES)
     def post(self, request, request_id: int):
         """Closes the request without carrying it out; the reason is told to the subject."""
         return self.act_with_reason(request, request_id)

@@ -4,7 +4,8 @@ from dataclasses import asdict
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from consent import selectors
@@ -33,7 +34,7 @@ class ProfileConsentView(generics.GenericAPIView):
     serializer_class = ProfileConsentSerializer
     pagination_class = None
 
-    @extend_schema(operation_id="profiles_consent_retrieve",
+    @extend_schema(tags=["consent"], operation_id="profiles_consent_retrieve",
                    responses={200: ProfileConsentSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND})
     def get(self, request, profile_id: int):
         """Each purpose's current state for the profile: its latest choice, or the default of its regime."""
@@ -54,8 +55,10 @@ class ConsentListView(generics.GenericAPIView):
     queryset = ConsentEntry.objects.none()
     serializer_class = ConsentEntrySerializer
     pagination_class = LedgerPagination
+    # A choice names its subject with a nested identifier, which a form body cannot carry.
+    parser_classes = [JSONParser]
 
-    @extend_schema(operation_id="consents_list", parameters=[ConsentListQuerySerializer],
+    @extend_schema(tags=["consent"], operation_id="consents_list", parameters=[ConsentListQuerySerializer],
                    responses={200: ConsentEntrySerializer(many=True), 400: BAD_REQUEST, 401: UNAUTHENTICATED,
                               403: FORBIDDEN, 404: NOT_FOUND})
     def get(self, request):
@@ -72,9 +75,9 @@ class ConsentListView(generics.GenericAPIView):
         page = self.paginate_queryset(entries)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(operation_id="consents_create", request=ConsentRecordSerializer,
+    @extend_schema(tags=["consent"], operation_id="consents_create", request=ConsentRecordSerializer,
                    responses={201: ConsentEntrySerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN,
-                              404: NOT_FOUND})
+                              404: error_response("No live profile matches, or no such purpose.")})
     def post(self, request):
         """Records one choice (source "api") on the profile given by id or by identifier."""
         body = ConsentRecordSerializer(data=request.data)
@@ -93,5 +96,6 @@ class ConsentListView(generics.GenericAPIView):
         try:
             [entry] = consent_record(choices=[choice], actor=request.user)
         except UnknownPurpose as exc:
-            raise ValidationError({"purpose": [str(exc)]}) from exc
+            # Purposes are rows, not a fixed enum: like an unknown profile, an unknown purpose is not found.
+            raise NotFound(str(exc)) from exc
         return Response(ConsentEntrySerializer(entry).data, status=status.HTTP_201_CREATED)

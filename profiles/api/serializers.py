@@ -2,6 +2,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from profiles.common.fields import NO_NUL, NOT_BLANK
 from profiles.masking import (NOTHING_KNOWN, known_values, mask_identifier, mask_merge_record, mask_payload,
                               mask_traits, personal_identifiers)
 from profiles.models import Event, Identifier, MergeRecord, Profile
@@ -110,16 +111,16 @@ class EventSerializer(MaskingMixin, serializers.ModelSerializer):
 
 
 class ProfileListQuerySerializer(serializers.Serializer):
-    q = serializers.CharField(required=False, allow_blank=True,
+    q = serializers.CharField(required=False, allow_blank=True, validators=[NO_NUL],
                               help_text="An identifier value (emails and phones normalised) or any trait value.")
-    identifier_type = serializers.CharField(required=False, allow_blank=True)
-    identifier = serializers.CharField(required=False, allow_blank=True)
+    identifier_type = serializers.CharField(required=False, allow_blank=True, validators=[NO_NUL])
+    identifier = serializers.CharField(required=False, allow_blank=True, validators=[NO_NUL])
     trait = serializers.CharField(required=False, allow_blank=True, help_text="A trait key the profile must have.")
-    trait_value = serializers.CharField(required=False, allow_blank=True,
+    trait_value = serializers.CharField(required=False, allow_blank=True, validators=[NO_NUL],
                                         help_text="With trait: the value, compared as text.")
 
 
 class LookupQuerySerializer(serializers.Serializer):
-    type = serializers.CharField(
+    type = serializers.CharField(validators=[NOT_BLANK],
         help_text="Identifier type: user_id, anonymous_id, email, phone or an external id type.")
-    value = serializers.CharField()
+    value = serializers.CharField(validators=[NOT_BLANK])

@@ -55,7 +55,7 @@ class ProfileListView(ProfileAPIView):
     serializer_class = ProfileListSerializer
 
     @extend_schema(
-        operation_id="profiles_list",
+        tags=["profiles"], operation_id="profiles_list",
         parameters=[ProfileListQuerySerializer],
         responses={200: ProfileListSerializer(many=True), 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN},
     )
@@ -76,7 +76,7 @@ class ProfileDetailView(ProfileAPIView):
     serializer_class = ProfileDetailSerializer
 
     @extend_schema(
-        operation_id="profiles_retrieve",
+        tags=["profiles"], operation_id="profiles_retrieve",
         responses={200: ProfileDetailSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def get(self, request, profile_id: int):
@@ -97,8 +97,8 @@ class ProfileEventsView(ProfileAPIView):
     pagination_class = TimelinePagination
 
     @extend_schema(
-        operation_id="profiles_events_list",
-        responses={200: EventSerializer(many=True), 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND},
+        tags=["profiles"], operation_id="profiles_events_list",
+        responses={200: EventSerializer(many=True), 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def get(self, request, profile_id: int):
         """The profile's events, newest first, cursor-paginated (stable while new events arrive)."""
@@ -112,7 +112,7 @@ class ProfileLookupView(ProfileAPIView):
     pagination_class = None
 
     @extend_schema(
-        operation_id="profiles_lookup",
+        tags=["profiles"], operation_id="profiles_lookup",
         parameters=[LookupQuerySerializer],
         responses={200: ProfileDetailSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN,
                    404: NOT_FOUND},

@@ -33,6 +33,24 @@ FORBIDDEN = error_response("The token's role may not do this.")
 BAD_REQUEST = error_response("The body or a query parameter is invalid.")
 
 
+def _first_error(detail, path: list[str]):
+    """The first message in DRF's nested validation errors and the path to it ("identifiers.0.type"); a list's
+    own errors ("This list may not be empty") stay on the list's path."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            found = _first_error(value, path if key == "non_field_errors" and path else [*path, str(key)])
+            if found:
+                return found
+    elif isinstance(detail, list):
+        for index, item in enumerate(detail):
+            found = _first_error(item, [*path, str(index)]) if isinstance(item, (dict, list)) else (path, item)
+            if found:
+                return found
+    elif detail:
+        return path, detail
+    return None
+
+
 def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -41,10 +59,9 @@ def exception_handler(exc, context):
     code = getattr(exc, "default_code", "error")
     if isinstance(detail, dict) and "detail" in detail:
         response.data = {"code": getattr(detail["detail"], "code", code), "message": str(detail["detail"])}
-    elif isinstance(detail, dict):
-        field, messages = next(iter(detail.items()))
-        first = messages[0] if isinstance(messages, list) and messages else messages
-        response.data = {"code": getattr(first, "code", "invalid"), "message": str(first), "field": field,
+    elif isinstance(detail, dict) and (found := _first_error(detail, [])):
+        path, first = found
+        response.data = {"code": getattr(first, "code", "invalid"), "message": str(first), "field": ".".join(path),
                          "errors": detail}
     else:
         response.data = {"code": code, "message": str(detail)}

@@ -20,6 +20,13 @@ def _paging_int(request, name: str, *, default: int | None, low: int, high: int 
     return value
 
 
+def _bounded(parameters: list[dict], bounds: dict[str, dict]) -> list[dict]:
+    """The schema's paging parameters with the bounds the checks above enforce (a larger limit is capped)."""
+    for parameter in parameters:
+        parameter["schema"] = {**parameter.get("schema", {}), **bounds.get(parameter["name"], {})}
+    return parameters
+
+
 class DefaultPagination(LimitOffsetPagination):
     """limit (at most 500, larger values are capped) and offset."""
 
@@ -33,6 +40,10 @@ class DefaultPagination(LimitOffsetPagination):
     def get_offset(self, request):
         return _paging_int(request, self.offset_query_param, default=0, low=0, high=MAX_OFFSET)
 
+    def get_schema_operation_parameters(self, view):
+        return _bounded(super().get_schema_operation_parameters(view), {
+            self.limit_query_param: {"minimum": 1}, self.offset_query_param: {"minimum": 0, "maximum": MAX_OFFSET}})
+
 
 class NewestFirstPagination(CursorPagination):
     """Cursor pages over a growing table (events, the ledger): stable while new rows arrive. Subclasses name the
@@ -45,3 +56,6 @@ class NewestFirstPagination(CursorPagination):
     def get_page_size(self, request):
         size = _paging_int(request, self.page_size_query_param, default=self.page_size, low=1)
         return min(size, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view):
+        return _bounded(super().get_schema_operation_parameters(view), {self.page_size_query_param: {"minimum": 1}})

@@ -69,8 +69,10 @@ def test_a_marketer_may_read_state_but_not_record_or_read_the_ledger(call, ann):
     ({"purpose": "analytics", "granted": True}, "profile_id"),
     ({"profile_id": 1, "identifier": {"type": "email", "value": "x@y.z"}, "purpose": "analytics", "granted": True},
      "profile_id"),
-    ({"profile_id": None, "purpose": "newsletter", "granted": True}, "purpose"),
     ({"profile_id": None, "purpose": "analytics", "granted": "maybe"}, "granted"),
+    ({"profile_id": None, "purpose": "analytics", "granted": True, "policy_version": "  "}, "policy_version"),
+    ({"profile_id": None, "purpose": "analytics", "granted": True, "ip": "somewhere"}, "ip"),
+    ({"identifier": {"type": "email", "value": " "}, "purpose": "analytics", "granted": True}, "identifier.value"),
 ])
 def test_bad_choices_are_400_naming_the_field_and_record_nothing(call, ann, body, field):
     if body.get("profile_id", 0) is None:
@@ -85,6 +87,16 @@ def test_an_unknown_subject_is_404(call, ann):
                     {"identifier": {"type": "email", "value": "nobody@example.com"}, "purpose": "analytics",
                      "granted": True})
     assert response.status_code == 404
+
+
+def test_an_unknown_purpose_is_404_like_an_unknown_subject(call, ann):
+    # Purposes are rows an admin adds, so the schema cannot list them: a valid-looking key that names none is
+    # not found rather than malformed.
+    response = call("post", "/api/v1/consents/", "Privacy officer",
+                    {"profile_id": ann.pk, "purpose": "newsletter", "granted": True})
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found" and "newsletter" in response.json()["message"]
+    assert not ConsentEntry.objects.exists()
 
 
 def test_the_ledger_of_a_profile_includes_the_profiles_merged_into_it(call, post_collect, drain):

@@ -113,7 +113,19 @@ def test_requests_are_for_privacy_officers_only_and_bad_input_names_the_field(ap
                                                      "identifiers": [{"type": "email", "value": "x@y.z"}]})
     assert bad.status_code == 400 and bad.json()["field"] == "kind"
     empty = api("post", "/api/v1/privacy-requests/", {"kind": "deletion", "regime": "gdpr", "identifiers": []})
-    assert empty.status_code == 400 and empty.json()["field"] == "identifiers"
+    assert empty.json() == {"code": "empty", "message": "This list may not be empty.", "field": "identifiers",
+                            "errors": {"identifiers": {"non_field_errors": ["This list may not be empty."]}}}
+    assert empty.status_code == 400
+    blank = api("post", "/api/v1/privacy-requests/", {"kind": "access", "regime": "gdpr", "identifiers": [
+        {"type": "email", "value": "x@y.z"}, {"type": "\t", "value": "x"}]})
+    assert blank.status_code == 400
+    assert (blank.json()["code"], blank.json()["field"]) == ("blank", "identifiers.1.type")
+    # jsonb cannot hold NUL: refused as the field's error, where it once failed in PostgreSQL with a 500.
+    for changes in ({"name": "Ann\u0000"}, {"na\u0000me": "Ann"}, {"name": ["x", {"y": "\u0000"}]}):
+        nul = api("post", "/api/v1/privacy-requests/", {"kind": "rectification", "regime": "gdpr", "changes": changes,
+                                                          "identifiers": [{"type": "email", "value": "x@y.z"}]})
+        assert nul.status_code == 400
+        assert (nul.json()["code"], nul.json()["field"]) == ("null_characters_not_allowed", "changes")
     assert not PrivacyRequest.objects.exists()
 
 
