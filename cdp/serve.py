@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import environ
+
 from cdp import embedded
 
 BASE_DIR = embedded.BASE_DIR
@@ -49,6 +51,8 @@ def _stop(process: subprocess.Popen | None) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     _ensure_env_file()
+    # What settings will read: a DATABASE_URL or REDIS_URL in .env counts as set.
+    environ.Env.read_env(BASE_DIR / ".env")
     started_database = False
     worker = server = None
     try:
