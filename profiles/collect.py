@@ -107,6 +107,8 @@ def collect(request: HttpRequest, kind: str) -> HttpResponse:
     if not isinstance(data, dict):
         return _error(400, "invalid_body", "The body must be a JSON object.")
     write_key = _write_key_from_header(request) or data.get("writeKey") or ""
+    if not isinstance(write_key, str) or "\x00" in write_key:
+        write_key = ""  # no key has one; PostgreSQL could not even compare it
     source = Source.objects.filter(write_key=write_key, is_active=True).only("id").first() if write_key else None
     if source is None:
         return _error(401, "invalid_write_key", "A valid source write key is required as the HTTP Basic username.")

@@ -145,7 +145,8 @@ def validate_message(message, *, index: int, received_at: datetime, default_type
         event=event,
         user_id=user_id[:512],
         anonymous_id=anonymous_id[:512],
-        timestamp=timestamp,
+        # As its UTC instant: PostgreSQL refuses offsets past 15:59, which Python's ISO parser accepts.
+        timestamp=timestamp.astimezone(timezone.utc),
         payload=payload,
     )
 

@@ -170,3 +170,15 @@ def test_a_body_deeper_than_the_parser_takes_is_a_clear_400(post_collect):
 
     assert r.status_code == 400 and r.json()["code"] == "malformed_json"
     assert not PendingEvent.objects.exists()
+
+
+def test_a_write_key_with_a_nul_or_a_timestamp_offset_past_15_59_is_no_server_error(post_collect, client, source):
+    refused = post_collect("track", {"userId": "u1", "event": "E"}, write_key="bad\x00key")
+    in_body = client.post("/v1/track", data=orjson.dumps({"writeKey": "bad\x00key", "userId": "u1", "event": "E"}),
+                          content_type="application/json")
+    odd_offset = post_collect("track", {"userId": "u1", "event": "E", "messageId": "o",
+                                        "timestamp": "2026-01-01T00:30:00-23:29"})
+
+    assert refused.status_code == in_body.status_code == 401
+    assert odd_offset.status_code == 200 and odd_offset.json()["accepted"] == 1
+    assert PendingEvent.objects.get().timestamp.isoformat() == "2026-01-01T23:59:00+00:00"
