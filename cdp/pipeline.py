@@ -1,8 +1,9 @@
 """The pipeline: claim a batch of pending events and run each app's step over the whole batch, in order.
 
-consent gate (suppression list) -> identity resolution, traits and counters -> the regime of profiles whose country
-changed -> consent carried across merges -> consent signals of the messages -> rectifications completed -> segment
-re-evaluation and campaign triggers (arrive with their apps). All in one transaction.
+consent gate (suppression list) -> identity resolution, traits, counters and the privacy regime (consent's
+rule, registered at start-up) -> consent carried across merges -> consent signals of the messages ->
+rectifications completed -> segment re-evaluation and campaign triggers (arrive with their apps).
+All in one transaction.
 """
 import logging
 
@@ -11,7 +12,6 @@ from django.db import DataError, IntegrityError, OperationalError, transaction
 
 from consent.services.ledger import CollectedEvent, consent_apply_collected, consent_merge
 from consent.services.privacy import privacy_rectifications_processed
-from consent.services.regimes import consent_regimes_follow
 from consent.services.suppression import suppressed_events
 from profiles.services.ingest import events_discard
 from profiles.services.identity import (ClaimedEvent, ResolveOutcome, event_set_aside, events_claim_pending,
@@ -78,11 +78,6 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
 
 
 def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
-    # The regime first: the ledger entries below record it. Identity resolution hands over the traits it changed,
-    # which it holds in memory, so this costs nothing in a batch that changed no country, and otherwise one
-    # UPDATE of those profiles (a HOT one: the column is not indexed) under the locks the batch already holds.
-    # Profiles cannot call consent's mapping, and a regime computed in SQL would be a second copy of it.
-    consent_regimes_follow(traits_changed=outcome.traits_changed)
     # Merges before signals: a choice carried over from a merged profile is older than the signals of this batch.
     consent_merge(merges=outcome.merged)
     consent_apply_collected(events=[

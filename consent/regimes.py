@@ -14,8 +14,6 @@ _COUNTRY_NAMES = {
 }
 
 
-# The traits country_code reads: a change of any other trait leaves the regime as it was.
-REGIME_TRAITS = frozenset({"country", "address"})
 
 
 def country_code(traits: dict) -> str:

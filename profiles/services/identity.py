@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,6 +111,16 @@ def event_set_aside(*, reason: str, after_id: int = 0) -> int | None:
     return row[0]
 
 
+_regime_rules: list[Callable[[dict], str]] = []
+
+
+def profile_regime_rule_register(rule: Callable[[dict], str]) -> None:
+    """Registers the rule that names a profile's privacy regime from its traits ("" for none). Consent owns the
+    rule and registers it at start-up; identity resolution applies it to every profile whose traits a batch
+    changes and stores the result in the same UPDATE that writes the traits, so a profile is written once."""
+    _regime_rules[:] = [rule]
+
+
 def profiles_lock(*, profile_ids: list[int]) -> None:
     """Locks these profiles FOR UPDATE until the transaction ends, in id order (as the pipeline does), so a batch
     that touches them waits, or has committed before this returns."""
@@ -129,14 +140,11 @@ def _lock_identities(keys: set[tuple[str, str]]) -> None:
 
 @dataclass(frozen=True)
 class ResolveOutcome:
-    """What a resolved batch did, for the pipeline's next steps: the live profile of each event, every existing
-    profile merged away, as (merged profile, survivor), and the surviving profiles whose traits changed (a
-    merge's included): the keys that changed, and the traits as written. Steps that derive something from
-    traits read these instead of the profiles."""
+    """What a resolved batch did, for the pipeline's next steps: the live profile of each event, and every
+    existing profile merged away, as (merged profile, survivor)."""
 
     profile_of: dict[int, int]
     merged: list[tuple[int, int]]
-    traits_changed: dict[int, tuple[frozenset[str], dict]]
 
 
 @dataclass
@@ -149,6 +157,7 @@ class _Person:
     # Whether `limited` holds all the profile's identifiers of limited types (always, for a new profile).
     limits_known: bool = False
     is_new: bool = False
+    regime: str = ""
     event_count: int = 0
     event_counts: dict[str, int] = field(default_factory=dict)
     first_seen: datetime | None = None
@@ -307,18 +316,19 @@ def _load_profiles(resolver: _Resolver, profile_ids: set[int]) -> set[int]:
     with _cursor() as cursor:
         cursor.execute(
             "SELECT id, created_at, traits::text, trait_times::text, event_count, event_counts::text, "
-            "first_seen, last_seen, merged_into_id FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
+            "first_seen, last_seen, merged_into_id, regime FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
             "ORDER BY id FOR UPDATE",
             [_int_array(profile_ids)],
         )
-        rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la, m)
-                for i, c, t, tt, n, ec, f, la, m in cursor.fetchall()]
+        rows = [(i, c, orjson.loads(t), orjson.loads(tt), n, orjson.loads(ec), f, la, m, g)
+                for i, c, t, tt, n, ec, f, la, m, g in cursor.fetchall()]
     live = set()
-    for pid, created_at, traits, trait_times, count, counts, first_seen, last_seen, merged_into in rows:
+    for pid, created_at, traits, trait_times, count, counts, first_seen, last_seen, merged_into, regime in rows:
         if merged_into is None:
             live.add(pid)
             resolver.people[pid] = _Person(pid, (created_at, pid), traits, trait_times, event_count=count,
-                                           event_counts=counts, first_seen=first_seen, last_seen=last_seen)
+                                           event_counts=counts, first_seen=first_seen, last_seen=last_seen,
+                                           regime=regime)
     return set(profile_ids) - live
 
 
@@ -473,6 +483,10 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
         changed_keys[r.find(pid)].add(key)
         changes.append((person.id, key[:200], old, value, datetime.fromisoformat(stamp) if stamp else now, event_id))
 
+    if _regime_rules:
+        for pid in changed_keys:
+            r.people[pid].regime = _regime_rules[0](r.people[pid].traits)
+
     # 3. Merges: move identifiers, events and history of merged profiles; leave a tombstone behind.
     moved_events: Counter = Counter()
     moved_identifiers: Counter = Counter()
@@ -516,8 +530,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
     _bulk_update_profiles(survivors, now)
     profile_of = {e.id: final(r.event_person[e.id]) for e in events if e.id in r.event_person}
     _move_processed([(e.id, profile_of.get(e.id)) for e in events], now)
-    traits_changed = {r.people[pid].id: (frozenset(keys), r.people[pid].traits) for pid, keys in changed_keys.items()}
-    return ResolveOutcome(profile_of=profile_of, merged=sorted(merged_existing.items()), traits_changed=traits_changed)
+    return ResolveOutcome(profile_of=profile_of, merged=sorted(merged_existing.items()))
 
 
 def _leave_tombstones(pairs: list[tuple[int, int]], now: datetime) -> None:
@@ -562,16 +575,17 @@ def _bulk_update_profiles(people: list[_Person], now: datetime) -> None:
     if not people:
         return
     rows = [{"id": p.id, "traits": p.traits, "trait_times": p.trait_times, "event_count": p.event_count,
-             "event_counts": p.event_counts, "first_seen": p.first_seen, "last_seen": p.last_seen} for p in people]
+             "event_counts": p.event_counts, "first_seen": p.first_seen, "last_seen": p.last_seen,
+             "regime": p.regime} for p in people]
     with connection.cursor() as cursor:
         # One JSON document instead of per-column arrays: orjson and PostgreSQL parse it far faster than
         # psycopg adapts Python lists, and Django's bulk_update (a CASE per column) is quadratic.
         cursor.execute(
             "UPDATE profiles_profile p SET traits = v.traits, trait_times = v.trait_times, "
             "event_count = v.event_count, event_counts = v.event_counts, first_seen = v.first_seen, "
-            "last_seen = v.last_seen, updated_at = %s "
+            "last_seen = v.last_seen, regime = v.regime, updated_at = %s "
             "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, traits jsonb, trait_times jsonb, event_count int, "
-            "event_counts jsonb, first_seen timestamptz, last_seen timestamptz) WHERE p.id = v.id",
+            "event_counts jsonb, first_seen timestamptz, last_seen timestamptz, regime text) WHERE p.id = v.id",
             [now, _json(rows)],
         )
 

@@ -61,14 +61,18 @@ def test_a_merge_carries_the_newer_country_to_the_survivor_and_empties_the_tombs
     assert phone.merged_into == survivor and phone.regime == ""
 
 
-def test_a_batch_that_changes_no_country_writes_no_regime(post_collect, drain):
+def test_the_regime_is_written_with_the_traits_in_one_statement_per_batch(post_collect, drain):
     post_collect("identify", {"userId": "cy", "traits": {"country": "DE"}, "messageId": "1"})
     drain()
     post_collect("identify", {"userId": "cy", "traits": {"name": "Cy", "plan": "pro"}, "messageId": "2"})
     with CaptureQueriesContext(connection) as queries:
         drain()
-    assert not [q for q in queries.captured_queries if "regime" in q["sql"]]
+    profile_writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE profiles_profile")]
+    assert len(profile_writes) == 1 and "traits = v.traits" in profile_writes[0]  # no second write for the regime
     assert regime_of("cy") == "gdpr"
+    post_collect("identify", {"userId": "cy", "traits": {"country": "US"}, "messageId": "3"})
+    drain()
+    assert regime_of("cy") == "ccpa"
 
 
 def test_the_ledger_records_the_stored_regime_or_the_setting(post_collect, drain):
