@@ -8,7 +8,7 @@ All in one transaction.
 import logging
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, OperationalError, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 
 from consent.services.ledger import CollectedEvent, consent_apply_collected, consent_merge
 from consent.services.privacy import privacy_rectifications_processed
@@ -50,10 +50,13 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
     error instead of blocking every event behind it.
     """
     batch_size = batch_size or settings.PIPELINE_BATCH_SIZE
+    # Alone in its transaction, a batch writes only what its queued events determine (see events_claim_pending).
+    alone = not connection.in_atomic_block
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                events = claimed = events_claim_pending(limit=batch_size, after_id=after_id)
+                events = claimed = events_claim_pending(
+                    limit=batch_size, after_id=after_id, commit_asynchronously=alone)
                 if not events:
                     return 0, after_id
                 last_id = events[-1].id

@@ -31,7 +31,9 @@ class Profile(models.Model):
 
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField()
-    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Indexed once, by the named index in Meta (the foreign key's own index would be a second, identical one).
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                    db_index=False)
     traits = models.JSONField(default=dict, blank=True)
     # When each trait was last set (ISO timestamp of the message), so the latest message wins
     # whatever order batches and merges arrive in.

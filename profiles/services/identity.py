@@ -57,6 +57,15 @@ class Rules:
     maximum: dict[str, int | None]
     blocked: dict[str, set[str]]
 
+    def filter(self, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The keys no rule blocks."""
+        return [(t, v) for t, v in keys if self.allows(t, v)]
+
+    @property
+    def blocked_any(self) -> bool:
+        """Whether any value is blocked at all: most installations block none, and skip the check per event."""
+        return any(self.blocked.values())
+
     def allows(self, kind: str, value: str) -> bool:
         blocked = self.blocked.get(kind)
         everywhere = self.blocked.get("*")
@@ -78,17 +87,21 @@ def rules_load() -> Rules:
     return rules
 
 
-def events_claim_pending(*, limit: int, after_id: int = 0) -> list[ClaimedEvent]:
+def events_claim_pending(*, limit: int, after_id: int = 0, commit_asynchronously: bool = False) -> list[ClaimedEvent]:
     """Claims up to `limit` queued events with ids above `after_id` for this transaction.
 
     Other workers skip what this one holds. A draining worker passes the last id it claimed, so it does
     not walk again over index entries of events it has just moved out of the queue (until vacuum removes them).
+    With commit_asynchronously, the transaction's commit does not wait for its WAL flush: right when everything
+    it writes derives from the claimed events, which stay queued until it commits, so a commit lost to a server
+    crash is redone from the queue (never when the transaction also accepted those events).
     """
     with _cursor() as cursor:
         # The queue's primary key walked in id order is the right plan whatever the statistics say; with stale
         # statistics (a burst of inserts, autovacuum behind) PostgreSQL may pick a bitmap scan that reads and
         # sorts every queued row, payloads included, on every claim.
-        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off"
+                       + ("; SET LOCAL synchronous_commit = off" if commit_asynchronously else ""))
         # Raw SQL to parse payloads with orjson: JSONField decodes with json.loads, the batch's largest cost.
         cursor.execute(
             "SELECT id, source_id, message_id, type, timestamp, payload::text FROM profiles_pendingevent "
@@ -163,6 +176,8 @@ class _Person:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     touched: bool = False
+    # Whether this batch changed traits or their times; an UPDATE leaves the stored ones alone otherwise.
+    traits_dirty: bool = False
     # Events and identifiers this batch gave the profile, so a merge record counts them as moved too.
     batch_events: int = 0
     batch_identifiers: int = 0
@@ -401,10 +416,11 @@ def events_resolve(*, events: list[ClaimedEvent]) -> ResolveOutcome:
     region = settings.PHONE_DEFAULT_REGION
     extracted = []
     keys: set[tuple[str, str]] = set()
+    blocking = rules.blocked_any
     for event in events:
         idents, link_only = message_identifiers(event.payload, default_region=region)
-        idents = [(t, v) for t, v in idents if rules.allows(t, v)]
-        link_only = [(t, v) for t, v in link_only if rules.allows(t, v)]
+        if blocking:
+            idents, link_only = rules.filter(idents), rules.filter(link_only)
         extracted.append((event, idents, link_only))
         keys.update(idents)
         keys.update(link_only)
@@ -477,6 +493,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
             continue
         old = person.traits.get(key)
         person.trait_times[key] = stamp
+        person.traits_dirty = True
         if key in person.traits and old == value:
             continue
         person.traits[key] = value
@@ -574,16 +591,20 @@ def _repoint(table: str, pairs: list[tuple[int, int]]) -> Counter:
 def _bulk_update_profiles(people: list[_Person], now: datetime) -> None:
     if not people:
         return
+    # Most events change only counters: their profile's traits (and the regime they name) are not sent back.
     rows = [{"id": p.id, "traits": p.traits, "trait_times": p.trait_times, "event_count": p.event_count,
              "event_counts": p.event_counts, "first_seen": p.first_seen, "last_seen": p.last_seen,
-             "regime": p.regime} for p in people]
+             "regime": p.regime} if p.traits_dirty else
+            {"id": p.id, "event_count": p.event_count, "event_counts": p.event_counts, "first_seen": p.first_seen,
+             "last_seen": p.last_seen} for p in people]
     with connection.cursor() as cursor:
         # One JSON document instead of per-column arrays: orjson and PostgreSQL parse it far faster than
         # psycopg adapts Python lists, and Django's bulk_update (a CASE per column) is quadratic.
         cursor.execute(
-            "UPDATE profiles_profile p SET traits = v.traits, trait_times = v.trait_times, "
-            "event_count = v.event_count, event_counts = v.event_counts, first_seen = v.first_seen, "
-            "last_seen = v.last_seen, regime = v.regime, updated_at = %s "
+            "UPDATE profiles_profile p SET traits = coalesce(v.traits, p.traits), "
+            "trait_times = coalesce(v.trait_times, p.trait_times), event_count = v.event_count, "
+            "event_counts = v.event_counts, first_seen = v.first_seen, last_seen = v.last_seen, "
+            "regime = coalesce(v.regime, p.regime), updated_at = %s "
             "FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, traits jsonb, trait_times jsonb, event_count int, "
             "event_counts jsonb, first_seen timestamptz, last_seen timestamptz, regime text) WHERE p.id = v.id",
             [now, _json(rows)],

@@ -68,11 +68,24 @@ def test_the_regime_is_written_with_the_traits_in_one_statement_per_batch(post_c
     with CaptureQueriesContext(connection) as queries:
         drain()
     profile_writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE profiles_profile")]
-    assert len(profile_writes) == 1 and "traits = v.traits" in profile_writes[0]  # no second write for the regime
+    # No second write for the regime.
+    assert len(profile_writes) == 1 and "regime = coalesce(v.regime, p.regime)" in profile_writes[0]
     assert regime_of("cy") == "gdpr"
     post_collect("identify", {"userId": "cy", "traits": {"country": "US"}, "messageId": "3"})
     drain()
     assert regime_of("cy") == "ccpa"
+
+
+def test_a_batch_that_changes_no_trait_sends_no_traits_and_keeps_them(post_collect, drain):
+    post_collect("identify", {"userId": "di", "traits": {"country": "FR", "plan": "pro"}, "messageId": "1"})
+    drain()
+    post_collect("track", {"userId": "di", "event": "Viewed", "messageId": "2"})
+    with CaptureQueriesContext(connection) as queries:
+        drain()
+    [write] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE profiles_profile")]
+    assert '"traits"' not in write and '"regime"' not in write and '"event_count":2' in write
+    profile = Profile.objects.get(identifiers__value="di")
+    assert profile.traits == {"country": "FR", "plan": "pro"} and profile.regime == "gdpr"
 
 
 def test_the_ledger_records_the_stored_regime_or_the_setting(post_collect, drain):
