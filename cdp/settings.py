@@ -151,11 +151,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "ingest"
 # Every queue the project routes to: a plain `celery -A cdp worker` consumes all of them (a worker started with
 # -Q consumes only those named, and the others' tasks wait).
-CELERY_TASK_QUEUES = [Queue("ingest"), Queue("privacy")]
+CELERY_TASK_QUEUES = [Queue("ingest"), Queue("privacy"), Queue("segments"), Queue("webhooks")]
 CELERY_TASK_ROUTES = {
     "profiles.*": {"queue": "ingest"},
     "cdp.*": {"queue": "ingest"},
     "consent.*": {"queue": "privacy"},
+    # Deliveries wait on other people's servers: their own queue, so a slow receiver never delays a recompute.
+    "segments.deliver*": {"queue": "webhooks"},
+    "segments.*": {"queue": "segments"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Safety net: picks up events left behind by a worker that died mid-batch.
