@@ -2,7 +2,8 @@
 
 consent gate (suppression list) -> identity resolution, traits, counters and the privacy regime (consent's
 rule, registered at start-up) -> consent carried across merges -> consent signals of the messages ->
-rectifications completed -> segment re-evaluation and campaign triggers (arrive with their apps).
+rectifications completed -> memberships follow merges, realtime segments re-evaluated for the touched profiles
+-> campaign triggers (arrive with their app).
 All in one transaction.
 """
 import logging
@@ -16,6 +17,7 @@ from consent.services.suppression import suppressed_events
 from profiles.services.ingest import events_discard
 from profiles.services.identity import (ClaimedEvent, ResolveOutcome, event_set_aside, events_claim_pending,
                                        events_resolve)
+from segments.services.membership import memberships_follow_merges, segments_after_batch
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -86,6 +88,16 @@ def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
     consent_apply_collected(events=[
         CollectedEvent(e.id, e.message_id, outcome.profile_of[e.id], e.timestamp, e.payload)
         for e in events if e.id in outcome.profile_of])
+    # After consent: a segment that reads consent sees this batch's choices.
+    memberships_follow_merges(merges=outcome.merged)
+    touched: dict[int, set[str]] = {}
+    for e in events:
+        profile_id = outcome.profile_of.get(e.id)
+        if profile_id is not None:
+            names = touched.setdefault(profile_id, set())
+            if e.type == "track":
+                names.add(e.event)
+    segments_after_batch(touched=touched, survivors={survivor for _, survivor in outcome.merged})
 
 
 def _describe(exc: Exception) -> str:

@@ -131,6 +131,10 @@ SUPPRESSION_KEY = env.str("SUPPRESSION_KEY", default=SECRET_KEY)
 # Where access and portability exports are written, and how long their one-time link stays valid.
 PRIVACY_EXPORT_DIR = env.path("PRIVACY_EXPORT_DIR", default=BASE_DIR / "var" / "exports")
 PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=72)
+# Realtime segments are swept this often (members leave when a window passes without a new event); batch segments
+# are recomputed this often. Every sweep and recompute adds a point to the segment's size history.
+SEGMENT_SWEEP_SECONDS = env.int("SEGMENT_SWEEP_SECONDS", default=300)
+SEGMENT_BATCH_SECONDS = env.int("SEGMENT_BATCH_SECONDS", default=3600)
 if CONSENT_DEFAULT_REGIME not in ("gdpr", "ccpa"):
     raise ImproperlyConfigured(f"CONSENT_DEFAULT_REGIME must be gdpr or ccpa, not {CONSENT_DEFAULT_REGIME!r}")
 if MESSAGE_DEDUPE_DAYS < 1:
@@ -170,6 +174,7 @@ CELERY_BEAT_SCHEDULE = {
     "privacy-exports": {"task": "consent.purge_exports", "schedule": 3600.0},
     "retention": {"task": "consent.purge_retention", "schedule": 24 * 3600.0},
     "privacy-resume": {"task": "consent.resume_requests", "schedule": 300.0},
+    "segments-due": {"task": "segments.recompute_due", "schedule": 60.0},
 }
 
 REST_FRAMEWORK = {
@@ -197,7 +202,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "profiles.api.collect_schema.add_collection_api"],
     "TAGS": [{"name": "collection", "description": "The Segment-compatible collection API."},
-             {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"}],
+             {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"},
+             {"name": "segments"}],
 }
 
 LOGGING = {

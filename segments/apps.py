@@ -3,3 +3,14 @@ from django.apps import AppConfig
 
 class SegmentsConfig(AppConfig):
     name = "segments"
+
+    def ready(self):
+        from consent.registry import Handler, register
+        from segments import tasks  # noqa: F401  (registers the app's tasks in every process, web included)
+        from segments.models import SegmentMembership, StaticMember
+        from segments.services.erasure import segment_data_erase, segment_data_export
+
+        register(Handler(
+            "segments", (SegmentMembership, StaticMember),
+            lambda profile_ids, limit: segment_data_erase(profile_ids=profile_ids, limit=limit),
+            lambda profile_ids: segment_data_export(profile_ids=profile_ids)))

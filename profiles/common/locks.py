@@ -36,6 +36,8 @@ def lock_space(name: str, *, number: int, size: int = 1) -> LockSpace:
 # (max_locks_per_transaction x max_connections = 6,400 by default).
 IDENTITY_BUCKETS = lock_space("profiles.identity_buckets", number=71, size=1024)
 AUDIT_CHAIN = lock_space("consent.audit_chain", number=72)
+# One key per segment id: two recomputes of one segment never run at once.
+SEGMENT_RECOMPUTE = lock_space("segments.recompute", number=73, size=2**31 - 1)
 
 
 def xact_lock(space: LockSpace, keys: Iterable[int] = (0,)) -> None:

@@ -49,6 +49,8 @@ class ClaimedEvent:
     type: str
     timestamp: datetime
     payload: dict
+    # The track event's name (the page or screen name for those), "" for other types.
+    event: str = ""
 
 
 @dataclass
@@ -104,11 +106,11 @@ def events_claim_pending(*, limit: int, after_id: int = 0, commit_asynchronously
                        + ("; SET LOCAL synchronous_commit = off" if commit_asynchronously else ""))
         # Raw SQL to parse payloads with orjson: JSONField decodes with json.loads, the batch's largest cost.
         cursor.execute(
-            "SELECT id, source_id, message_id, type, timestamp, payload::text FROM profiles_pendingevent "
+            "SELECT id, source_id, message_id, type, timestamp, payload::text, event FROM profiles_pendingevent "
             "WHERE id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
             [after_id, limit],
         )
-        return [ClaimedEvent(i, s, m, t, ts, orjson.loads(p)) for i, s, m, t, ts, p in cursor.fetchall()]
+        return [ClaimedEvent(i, s, m, t, ts, orjson.loads(p), e) for i, s, m, t, ts, p, e in cursor.fetchall()]
 
 
 def event_set_aside(*, reason: str, after_id: int = 0) -> int | None:

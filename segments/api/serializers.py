@@ -1,0 +1,77 @@
+"""Segments API bodies: a definition is checked by the rule language (segments.rules), not here, so the error
+names the JSON path inside it."""
+from rest_framework import serializers
+
+from segments.models import Destination, Segment, SegmentMembership, SegmentSize
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    definition = serializers.JSONField(required=False, help_text="One node of the rule language (see the README); "
+                                       "omitted or {} for a static segment.")
+    destinations = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Destination.objects.all(),
+                                                      help_text="Destinations that receive enter and exit events.")
+
+    class Meta:
+        model = Segment
+        fields = ["id", "key", "name", "description", "mode", "definition", "destinations", "status", "size",
+                  "last_computed_at", "last_error", "created_at", "updated_at"]
+        read_only_fields = ["status", "size", "last_computed_at", "last_error", "created_at", "updated_at"]
+
+
+class SegmentUpdateSerializer(SegmentSerializer):
+    class Meta(SegmentSerializer.Meta):
+        read_only_fields = [*SegmentSerializer.Meta.read_only_fields, "key"]
+
+
+class PreviewRequestSerializer(serializers.Serializer):
+    definition = serializers.JSONField()
+
+
+class PreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    sample = serializers.ListField(child=serializers.IntegerField(), help_text="Up to 20 profile ids, lowest first.")
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SegmentMembership
+        fields = ["profile_id", "entered_at"]
+
+
+class ReasonSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="Where the condition is in the definition.")
+    condition = serializers.CharField()
+    value = serializers.JSONField(help_text="The person's own value when they entered.")
+    held = serializers.BooleanField()
+
+
+class ProfileSegmentSerializer(serializers.ModelSerializer):
+    segment_id = serializers.IntegerField()
+    key = serializers.CharField(source="segment.key")
+    name = serializers.CharField(source="segment.name")
+    reasons = ReasonSerializer(many=True)
+
+    class Meta:
+        model = SegmentMembership
+        fields = ["segment_id", "key", "name", "entered_at", "exited_at", "reasons"]
+
+
+class SizePointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SegmentSize
+        fields = ["at", "size", "entered", "exited"]
+
+
+class StaticMembersSerializer(serializers.Serializer):
+    identifiers = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField(max_length=512)), min_length=1, max_length=100_000,
+        help_text='[{"type": "email", "value": "ann@example.com"}, ...]')
+    remove = serializers.BooleanField(default=False, help_text="Remove these identifiers instead of adding them.")
+
+    def validate_identifiers(self, value):
+        out = []
+        for index, item in enumerate(value):
+            if set(item) != {"type", "value"}:
+                raise serializers.ValidationError(f"item {index}: needs exactly type and value")
+            out.append((item["type"], item["value"]))
+        return out

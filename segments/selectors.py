@@ -1,0 +1,83 @@
+"""Reads of segments: which are due, previews of unsaved definitions, members, a person's segments with the
+reasons, the size history."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import Max, Q, QuerySet
+from django.utils import timezone
+
+from consent.selectors import consent_allowed_sql
+from segments import rules
+from segments.compiler import compile_members
+from segments.models import Segment, SegmentMembership, SegmentSize
+
+PREVIEW_SAMPLE = 20
+
+
+def segments_due(*, now: datetime, realtime_every: int, batch_every: int) -> list[int]:
+    """Realtime segments whose last sweep is older than `realtime_every` seconds and batch segments whose last
+    recompute is older than `batch_every` (or that were never computed); static segments change only when their
+    list does."""
+    last_point = {sid: at for sid, at in SegmentSize.objects.filter(segment__mode=Segment.Mode.REALTIME)
+                  .values("segment_id").annotate(at=Max("at")).values_list("segment_id", "at")}
+    due = []
+    for sid, mode, computed in Segment.objects.exclude(mode=Segment.Mode.STATIC).values_list(
+            "id", "mode", "last_computed_at"):
+        if mode == Segment.Mode.REALTIME:
+            swept = last_point.get(sid)
+            if swept is None or swept <= now - timedelta(seconds=realtime_every):
+                due.append(sid)
+        elif computed is None or computed <= now - timedelta(seconds=batch_every):
+            due.append(sid)
+    return due
+
+
+@dataclass(frozen=True)
+class Preview:
+    count: int
+    sample: list[int]
+
+
+def segment_preview(*, definition: object, now: datetime | None = None) -> Preview:
+    """How many live profiles an unsaved definition selects now, and the first few of them by id; one query.
+    Raises rules.DefinitionError for a bad definition (including a segment key that does not exist)."""
+    node = rules.parse(definition)
+    compiled = compile_members(node, now=now or timezone.now(), segment_ids=dict(Segment.objects.values_list(
+        "key", "id")), consent_sql=lambda purpose, alias: consent_allowed_sql(purpose=purpose, profile_alias=alias))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, count(*) OVER () FROM ({compiled.sql}) AS members ORDER BY id LIMIT %s",
+                       [*compiled.params, PREVIEW_SAMPLE])
+        rows = cursor.fetchall()
+    return Preview(rows[0][1] if rows else 0, [r[0] for r in rows])
+
+
+def segment_members(*, segment: Segment) -> QuerySet[SegmentMembership]:
+    """The current members, latest entries first."""
+    return SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True)
+
+
+def segment_history(*, segment: Segment, since: datetime | None = None) -> QuerySet[SegmentSize]:
+    points = SegmentSize.objects.filter(segment=segment)
+    if since:
+        points = points.filter(at__gte=since)
+    return points.order_by("at")
+
+
+def profile_segments(*, profile_id: int, include_past: bool = False) -> QuerySet[SegmentMembership]:
+    """A person's memberships with the reasons they entered; current ones unless `include_past`."""
+    memberships = SegmentMembership.objects.filter(profile_id=profile_id).select_related("segment")
+    if not include_past:
+        memberships = memberships.filter(exited_at__isnull=True)
+    return memberships.order_by("-entered_at", "-id")
+
+
+def segment_find(*, query: str = "", mode: str = "") -> QuerySet[Segment]:
+    segments = Segment.objects.all()
+    if query:
+        segments = segments.filter(Q(key__icontains=query) | Q(name__icontains=query))
+    if mode:
+        segments = segments.filter(mode=mode)
+    return segments.order_by("key")
