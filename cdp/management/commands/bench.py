@@ -1,4 +1,5 @@
 """`manage.py bench ingest --events N [--json] [--workers W] [--keep]`: end-to-end throughput on PostgreSQL.
+(`bench privacy` and `bench segments` are described in their modules, cdp/bench/privacy.py and segments.py.)
 
 One run measures, on fresh events of a dedicated source "bench-<timestamp>":
   accept  - events/s through POST /v1/batch (batches of 100) on a real gunicorn, loaded by a separate client process;
@@ -29,6 +30,7 @@ from cdp.bench.cleanup import bench_cleanup
 from cdp.bench.copy_limit import copy_limit, copy_rows
 from cdp.bench.messages import BATCH_SIZE, bench_messages
 from cdp.bench.privacy import bench_privacy
+from cdp.bench.segments import bench_segments
 from cdp.pipeline import pipeline_drain
 from profiles.models import Event, PendingEvent, Source
 
@@ -76,12 +78,15 @@ class Command(BaseCommand):
     help = "Benchmarks ingestion on PostgreSQL: HTTP accept, pipeline processing, and the COPY limit."
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["ingest", "privacy", "_process"],
-                            help="ingest or privacy (_process is internal)")
+        parser.add_argument("action", choices=["ingest", "privacy", "segments", "_process"],
+                            help="ingest, privacy or segments (_process is internal)")
         parser.add_argument("--events", type=int, default=None,
-                            help="events in the run (ingest: 100,000) or in the database (privacy: 1,000,000)")
+                            help="events in the run (ingest: 100,000) or in the database (privacy: 1,000,000; "
+                                 "segments: 1,000,000)")
         parser.add_argument("--subject-events", type=int, default=100_000, help="privacy: the erased subject's events")
-        parser.add_argument("--profiles", type=int, default=10_000, help="privacy: other people in the database")
+        parser.add_argument("--profiles", type=int, default=None,
+                            help="privacy: other people in the database (10,000); segments: people (100,000)")
+        parser.add_argument("--samples", type=int, default=40, help="segments: events timed for realtime latency")
         parser.add_argument("--json", action="store_true", help="also print one JSON object on the last line")
         parser.add_argument("--workers", type=int, default=None,
                             help="gunicorn workers (default 2 on 2 CPUs or fewer, else 3)")
@@ -96,7 +101,9 @@ class Command(BaseCommand):
         if action == "_process":
             return self._process(options["batch_size"])
         if action == "privacy":
-            return self._privacy(**options)
+            return self._privacy(**{**options, "profiles": options["profiles"] or 10_000})
+        if action == "segments":
+            return self._segments(**options)
         return self._ingest(**{**options, "events": options["events"] or 100_000})
 
     def _privacy(self, *, events, subject_events, profiles, json, keep, **_):
@@ -124,6 +131,25 @@ class Command(BaseCommand):
           "marketing_email)")
         if json:
             result.pop("other_ids")
+            w(orjson.dumps(result).decode())
+
+    def _segments(self, *, events, profiles, samples, json, keep, **_):
+        result = bench_segments(profiles=profiles or 100_000, events=events or 1_000_000, samples=samples, keep=keep,
+                                log=self.stderr.write)
+        w = self.stdout.write
+        w(f"bench segments: {result['profiles']:,} profiles, {result['events']:,} events (built in "
+          f"{result['build_seconds']} s)")
+        for name in ("behaviour", "trait"):
+            r = result[name]
+            w(f"{name:<10} {r['members']:>9,} members  query {r['query_s']:.2f} s, hand-written SQL "
+              f"{r['handwritten_sql_s']:.2f} s (x{r['ratio']}), first recompute {r['first_recompute_s']:.2f} s, "
+              f"recompute {r['recompute_s']:.2f} s")
+        w(f"preview    {result['preview_s']:.2f} s ({result['preview_count']:,} profiles)")
+        w(f"pipeline   {result['process_events_per_s']:,.0f} events/s without realtime segments, "
+          f"{result['process_with_segments_events_per_s']:,.0f} with 20 ({result['process_ratio']:.0%})")
+        w(f"realtime   p50 {result['realtime_p50_s']:.3f} s, p95 {result['realtime_p95_s']:.3f} s "
+          f"({result['realtime_samples']} events, HTTP to membership, one worker)")
+        if json:
             w(orjson.dumps(result).decode())
 
     # The worker process: drain, then report its own loop time and peak RSS.
