@@ -27,6 +27,7 @@ urlpatterns = [
     path("profiles/<int:profile_id>/", views.profile_detail, name="profile-detail"),
     path("profiles/<int:profile_id>/consent/", views.profile_consent_record, name="profile-consent-record"),
     path("privacy/", include("consent.urls")),
+    path("segments/", include("segments.urls")),
 ]
 
 handler403 = views.permission_denied

@@ -17,9 +17,10 @@ from consent.forms import MAX_ID, ConsentChoiceForm
 from consent.models import ConsentSource
 from consent.services.ledger import ConsentChoice, UnknownPurpose, consent_record
 from profiles.common.permissions import PRIVACY_OFFICER
-from profiles.masking import (known_values, mask_identifier, mask_merge_record, mask_payload, mask_traits,
-                              masks_for)
+from profiles.masking import (known_values, mask_identifier, mask_json, mask_merge_record, mask_payload, mask_text,
+                              mask_traits, masks_for)
 from profiles.selectors import profile_get
+from segments.selectors import profile_segments
 
 
 def _is_htmx(request) -> bool:
@@ -102,13 +103,17 @@ def profile_detail(request, profile_id):
         return render(request, "profiles/_timeline.html", {"timeline": timeline, "profile_id": profile_id})
     context = {"profile": profile, "timeline": timeline, "profile_id": profile_id,
                "consent": consent_selectors.consent_current(profile=profile),
-               "consent_history": consent_selectors.consent_history(profile=profile)[:50]}
+               "consent_history": consent_selectors.consent_history(profile=profile)[:50],
+               "segments": list(profile_segments(profile_id=profile.pk))}
     context.update(selectors.profile_detail(profile=profile))
     if masks:
         profile.traits = mask_traits(profile.traits, known)
         context["traits"] = sorted(profile.traits.items())
         context["identifiers"] = {kind: [{"value": mask_identifier(kind, i.value), "first_seen": i.first_seen}
                                          for i in items] for kind, items in context["identifiers"].items()}
+        for membership in context["segments"]:  # in memory only, for rendering
+            membership.reasons = [{**r, "condition": mask_text(r.get("condition", ""), known),
+                                   "value": mask_json(r.get("value"), known)} for r in membership.reasons]
         for merge in context["merges"]:  # in memory only, for rendering
             merge.reason, merge.linking_identifiers = mask_merge_record(
                 reason=merge.reason, linking_identifiers=merge.linking_identifiers, known=known)

@@ -1,10 +1,15 @@
 """Reads of profiles: lists and searches, one profile, lookup by identifier, the event timeline."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
-from django.db.models import BooleanField, F, Prefetch, Q, QuerySet
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import BooleanField, Count, F, Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
+from django.utils import timezone
 
 from profiles.messages import normalise_email, normalise_phone
 from profiles.models import Event, Identifier, IdentityRule, MergeRecord, Profile, Source
@@ -156,3 +161,22 @@ def identifiers_addressing(*, profile_ids: list[int]) -> dict[int, tuple[str, st
 
 def source_id_named(*, name: str) -> int | None:
     return Source.objects.filter(name=name).values_list("id", flat=True).first()
+
+
+def event_names_seen(*, days: int = 30, limit: int = 200) -> list[str]:
+    """Track event names of the last `days`, most frequent first (for pickers); cached for ten minutes, as the
+    count reads every recent event."""
+    def read() -> list[str]:
+        since = timezone.now() - timedelta(days=days)
+        return list(Event.objects.filter(type="track", timestamp__gte=since).values("event")
+                    .annotate(n=Count("id")).order_by("-n", "event").values_list("event", flat=True)[:limit])
+    return cache.get_or_set(f"profiles:event-names:{days}:{limit}", read, 600)
+
+
+def trait_keys_seen(*, computed: bool = False, sample: int = 5000) -> list[str]:
+    """Top-level trait (or computed trait) keys of the most recent profiles, sorted (for pickers)."""
+    column = "computed" if computed else "traits"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT jsonb_object_keys({column}) AS k FROM (SELECT {column} FROM profiles_profile "
+                       "WHERE merged_into_id IS NULL ORDER BY id DESC LIMIT %s) s ORDER BY k", [sample])
+        return [row[0] for row in cursor.fetchall()]
