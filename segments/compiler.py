@@ -1,0 +1,298 @@
+"""The rule language compiled to one parameterised PostgreSQL query: no value is ever pasted into the SQL, and the
+only names in it are our own tables and aliases.
+
+Pure: no database access. Consent enters as SQL from `consent_sql(purpose, alias)` (consent.selectors'
+consent_allowed_sql), other segments as their ids.
+
+How behaviour compiles, and why: each event condition becomes one aggregate over the matching events grouped by
+profile, which the profile is IN (or, when the condition holds for someone with no such event, NOT IN the
+profiles for whom it fails). PostgreSQL turns IN into a hash semi join and keeps NOT IN as a hashed subplan: one
+pass over the events whatever the number of profiles, also under OR and NOT where a correlated EXISTS would run
+once per profile. Restricted to a few profiles (`scope_ids`, the realtime step), the same restriction goes inside
+every aggregate, so it reads those profiles' events by index instead of the whole table.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+
+from segments import rules
+from segments.rules import (All, Any, Compare, Consent, Context, Event, HasIdentifier, InSegment, Measure, Not, Trait,
+                            Where)
+
+ConsentSql = Callable[[str, str], tuple[str, list]]
+EVENTS = "profiles_event"
+MEMBERSHIPS = "segments_segmentmembership"
+
+
+@dataclass(frozen=True)
+class Compiled:
+    sql: str
+    params: list
+
+
+class _Sql:
+    """SQL text and its parameters, built together so they can never get out of order."""
+
+    def __init__(self, text: str = "", params: list | None = None):
+        self.text, self.params = text, list(params or [])
+
+    def __add__(self, other: _Sql | str) -> _Sql:
+        if isinstance(other, str):
+            return _Sql(self.text + other, self.params)
+        return _Sql(self.text + other.text, self.params + other.params)
+
+    def __radd__(self, other: str) -> _Sql:
+        return _Sql(other + self.text, self.params)
+
+
+def _join(parts: list[_Sql], sep: str) -> _Sql:
+    out = _Sql()
+    for i, part in enumerate(parts):
+        out = out + (sep if i else "") + part
+    return out
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "string" if isinstance(value, str) else "number"
+
+
+def _number(value: object) -> _Sql:
+    return _Sql("%s::numeric", [str(value)])
+
+
+def compare_sql(value: _Sql, compare: Compare, now: datetime) -> _Sql:
+    """A condition on a jsonb value (NULL when absent) that is true, false or NULL (NULL meaning false)."""
+    op, target = compare.op, compare.value
+    typeof = "jsonb_typeof(" + value + ")"
+    text = "(" + value + " #>> '{}')"
+    if op == "exists":
+        return "(" + typeof + " IS NOT NULL AND " + typeof + " <> 'null')"
+    if op == "not_exists":
+        return "(" + typeof + " IS NULL OR " + typeof + " = 'null')"
+    if op == "eq":
+        return "(" + value + _Sql(" = %s::jsonb)", [orjson.dumps(target).decode()])
+    if op == "neq":
+        return ("(" + typeof + _Sql(" = %s AND ", [_json_type(target)]) + value
+                + _Sql(" <> %s::jsonb)", [orjson.dumps(target).decode()]))
+    if op in ("in", "not_in"):
+        listed = "(" + value + _Sql(" = ANY(%s::jsonb[]))", [[orjson.dumps(v).decode() for v in target]])
+        if op == "in":
+            return listed
+        return "(" + typeof + " IN ('string', 'number', 'boolean') AND NOT " + listed + ")"
+    if op == "contains":
+        return "(" + typeof + " = 'string' AND strpos(" + text + _Sql(", %s) > 0)", [target])
+    if op == "starts_with":
+        return "(" + typeof + " = 'string' AND starts_with(" + text + _Sql(", %s))", [target])
+    if op in ("older_than", "newer_than"):
+        instant = "segments_try_timestamptz(" + text + ")"
+        sign = "<" if op == "older_than" else ">="
+        return "(" + typeof + " = 'string' AND " + instant + _Sql(f" {sign} %s)", [now - target])
+    # gt, gte, lt, lte, between: numbers as numbers, strings by code point.
+    sample = target[0] if op == "between" else target
+    if isinstance(sample, str):
+        operand, kind = text + ' COLLATE "C"', "string"
+
+        def const(v):
+            return _Sql('%s COLLATE "C"', [v])
+    else:
+        operand, kind = "(" + value + ")::numeric", "number"
+        const = _number
+    head = "(" + typeof + f" = '{kind}' AND "
+    if op == "between":
+        return head + operand + " >= " + const(target[0]) + " AND " + operand + " <= " + const(target[1]) + ")"
+    sign = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+    return head + operand + f" {sign} " + const(target) + ")"
+
+
+def _number_compare(value: _Sql, compare: Compare) -> _Sql:
+    """A count, sum or average (numeric, maybe NULL) against the measure's comparison."""
+    if compare.op == "between":
+        return "(" + value + " >= " + _number(compare.value[0]) + " AND " + value + " <= " + _number(
+            compare.value[1]) + ")"
+    sign = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[compare.op]
+    return "(" + value + f" {sign} " + _number(compare.value) + ")"
+
+
+def number_holds(compare: Compare, value: float) -> bool:
+    """The measure's comparison in Python (used to know whether it holds for someone with no event)."""
+    op, target = compare.op, compare.value
+    if op == "between":
+        return target[0] <= value <= target[1]
+    return {"eq": value == target, "neq": value != target, "gt": value > target, "gte": value >= target,
+            "lt": value < target, "lte": value <= target}[op]
+
+
+def _path(parts: tuple[str, ...]) -> str:
+    # A text[] literal for #>; psycopg adapts a list to the array with every element quoted.
+    return "{" + ",".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts) + "}"
+
+
+def _property(alias: str, prop: tuple[str, ...]) -> _Sql:
+    return _Sql(f"({alias}.payload #> %s::text[])", [_path(("properties", *prop))])
+
+
+def _event_filter(alias: str, name: str, where: tuple[Where, ...], now: datetime, within: timedelta | None,
+                  scope: str | None) -> _Sql:
+    sql = _Sql(f"{alias}.type = 'track' AND {alias}.event = %s AND {alias}.profile_id IS NOT NULL", [name])
+    if within is not None:
+        sql = sql + _Sql(f' AND {alias}."timestamp" >= %s', [now - within])
+    if scope is not None:
+        sql = sql + _Sql(f" AND {alias}.profile_id = ANY(%s::bigint[])", [scope])
+    for condition in where:
+        sql = sql + " AND " + compare_sql(_property(alias, condition.property), condition.compare, now)
+    return sql
+
+
+def _aggregate(leaf: Event, now: datetime, scope: str | None) -> _Sql:
+    """SELECT profile_id, v: the measure of each profile with at least one qualifying occurrence."""
+    measure: Measure = leaf.measure
+    occurrences = _event_filter("e", leaf.name, leaf.where, now, leaf.within, scope)
+    if leaf.follow:
+        follow = leaf.follow
+        inner = _Sql(f"SELECT 1 FROM {EVENTS} f WHERE f.profile_id = e.profile_id AND ") + _event_filter(
+            "f", follow.event, follow.where, now, None, None) + _Sql(
+            ' AND f."timestamp" > e."timestamp" AND f."timestamp" <= e."timestamp" + %s', [follow.within])
+        if follow.negated:
+            # Only once the window has passed can "not followed" be known.
+            occurrences = occurrences + _Sql(' AND e."timestamp" + %s <= %s', [follow.within, now]) + (
+                " AND NOT EXISTS (" + inner + ")")
+        else:
+            occurrences = occurrences + " AND EXISTS (" + inner + ")"
+    if measure.kind == "count":
+        value = "count(*)::numeric"
+    elif measure.kind in ("sum", "avg"):
+        prop = _property("e", measure.property)
+        numeric = "CASE WHEN jsonb_typeof(" + prop + ") = 'number' THEN (" + prop + ")::numeric END"
+        value = ("coalesce(sum(" + numeric + "), 0)") if measure.kind == "sum" else ("avg(" + numeric + ")")
+    else:
+        value = _Sql('min(e."timestamp")' if measure.kind == "first" else 'max(e."timestamp")')
+    return "SELECT e.profile_id, " + _Sql() + value + f" AS v FROM {EVENTS} e WHERE " + occurrences + (
+        " GROUP BY e.profile_id")
+
+
+def _measure_holds(measure: Measure, value: _Sql, now: datetime) -> _Sql:
+    if measure.kind in ("first", "last"):
+        sign = "<" if measure.compare.op == "older_than" else ">="
+        return "(" + value + _Sql(f" {sign} %s)", [now - measure.compare.value])
+    return _number_compare(value, measure.compare)
+
+
+def _holds_at_zero(measure: Measure) -> bool:
+    """Whether the condition holds for a profile without any qualifying occurrence."""
+    return measure.kind in ("count", "sum") and number_holds(measure.compare, 0)
+
+
+class _Compiler:
+    def __init__(self, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
+                 scope: str | None, context: dict | None):
+        self.now, self.segment_ids, self.consent_sql = now, segment_ids, consent_sql
+        self.scope, self.context = scope, context or {}
+
+    def node(self, node, path: str) -> _Sql:
+        if isinstance(node, (All, Any)):
+            kind, joiner = ("all", " AND ") if isinstance(node, All) else ("any", " OR ")
+            return "(" + _join([self.node(c, f"{path}.{kind}[{i}]") for i, c in enumerate(node.children)],
+                               joiner) + ")"
+        if isinstance(node, Not):
+            # A condition is true or false for every profile, never NULL: NOT (NULL) would drop the profile.
+            return "NOT coalesce(" + self.node(node.child, f"{path}.not") + ", false)"
+        # A leaf may be NULL (a missing trait): false in WHERE, under AND and OR alike; only NOT needs it made false.
+        return self.leaf(node, path)
+
+    def leaf(self, leaf, path: str) -> _Sql:
+        if isinstance(leaf, Trait):
+            column = "computed" if leaf.computed else "traits"
+            return compare_sql(_Sql(f"(p.{column} #> %s::text[])", [_path(leaf.key)]), leaf.compare, self.now)
+        if isinstance(leaf, Context):
+            value = self.context
+            for part in leaf.key:
+                value = value.get(part) if isinstance(value, dict) else None
+            return compare_sql(_Sql("%s::jsonb", [orjson.dumps(value).decode()]), leaf.compare, self.now)
+        if isinstance(leaf, Event):
+            aggregate = _aggregate(leaf, self.now, self.scope)
+            if _holds_at_zero(leaf.measure):
+                return ("p.id NOT IN (SELECT a.profile_id FROM (" + aggregate + ") a WHERE NOT coalesce("
+                        + _measure_holds(leaf.measure, _Sql("a.v"), self.now) + ", false))")
+            return ("p.id IN (SELECT a.profile_id FROM (" + aggregate + ") a WHERE "
+                    + _measure_holds(leaf.measure, _Sql("a.v"), self.now) + ")")
+        if isinstance(leaf, Consent):
+            sql, params = self.consent_sql(leaf.purpose, "p")
+            allowed = _Sql("(" + sql + ")", params)
+            return allowed if leaf.granted else ("NOT " + allowed)
+        if isinstance(leaf, InSegment):
+            return _Sql(f"EXISTS (SELECT 1 FROM {MEMBERSHIPS} m WHERE m.segment_id = %s AND m.profile_id = p.id "
+                        "AND m.exited_at IS NULL)", [self.segment_id(leaf.key, path)])
+        if isinstance(leaf, HasIdentifier):
+            return _Sql("EXISTS (SELECT 1 FROM profiles_identifier i WHERE i.profile_id = p.id AND i.type = %s)",
+                        [leaf.type])
+        raise TypeError(f"not a condition: {leaf!r}")
+
+    def segment_id(self, key: str, path: str) -> int:
+        if key not in self.segment_ids:
+            raise rules.DefinitionError(f'no segment has the key "{key}"', path)
+        return self.segment_ids[key]
+
+
+def _scope_literal(scope_ids: list[int] | None) -> str | None:
+    if scope_ids is None:
+        return None
+    return "{" + ",".join(str(int(i)) for i in scope_ids) + "}"
+
+
+def compile_members(node, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
+                    scope_ids: list[int] | None = None, context: dict | None = None) -> Compiled:
+    """SELECT p.id of the live profiles the definition selects at `now` (within `scope_ids` when given)."""
+    scope = _scope_literal(scope_ids)
+    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=scope, context=context)
+    where = compiler.node(node, "definition")
+    head = _Sql("SELECT p.id FROM profiles_profile p WHERE p.merged_into_id IS NULL")
+    if scope is not None:
+        head = head + _Sql(" AND p.id = ANY(%s::bigint[])", [scope])
+    sql = head + " AND " + where
+    return Compiled(sql.text, sql.params)
+
+
+def compile_reasons(node, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
+                    profile_ids: list[int], context: dict | None = None) -> Compiled:
+    """Rows (profile_id, reasons): for each given profile, each condition in document order with the profile's
+    own value and whether the condition holds for it:
+    [{"path", "condition", "value", "held"}, ...]."""
+    scope = _scope_literal(profile_ids)
+    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=scope, context=context)
+    joins: list[_Sql] = []
+    items: list[_Sql] = []
+    for n, (path, leaf) in enumerate(rules.leaves(node)):
+        label = _Sql("'path', %s::text, 'condition', %s::text, ", [path, rules.describe(leaf)])
+        if isinstance(leaf, Event):
+            alias = f"a{n}"
+            joins.append(f" LEFT JOIN (" + _aggregate(leaf, now, scope) + f") {alias} ON {alias}.profile_id = p.id")
+            if leaf.measure.kind in ("count", "sum"):
+                value = _Sql(f"coalesce({alias}.v, 0)")
+            else:
+                value = _Sql(f"{alias}.v")
+            held = _measure_holds(leaf.measure, value, now)
+            shown = _Sql("to_jsonb(") + value + ")"
+        elif isinstance(leaf, (Trait, Context)):
+            if isinstance(leaf, Trait):
+                column = "computed" if leaf.computed else "traits"
+                shown = _Sql(f"(p.{column} #> %s::text[])", [_path(leaf.key)])
+            else:
+                value_obj = compiler.context
+                for part in leaf.key:
+                    value_obj = value_obj.get(part) if isinstance(value_obj, dict) else None
+                shown = _Sql("%s::jsonb", [orjson.dumps(value_obj).decode()])
+            held = compiler.leaf(leaf, path)
+        else:
+            held = compiler.leaf(leaf, path)
+            shown = "to_jsonb(coalesce(" + held + ", false))"
+        items.append("jsonb_build_object(" + label + "'value', " + shown + ", 'held', coalesce(" + held
+                     + ", false))")
+    sql = ("SELECT p.id AS profile_id, jsonb_build_array(" + _join(items, ", ") + ") AS reasons FROM "
+           "profiles_profile p" + _join(joins, "") + _Sql(" WHERE p.id = ANY(%s::bigint[])", [scope]))
+    return Compiled(sql.text, sql.params)
