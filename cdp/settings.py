@@ -131,8 +131,15 @@ SUPPRESSION_KEY = env.str("SUPPRESSION_KEY", default=SECRET_KEY)
 # Where access and portability exports are written, and how long their one-time link stays valid.
 PRIVACY_EXPORT_DIR = env.path("PRIVACY_EXPORT_DIR", default=BASE_DIR / "var" / "exports")
 PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=72)
+# Segment webhooks: tries per delivery before it becomes a dead letter, and the wait after the first failed try
+# (doubled after each one, capped at an hour): 8 tries span about an hour at the default.
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=8)
+DELIVERY_RETRY_BASE_SECONDS = env.int("DELIVERY_RETRY_BASE_SECONDS", default=30)
 if CONSENT_DEFAULT_REGIME not in ("gdpr", "ccpa"):
     raise ImproperlyConfigured(f"CONSENT_DEFAULT_REGIME must be gdpr or ccpa, not {CONSENT_DEFAULT_REGIME!r}")
+if DELIVERY_MAX_ATTEMPTS < 1 or DELIVERY_RETRY_BASE_SECONDS < 1:
+    raise ImproperlyConfigured("DELIVERY_MAX_ATTEMPTS and DELIVERY_RETRY_BASE_SECONDS must be at least 1, not "
+                               f"{DELIVERY_MAX_ATTEMPTS} and {DELIVERY_RETRY_BASE_SECONDS}")
 if MESSAGE_DEDUPE_DAYS < 1:
     raise ImproperlyConfigured(f"MESSAGE_DEDUPE_DAYS must be at least 1, not {MESSAGE_DEDUPE_DAYS}")
 
@@ -170,6 +177,9 @@ CELERY_BEAT_SCHEDULE = {
     "privacy-exports": {"task": "consent.purge_exports", "schedule": 3600.0},
     "retention": {"task": "consent.purge_retention", "schedule": 24 * 3600.0},
     "privacy-resume": {"task": "consent.resume_requests", "schedule": 300.0},
+    # Webhook retries live in the database, not in Celery countdowns, so they survive worker restarts. A run
+    # queued behind a backlog expires rather than piling up: the next one does the same work.
+    "deliveries-due": {"task": "segments.deliver_due", "schedule": 30.0, "options": {"expires": 30}},
 }
 
 REST_FRAMEWORK = {
@@ -197,7 +207,9 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "profiles.api.collect_schema.add_collection_api"],
     "TAGS": [{"name": "collection", "description": "The Segment-compatible collection API."},
-             {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"}],
+             {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"},
+             {"name": "destinations", "description": "Webhook destinations of segment enter and exit events, "
+                                                     "and their deliveries."}],
 }
 
 LOGGING = {

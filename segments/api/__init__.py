@@ -1,0 +1,1 @@
+"""The segments REST API."""

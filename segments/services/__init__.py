@@ -1,0 +1,1 @@
+"""Segments' writes, one module per topic."""
