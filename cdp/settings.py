@@ -135,8 +135,15 @@ PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=72)
 # are recomputed this often. Every sweep and recompute adds a point to the segment's size history.
 SEGMENT_SWEEP_SECONDS = env.int("SEGMENT_SWEEP_SECONDS", default=300)
 SEGMENT_BATCH_SECONDS = env.int("SEGMENT_BATCH_SECONDS", default=3600)
+# Segment webhooks: tries per delivery before it becomes a dead letter, and the wait after the first failed try
+# (doubled after each one, capped at an hour): 8 tries span about an hour at the default.
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=8)
+DELIVERY_RETRY_BASE_SECONDS = env.int("DELIVERY_RETRY_BASE_SECONDS", default=30)
 if CONSENT_DEFAULT_REGIME not in ("gdpr", "ccpa"):
     raise ImproperlyConfigured(f"CONSENT_DEFAULT_REGIME must be gdpr or ccpa, not {CONSENT_DEFAULT_REGIME!r}")
+if DELIVERY_MAX_ATTEMPTS < 1 or DELIVERY_RETRY_BASE_SECONDS < 1:
+    raise ImproperlyConfigured("DELIVERY_MAX_ATTEMPTS and DELIVERY_RETRY_BASE_SECONDS must be at least 1, not "
+                               f"{DELIVERY_MAX_ATTEMPTS} and {DELIVERY_RETRY_BASE_SECONDS}")
 if MESSAGE_DEDUPE_DAYS < 1:
     raise ImproperlyConfigured(f"MESSAGE_DEDUPE_DAYS must be at least 1, not {MESSAGE_DEDUPE_DAYS}")
 
@@ -175,6 +182,9 @@ CELERY_BEAT_SCHEDULE = {
     "retention": {"task": "consent.purge_retention", "schedule": 24 * 3600.0},
     "privacy-resume": {"task": "consent.resume_requests", "schedule": 300.0},
     "segments-due": {"task": "segments.recompute_due", "schedule": 60.0},
+    # Webhook retries live in the database, not in Celery countdowns, so they survive worker restarts. A run
+    # queued behind a backlog expires rather than piling up: the next one does the same work.
+    "deliveries-due": {"task": "segments.deliver_due", "schedule": 30.0, "options": {"expires": 30}},
 }
 
 REST_FRAMEWORK = {
@@ -203,7 +213,9 @@ SPECTACULAR_SETTINGS = {
                              "profiles.api.collect_schema.add_collection_api"],
     "TAGS": [{"name": "collection", "description": "The Segment-compatible collection API."},
              {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"},
-             {"name": "segments"}],
+             {"name": "segments"},
+             {"name": "destinations", "description": "Webhook destinations of segment enter and exit events, "
+                                                     "and their deliveries."}],
 }
 
 LOGGING = {

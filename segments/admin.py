@@ -1,17 +1,24 @@
 """Admin: segments (a definition is checked by the same service as the API), their static lists imported from a
-file, memberships read-only."""
+file, memberships read-only; webhook destinations (the secret is write-only here too), deliveries read-only with
+their attempts and a Resend action."""
+import json
+
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html
 from import_export import fields, resources
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 from import_export.widgets import ForeignKeyWidget
 
-from profiles.admin import ReadOnlyAdmin
+from profiles.admin import PersonalDataAdmin, ReadOnlyAdmin
 from profiles.common.queueing import enqueue_after_commit
+from profiles.masking import known_values, mask_identifier, mask_traits
 from profiles.selectors import identifier_normalise
 from segments import rules
-from segments.models import Segment, SegmentMembership, StaticMember
+from segments.models import Delivery, DeliveryAttempt, Destination, Segment, SegmentMembership, StaticMember
+from segments.services import deliveries
 from segments.services.definitions import definition_check
 
 
@@ -101,3 +108,104 @@ class SegmentMembershipAdmin(ReadOnlyAdmin):
     search_fields = ["=profile__id"]
     list_select_related = ["segment"]
     show_full_result_count = False
+
+
+class DestinationForm(forms.ModelForm):
+    # Never rendered back into the page: whoever can open the form cannot read the key off it.
+    secret = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False, strip=False,
+                             min_length=16, max_length=200,
+                             help_text="The HMAC-SHA256 key of X-CDP-Signature. Leave empty to keep the current one.")
+
+    class Meta:
+        model = Destination
+        fields = ["name", "url", "secret", "active"]
+
+    def clean_secret(self):
+        secret = self.cleaned_data.get("secret", "")
+        if not secret:
+            if not self.instance.pk:
+                raise forms.ValidationError("A new destination needs a secret.")
+            return self.instance.secret
+        return secret
+
+
+@admin.register(Destination)
+class DestinationAdmin(admin.ModelAdmin):
+    form = DestinationForm
+    list_display = ["name", "url", "active", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "url"]
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    fields = ["at", "status_code", "error", "duration_ms"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def _masked(payload: dict) -> dict:
+    profile = dict(payload.get("profile") or {})
+    known = known_values([("email", profile.get("email"))])
+    for kind in ("user_id", "email"):
+        if profile.get(kind):
+            profile[kind] = mask_identifier(kind, profile[kind], known)
+    profile["traits"] = mask_traits(profile.get("traits") or {}, known)
+    return {**payload, "profile": profile}
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(PersonalDataAdmin):
+    """Written by the deliveries service only: read-only here, resent with the action. The body holds the person's
+    identifiers and traits: masked for a role without the personal data permission."""
+
+    personal_fields = {"payload": ("masked_payload",)}
+    list_display = ["delivery_id", "type", "segment", "destination", "profile_ref", "status", "attempts",
+                    "created_at", "delivered_at"]
+    list_filter = ["status", "destination", "type"]
+    list_select_related = ["segment", "destination"]
+    search_fields = ["=delivery_id", "=profile__id"]
+    show_full_result_count = False
+    fields = ["delivery_id", "type", "segment", "destination", "profile_ref", "occurred_at", "status", "attempts",
+              "last_error", "next_attempt_at", "delivered_at", "created_at", "payload"]
+    readonly_fields = fields
+    inlines = [DeliveryAttemptInline]
+    actions = ["resend"]
+
+    @admin.display(description="Profile")
+    def profile_ref(self, delivery):
+        # The id only: the profile's own page shows the rest, to whoever may see it.
+        return delivery.profile_id
+
+    @admin.display(description="Body")
+    def masked_payload(self, delivery):
+        return format_html("<pre>{}</pre>", json.dumps(_masked(delivery.payload), indent=2, ensure_ascii=False))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("segments.change_delivery")
+
+    @admin.action(description="Resend (same delivery id, same body)", permissions=["resend"])
+    def resend(self, request, queryset):
+        resent, refused = 0, 0
+        for delivery_id in queryset.values_list("id", flat=True):
+            try:
+                deliveries.delivery_resend(delivery_id=delivery_id)
+                resent += 1
+            except (Delivery.DoesNotExist, deliveries.DeliveryStateError):
+                refused += 1
+        self.message_user(request, f"Queued {resent} deliveries again.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"{refused} were still waiting to be sent, or gone.", messages.WARNING)

@@ -14,3 +14,11 @@ class SegmentsConfig(AppConfig):
             "segments", (SegmentMembership, StaticMember),
             lambda profile_ids, limit: segment_data_erase(profile_ids=profile_ids, limit=limit),
             lambda profile_ids: segment_data_export(profile_ids=profile_ids)))
+        from segments.models import Delivery, DeliveryAttempt
+        from segments.services.deliveries import delivery_data_erase, delivery_data_export
+
+        # Delivery bodies are snapshots of the person (identifiers, traits); attempts go with their delivery.
+        register(Handler(
+            "segment_deliveries", (Delivery, DeliveryAttempt),
+            lambda profile_ids, limit: delivery_data_erase(profile_ids=profile_ids, limit=limit),
+            lambda profile_ids: delivery_data_export(profile_ids=profile_ids)))

@@ -1,5 +1,5 @@
 """Reads of segments: which are due, previews of unsaved definitions, members, a person's segments with the
-reasons, the size history."""
+reasons, the size history; destinations and their deliveries."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ from django.utils import timezone
 from consent.selectors import consent_allowed_sql
 from segments import rules
 from segments.compiler import compile_members
-from segments.models import Segment, SegmentMembership, SegmentSize
+from segments.models import Delivery, Destination, Segment, SegmentMembership, SegmentSize
 
 PREVIEW_SAMPLE = 20
 
@@ -81,3 +81,17 @@ def segment_find(*, query: str = "", mode: str = "") -> QuerySet[Segment]:
     if mode:
         segments = segments.filter(mode=mode)
     return segments.order_by("key")
+
+
+def destinations_all() -> QuerySet[Destination]:
+    return Destination.objects.order_by("id")
+
+
+def destination_get(*, destination_id: int) -> Destination | None:
+    return Destination.objects.filter(pk=destination_id).first()
+
+
+def destination_deliveries(*, destination_id: int) -> QuerySet[Delivery]:
+    """The destination's deliveries, newest first (the delivery_by_destination index), with their segment."""
+    return (Delivery.objects.filter(destination_id=destination_id).select_related("segment")
+            .order_by("-created_at", "-id"))

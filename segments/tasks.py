@@ -1,10 +1,12 @@
-"""Celery tasks of the segments app: they take segment ids and call a service."""
+"""Celery tasks of the segments app: they take ids and call a service. The deliver* tasks run on the webhooks
+queue (CELERY_TASK_ROUTES): they wait on other people's servers."""
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
 from segments.selectors import segments_due
+from segments.services.deliveries import DELIVER_TASK, deliveries_send, deliveries_send_due
 from segments.services.membership import segment_recompute
 
 RECOMPUTE = "segments.recompute"
@@ -28,3 +30,21 @@ def recompute_due() -> int:
     for segment_id in due:
         recompute.delay(segment_id)
     return len(due)
+
+
+# The beat runs deliver_due every 30 s; one run sends for at most this long, then leaves the rest to the next.
+DUE_BUDGET_S = 25.0
+
+
+# A batch is TASK_BATCH deliveries at up to 13 s each (the request timeouts): 260 s at worst. Past the soft limit
+# the delivery being sent stays due, and deliver_due picks up what the task did not reach.
+@shared_task(name=DELIVER_TASK, acks_late=True, reject_on_worker_lost=True, soft_time_limit=300, time_limit=330)
+def deliver(delivery_ids: list[int]) -> dict[str, int]:
+    """Idempotent: a delivery already delivered, dead, or waiting for its retry is left alone."""
+    return deliveries_send(delivery_ids=delivery_ids)
+
+
+@shared_task(name="segments.deliver_due", soft_time_limit=60, time_limit=90)
+def deliver_due() -> dict[str, int]:
+    """Sends retries whose time has come, and deliveries whose task was lost (a worker restart)."""
+    return deliveries_send_due(budget_s=DUE_BUDGET_S)

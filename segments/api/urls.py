@@ -1,6 +1,6 @@
 from django.urls import path
 
-from segments.api import views
+from segments.api import destinations, views
 
 urlpatterns = [
     path("segments/", views.SegmentListView.as_view(), name="api-segment-list"),
@@ -12,4 +12,11 @@ urlpatterns = [
     path("segments/<int:segment_id>/static-members/", views.SegmentStaticMembersView.as_view(),
          name="api-segment-static-members"),
     path("profiles/<int:profile_id>/segments/", views.ProfileSegmentsView.as_view(), name="api-profile-segments"),
+    path("destinations/", destinations.DestinationListView.as_view(), name="api-destination-list"),
+    path("destinations/<int:destination_id>/", destinations.DestinationDetailView.as_view(),
+         name="api-destination-detail"),
+    path("destinations/<int:destination_id>/deliveries/", destinations.DestinationDeliveriesView.as_view(),
+         name="api-destination-deliveries"),
+    path("deliveries/<int:delivery_id>/resend/", destinations.DeliveryResendView.as_view(),
+         name="api-delivery-resend"),
 ]

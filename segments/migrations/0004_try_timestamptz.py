@@ -23,5 +23,5 @@ $$;
 
 
 class Migration(migrations.Migration):
-    dependencies = [("segments", "0002_marketer_role")]
+    dependencies = [("segments", "0003_segment_roles")]
     operations = [migrations.RunSQL(FUNCTION, "DROP FUNCTION IF EXISTS segments_try_timestamptz(text)")]
