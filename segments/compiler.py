@@ -93,21 +93,22 @@ def compare_sql(value: _Sql, compare: Compare, now: datetime) -> _Sql:
         instant = "segments_try_timestamptz(" + text + ")"
         sign = "<" if op == "older_than" else ">="
         return "(" + typeof + " = 'string' AND " + instant + _Sql(f" {sign} %s)", [now - target])
-    # gt, gte, lt, lte, between: numbers as numbers, strings by code point.
+    # gt, gte, lt, lte, between: numbers as numbers, strings by code point. The type test is inside a CASE, never
+    # beside the cast in an AND: PostgreSQL may evaluate either side of an AND first, and casting a string to
+    # numeric raises.
     sample = target[0] if op == "between" else target
     if isinstance(sample, str):
-        operand, kind = text + ' COLLATE "C"', "string"
+        operand = "(CASE WHEN " + typeof + " = 'string' THEN " + text + ' END) COLLATE "C"'
 
         def const(v):
             return _Sql('%s COLLATE "C"', [v])
     else:
-        operand, kind = "(" + value + ")::numeric", "number"
+        operand = "(CASE WHEN " + typeof + " = 'number' THEN (" + value + ")::numeric END)"
         const = _number
-    head = "(" + typeof + f" = '{kind}' AND "
     if op == "between":
-        return head + operand + " >= " + const(target[0]) + " AND " + operand + " <= " + const(target[1]) + ")"
+        return "(" + operand + " >= " + const(target[0]) + " AND " + operand + " <= " + const(target[1]) + ")"
     sign = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-    return head + operand + f" {sign} " + const(target) + ")"
+    return "(" + operand + f" {sign} " + const(target) + ")"
 
 
 def _number_compare(value: _Sql, compare: Compare) -> _Sql:
