@@ -10,6 +10,10 @@ def destinations_all() -> QuerySet[Destination]:
     return Destination.objects.order_by("id")
 
 
+def destination_get(*, destination_id: int) -> Destination | None:
+    return Destination.objects.filter(pk=destination_id).first()
+
+
 def destination_deliveries(*, destination_id: int) -> QuerySet[Delivery]:
     """The destination's deliveries, newest first (the delivery_by_destination index), with their segment."""
     return (Delivery.objects.filter(destination_id=destination_id).select_related("segment")

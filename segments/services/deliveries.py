@@ -8,7 +8,6 @@ or a resend sends the same bytes under the same delivery_id: receivers deduplica
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ JITTER = 0.25
 RETRYABLE_4XX = frozenset({408, 429})
 USER_AGENT = "cdp-webhooks/1.0"
 DUE = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
-logger = logging.getLogger(__name__)
 
 # One connection pool per process: many deliveries go to the same few receivers.
 _session = requests.Session()
