@@ -89,7 +89,8 @@ def deliveries_enqueue(*, segment_id: int, entered: list[int], exited: list[int]
             SELECT DISTINCT m.profile_id, m.type FROM (
                 SELECT unnest(%s::bigint[]) AS profile_id, 'segment.entered'::text AS type
                 UNION ALL SELECT unnest(%s::bigint[]), 'segment.exited'::text) m
-        ), people AS (
+        ), people AS MATERIALIZED (
+            -- Materialized: each person's identifiers are looked up once, not once per destination.
             SELECT m.type, p.id AS profile_id,
                    jsonb_build_object('id', p.id, 'user_id', {first('user_id')}, 'email', {first('email')},
                                       'traits', p.traits) AS profile
