@@ -20,7 +20,8 @@ from segments.services import deliveries, destinations
 # What a destination URL may be, stated in the schema as this pattern: http(s), a host name, IPv4 or [IPv6]
 # address, an optional port, then printable ASCII. Django's URLValidator is stricter in ways a pattern cannot
 # state (a top-level domain, for one), so the pattern is the whole rule.
-HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST = rf"(?:{LABEL}(?:\.{LABEL})*|\[[0-9A-Fa-f:.]+\])"
 WEBHOOK_URL = RegexValidator(rf"^https?://{HOST}(?::[0-9]{{1,5}})?(?:[/?#][!-~]*)?$",
                              "An http:// or https:// URL: a host, an optional port, then printable ASCII.",
                              code="invalid_url")
@@ -79,7 +80,7 @@ class DestinationAPIView(generics.GenericAPIView):
     parser_classes = [JSONParser]
 
     def destination_or_404(self, destination_id: int) -> Destination:
-        destination = Destination.objects.filter(pk=destination_id).first()
+        destination = selectors.destination_get(destination_id=destination_id)
         if destination is None:
             raise NotFound(f"No destination {destination_id}.")
         return destination
@@ -164,7 +165,7 @@ class DestinationDeliveriesView(generics.GenericAPIView):
                               403: FORBIDDEN, 404: NOT_FOUND})
     def get(self, request, destination_id: int):
         """The destination's deliveries, newest first, cursor-paginated (stable while new ones arrive)."""
-        if not Destination.objects.filter(pk=destination_id).exists():
+        if selectors.destination_get(destination_id=destination_id) is None:
             raise NotFound(f"No destination {destination_id}.")
         page = self.paginate_queryset(selectors.destination_deliveries(destination_id=destination_id))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)

@@ -8,7 +8,6 @@ or a resend sends the same bytes under the same delivery_id: receivers deduplica
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ JITTER = 0.25
 RETRYABLE_4XX = frozenset({408, 429})
 USER_AGENT = "cdp-webhooks/1.0"
 DUE = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
-logger = logging.getLogger(__name__)
 
 # One connection pool per process: many deliveries go to the same few receivers.
 _session = requests.Session()
@@ -91,7 +89,8 @@ def deliveries_enqueue(*, segment_id: int, entered: list[int], exited: list[int]
             SELECT DISTINCT m.profile_id, m.type FROM (
                 SELECT unnest(%s::bigint[]) AS profile_id, 'segment.entered'::text AS type
                 UNION ALL SELECT unnest(%s::bigint[]), 'segment.exited'::text) m
-        ), people AS (
+        ), people AS MATERIALIZED (
+            -- Materialized: each person's identifiers are looked up once, not once per destination.
             SELECT m.type, p.id AS profile_id,
                    jsonb_build_object('id', p.id, 'user_id', {first('user_id')}, 'email', {first('email')},
                                       'traits', p.traits) AS profile

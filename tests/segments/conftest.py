@@ -28,7 +28,7 @@ class Received:
 
 class Receiver:
     """An HTTP server in a thread on a free port that records every POST and answers with the statuses queued by
-    answer() (a status, or a status and headers), then 200. With hold(), each request waits until release() before it is answered."""
+    answer() (a status, or a status and headers), then 200. With hold(), each request waits for release()."""
 
     def __init__(self):
         self.received: list[Received] = []
