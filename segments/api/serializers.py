@@ -2,10 +2,15 @@
 names the JSON path inside it."""
 from rest_framework import serializers
 
+from profiles.common.fields import NOT_BLANK
 from segments.models import Destination, Segment, SegmentMembership, SegmentSize
 
 
 class SegmentSerializer(serializers.ModelSerializer):
+    key = serializers.SlugField(max_length=100, help_text="Letters, digits, - and _; unique, used by other "
+                                "segments' definitions ({\"segment\": key}).")
+    name = serializers.CharField(max_length=200, validators=[NOT_BLANK])
+    description = serializers.CharField(required=False, allow_blank=True, default="")
     definition = serializers.JSONField(required=False, help_text="One node of the rule language (see the README); "
                                        "omitted or {} for a static segment.")
     destinations = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Destination.objects.all(),
@@ -62,16 +67,14 @@ class SizePointSerializer(serializers.ModelSerializer):
         fields = ["at", "size", "entered", "exited"]
 
 
+class StaticIdentifierSerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=32, validators=[NOT_BLANK], help_text="email, phone, user_id, ...")
+    value = serializers.CharField(max_length=512, validators=[NOT_BLANK])
+
+
 class StaticMembersSerializer(serializers.Serializer):
-    identifiers = serializers.ListField(
-        child=serializers.DictField(child=serializers.CharField(max_length=512)), min_length=1, max_length=100_000,
-        help_text='[{"type": "email", "value": "ann@example.com"}, ...]')
+    identifiers = StaticIdentifierSerializer(many=True, min_length=1, max_length=100_000)
     remove = serializers.BooleanField(default=False, help_text="Remove these identifiers instead of adding them.")
 
     def validate_identifiers(self, value):
-        out = []
-        for index, item in enumerate(value):
-            if set(item) != {"type", "value"}:
-                raise serializers.ValidationError(f"item {index}: needs exactly type and value")
-            out.append((item["type"], item["value"]))
-        return out
+        return [(item["type"], item["value"]) for item in value]

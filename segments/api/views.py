@@ -12,6 +12,7 @@ from profiles.common.pagination import NewestFirstPagination
 from profiles.common.permissions import RoleModelPermissions
 from profiles.common.queueing import enqueue_after_commit
 from profiles.masking import mask_json, mask_text, masks_for
+from profiles.selectors import profile_get
 from segments import rules, selectors
 from segments.api.serializers import (MemberSerializer, PreviewRequestSerializer, PreviewSerializer,
                                       ProfileSegmentSerializer, SegmentSerializer, SegmentUpdateSerializer,
@@ -201,10 +202,13 @@ class ProfileSegmentsView(generics.GenericAPIView):
     pagination_class = None
 
     @extend_schema(tags=["segments"], operation_id="profiles_segments",
-                   responses={200: ProfileSegmentSerializer(many=True), 401: UNAUTHENTICATED, 403: FORBIDDEN})
+                   responses={200: ProfileSegmentSerializer(many=True), 401: UNAUTHENTICATED, 403: FORBIDDEN,
+                              404: error_response("No live profile has this id.")})
     def get(self, request, profile_id: int):
         """The person's current segments, each with the conditions that held when they entered and their own
         values (masked for roles that may not see personal data)."""
+        if profile_get(profile_id=profile_id) is None:
+            raise NotFound(f"No profile {profile_id}.")
         data = ProfileSegmentSerializer(selectors.profile_segments(profile_id=profile_id), many=True).data
         if masks_for(request.user):
             for membership in data:

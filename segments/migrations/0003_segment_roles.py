@@ -3,7 +3,7 @@ from django.db import migrations
 from profiles.common.permissions import grant
 
 
-def roles(apps, schema_editor):
+def forwards(apps, schema_editor):
     # Marketers own segments, their lists and memberships; privacy officers read them (a subject's memberships).
     models = ["segment", "segmentmembership", "staticmember", "segmentsize"]
     grant(apps, app_label="segments", roles={
@@ -14,4 +14,4 @@ def roles(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [("segments", "0002_destination_roles")]
-    operations = [migrations.RunPython(roles, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
