@@ -211,6 +211,9 @@ SPECTACULAR_SETTINGS = {
     # The collection API is plain Django views (the hot path); this hook adds it to the schema.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "profiles.api.collect_schema.add_collection_api"],
+    # Two models have a status field with different choices: each enum gets its own name.
+    "ENUM_NAME_OVERRIDES": {"SegmentStatusEnum": "segments.models.Segment.Status",
+                            "DeliveryStatusEnum": "segments.models.Delivery.Status"},
     "TAGS": [{"name": "collection", "description": "The Segment-compatible collection API."},
              {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"},
              {"name": "segments"},

@@ -43,7 +43,7 @@ class MemberSerializer(serializers.ModelSerializer):
         fields = ["profile_id", "entered_at"]
 
 
-class ReasonSerializer(serializers.Serializer):
+class SegmentReasonSerializer(serializers.Serializer):
     path = serializers.CharField(help_text="Where the condition is in the definition.")
     condition = serializers.CharField()
     value = serializers.JSONField(help_text="The person's own value when they entered.")
@@ -54,7 +54,7 @@ class ProfileSegmentSerializer(serializers.ModelSerializer):
     segment_id = serializers.IntegerField()
     key = serializers.CharField(source="segment.key")
     name = serializers.CharField(source="segment.name")
-    reasons = ReasonSerializer(many=True)
+    reasons = SegmentReasonSerializer(many=True)
 
     class Meta:
         model = SegmentMembership

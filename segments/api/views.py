@@ -67,14 +67,18 @@ class SegmentListView(SegmentAPIView, generics.ListAPIView):
         return Response(SegmentSerializer(segment).data, status=status.HTTP_201_CREATED)
 
 
-class SegmentDetailView(SegmentAPIView):
-    serializer_class = SegmentUpdateSerializer
+class OneSegmentView(SegmentAPIView):
+    """Base of the endpoints of one segment; each declares only its own methods."""
 
     def segment(self, segment_id: int) -> Segment:
         segment = Segment.objects.filter(pk=segment_id).prefetch_related("destinations").first()
         if segment is None:
             raise NotFound(f"No segment {segment_id}.")
         return segment
+
+
+class SegmentDetailView(OneSegmentView):
+    serializer_class = SegmentUpdateSerializer
 
     @extend_schema(tags=["segments"], operation_id="segments_retrieve",
                    responses={200: SegmentSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND})
@@ -139,7 +143,7 @@ class MembersPagination(NewestFirstPagination):
     ordering = ("-entered_at", "-id")
 
 
-class SegmentMembersView(SegmentDetailView, generics.ListAPIView):
+class SegmentMembersView(OneSegmentView, generics.ListAPIView):
     serializer_class = MemberSerializer
     pagination_class = MembersPagination
 
@@ -154,7 +158,7 @@ class SegmentMembersView(SegmentDetailView, generics.ListAPIView):
         return generics.ListAPIView.get(self, request)
 
 
-class SegmentRefreshView(SegmentDetailView):
+class SegmentRefreshView(OneSegmentView):
     @extend_schema(tags=["segments"], operation_id="segments_refresh", request=None,
                    responses={202: OpenApiResponse(description="A recompute is queued."), 401: UNAUTHENTICATED,
                               403: FORBIDDEN, 404: NOT_FOUND})
@@ -164,7 +168,7 @@ class SegmentRefreshView(SegmentDetailView):
         return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
 
 
-class SegmentHistoryView(SegmentDetailView):
+class SegmentHistoryView(OneSegmentView):
     serializer_class = SizePointSerializer
     pagination_class = None
 
@@ -177,7 +181,7 @@ class SegmentHistoryView(SegmentDetailView):
         return Response(SizePointSerializer(points, many=True).data)
 
 
-class SegmentStaticMembersView(SegmentDetailView):
+class SegmentStaticMembersView(OneSegmentView):
     serializer_class = StaticMembersSerializer
 
     @extend_schema(tags=["segments"], operation_id="segments_static_members", request=StaticMembersSerializer,
