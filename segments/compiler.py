@@ -272,7 +272,7 @@ def compile_reasons(node, *, now: datetime, segment_ids: dict[str, int], consent
         label = _Sql("'path', %s::text, 'condition', %s::text, ", [path, rules.describe(leaf)])
         if isinstance(leaf, Event):
             alias = f"a{n}"
-            joins.append(f" LEFT JOIN (" + _aggregate(leaf, now, scope) + f") {alias} ON {alias}.profile_id = p.id")
+            joins.append(" LEFT JOIN (" + _aggregate(leaf, now, scope) + f") {alias} ON {alias}.profile_id = p.id")
             if leaf.measure.kind in ("count", "sum"):
                 value = _Sql(f"coalesce({alias}.v, 0)")
             else:

@@ -261,7 +261,8 @@ def memberships_follow_merges(*, merges: list[tuple[int, int]], now: datetime | 
             f"WHERE m.profile_id = x.src AND m.exited_at IS NULL AND EXISTS (SELECT 1 FROM {_MEMBERSHIPS} o "
             "WHERE o.segment_id = m.segment_id AND o.profile_id = x.dst AND o.exited_at IS NULL)", [now, pairs])
         cursor.execute(
-            f"UPDATE {_MEMBERSHIPS} m SET profile_id = x.dst FROM json_to_recordset(%s::json) AS x(src bigint, dst bigint) "
+            f"UPDATE {_MEMBERSHIPS} m SET profile_id = x.dst "
+            "FROM json_to_recordset(%s::json) AS x(src bigint, dst bigint) "
             "WHERE m.profile_id = x.src AND m.exited_at IS NULL", [pairs])
         return cursor.rowcount
 

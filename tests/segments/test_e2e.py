@@ -38,9 +38,9 @@ def test_a_marketer_builds_a_nested_segment_and_finds_its_members(people, live_s
     page.wait_for_selector("#live-count:text-is('2')")
     # Turn the group's only condition into "plan in [pro, enterprise]".
     first = page.locator("[data-path='definition.all[0]']")
-    first.locator("select[aria-label='Trait condition operator']").select_option("in")
-    first.locator("input[aria-label='Trait condition values']").fill("pro, enterprise")
-    first.locator("input[aria-label='Trait condition values']").press("Tab")
+    first.locator("select[aria-label='Trait operator']").select_option("in")
+    first.locator("input[aria-label='Trait values']").fill("pro, enterprise")
+    first.locator("input[aria-label='Trait values']").press("Tab")
     page.wait_for_selector("#live-count:text-is('3')")
 
     # A nested group: any [ "Product Viewed" count >= 3 , not (identifier phone) ] ... built visually.
