@@ -17,7 +17,7 @@ from consent.services.suppression import suppressed_events
 from profiles.services.ingest import events_discard
 from profiles.services.identity import (ClaimedEvent, ResolveOutcome, event_set_aside, events_claim_pending,
                                        events_resolve)
-from segments.services.membership import memberships_follow_merges, segments_after_batch
+from segments.services.membership import BatchChanges, memberships_follow_merges, segments_after_batch
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -85,7 +85,7 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
 def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
     # Merges before signals: a choice carried over from a merged profile is older than the signals of this batch.
     consent_merge(merges=outcome.merged)
-    consent_apply_collected(events=[
+    recorded = consent_apply_collected(events=[
         CollectedEvent(e.id, e.message_id, outcome.profile_of[e.id], e.timestamp, e.payload)
         for e in events if e.id in outcome.profile_of])
     # After consent: a segment that reads consent sees this batch's choices.
@@ -97,7 +97,10 @@ def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
             names = touched.setdefault(profile_id, set())
             if e.type == "track":
                 names.add(e.event)
-    segments_after_batch(touched=touched, survivors={survivor for _, survivor in outcome.merged})
+    segments_after_batch(changes=BatchChanges(
+        events=touched, created=outcome.created, traits=outcome.traits_changed,
+        identifiers=outcome.identifiers_changed, consent=frozenset(entry.profile_id for entry in recorded),
+        survivors=frozenset(survivor for _, survivor in outcome.merged)))
 
 
 def _describe(exc: Exception) -> str:

@@ -357,20 +357,41 @@ def purposes(node: Node) -> set[str]:
     return {leaf.purpose for _, leaf in leaves(node) if isinstance(leaf, Consent)}
 
 
-def event_names(node: Node) -> set[str]:
-    """The event names the definition reads, sequences' included."""
-    names: set[str] = set()
-    for _, leaf in leaves(node):
-        if isinstance(leaf, Event):
-            names.add(leaf.name)
-            if leaf.follow:
-                names.add(leaf.follow.event)
-    return names
+@dataclass(frozen=True)
+class Reads:
+    """What a definition's answer depends on, so the realtime step evaluates it only where that changed."""
+
+    events: frozenset[str]
+    traits: bool
+    computed: bool
+    identifiers: bool
+    consent: bool
+    segments: frozenset[str]
+    # Whether the answer can change while nothing is written: a window moving with now, a date compared with
+    # now, a not_followed_by whose window has yet to pass. Only the sweep notices those.
+    clock: bool
 
 
-def reads_profile(node: Node) -> bool:
-    """Whether anything besides events decides membership (traits, identifiers, consent, other segments)."""
-    return any(not isinstance(leaf, Event) for _, leaf in leaves(node))
+def _event_reads_clock(leaf: Event) -> bool:
+    wheres = leaf.where + (leaf.follow.where if leaf.follow else ())
+    return (leaf.within is not None or leaf.measure.compare.op in DATE_OPS
+            or (leaf.follow is not None and leaf.follow.negated)
+            or any(w.compare.op in DATE_OPS for w in wheres))
+
+
+def reads(node: Node) -> Reads:
+    found = [leaf for _, leaf in leaves(node)]
+    events = [leaf for leaf in found if isinstance(leaf, Event)]
+    traits = [leaf for leaf in found if isinstance(leaf, Trait)]
+    return Reads(
+        events=frozenset({e.name for e in events} | {e.follow.event for e in events if e.follow}),
+        traits=any(not t.computed for t in traits),
+        computed=any(t.computed for t in traits),
+        identifiers=any(isinstance(leaf, HasIdentifier) for leaf in found),
+        consent=any(isinstance(leaf, Consent) for leaf in found),
+        segments=frozenset(references(node)),
+        clock=any(_event_reads_clock(e) for e in events)
+        or any(t.compare.op in DATE_OPS for t in traits))
 
 
 def _duration_text(delta: timedelta) -> str:

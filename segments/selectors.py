@@ -17,18 +17,29 @@ from segments.models import Delivery, Destination, Segment, SegmentMembership, S
 PREVIEW_SAMPLE = 20
 
 
+def _needs_sweep(definition: object) -> bool:
+    """Whether a realtime segment's answer can change outside the pipeline: with the clock (windows, dates),
+    through enrichment (computed traits) or through consent recorded by the API and the privacy screens."""
+    try:
+        reads = rules.reads(rules.parse(definition))
+    except rules.DefinitionError:
+        return True
+    return reads.clock or reads.computed or reads.consent
+
+
 def segments_due(*, now: datetime, realtime_every: int, batch_every: int) -> list[int]:
-    """Realtime segments whose last sweep is older than `realtime_every` seconds and batch segments whose last
-    recompute is older than `batch_every` (or that were never computed); static segments change only when their
-    list does."""
+    """Realtime segments that need a sweep and whose last one is older than `realtime_every` seconds; batch
+    segments, and realtime segments the pipeline alone keeps current, whose last recompute is older than
+    `batch_every` (or that were never computed). Static segments change only when their list does."""
     last_point = {sid: at for sid, at in SegmentSize.objects.filter(segment__mode=Segment.Mode.REALTIME)
                   .values("segment_id").annotate(at=Max("at")).values_list("segment_id", "at")}
     due = []
-    for sid, mode, computed in Segment.objects.exclude(mode=Segment.Mode.STATIC).values_list(
-            "id", "mode", "last_computed_at"):
+    for sid, mode, definition, computed in Segment.objects.exclude(mode=Segment.Mode.STATIC).values_list(
+            "id", "mode", "definition", "last_computed_at"):
         if mode == Segment.Mode.REALTIME:
+            every = realtime_every if _needs_sweep(definition) else batch_every
             swept = last_point.get(sid)
-            if swept is None or swept <= now - timedelta(seconds=realtime_every):
+            if swept is None or swept <= now - timedelta(seconds=every):
                 due.append(sid)
         elif computed is None or computed <= now - timedelta(seconds=batch_every):
             due.append(sid)

@@ -25,6 +25,7 @@ import orjson
 from django.conf import settings
 from django.db import connection, transaction
 
+from cdp.celery import app as celery_app
 from profiles.models import Source
 from profiles.services.ingest import events_accept
 from segments.models import Segment
@@ -211,6 +212,10 @@ def _latency(tag: str, source: Source, segment: Segment, profiles: int, samples:
     the 200 until the person's membership row exists."""
     env = dict(os.environ)
     base = str(settings.BASE_DIR)
+    # The run computed every segment it created itself; the recomputes their creation queued would only make
+    # the worker busy with repeats before the first sample.
+    with celery_app.connection_for_write() as broker:
+        broker.default_channel.queue_purge("segments")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -155,11 +155,15 @@ def _lock_identities(keys: set[tuple[str, str]]) -> None:
 
 @dataclass(frozen=True)
 class ResolveOutcome:
-    """What a resolved batch did, for the pipeline's next steps: the live profile of each event, and every
-    existing profile merged away, as (merged profile, survivor)."""
+    """What a resolved batch did, for the pipeline's next steps: the live profile of each event, every existing
+    profile merged away, as (merged profile, survivor), and the live profiles it created, whose traits changed
+    value and whose identifiers changed."""
 
     profile_of: dict[int, int]
     merged: list[tuple[int, int]]
+    created: frozenset[int] = frozenset()
+    traits_changed: frozenset[int] = frozenset()
+    identifiers_changed: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -549,7 +553,12 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
     _bulk_update_profiles(survivors, now)
     profile_of = {e.id: final(r.event_person[e.id]) for e in events if e.id in r.event_person}
     _move_processed([(e.id, profile_of.get(e.id)) for e in events], now)
-    return ResolveOutcome(profile_of=profile_of, merged=sorted(merged_existing.items()))
+    return ResolveOutcome(
+        profile_of=profile_of, merged=sorted(merged_existing.items()),
+        created=frozenset(person.id for pid, person in r.people.items() if person.is_new and r.find(pid) == pid),
+        traits_changed=frozenset(r.people[pid].id for pid in changed_keys),
+        identifiers_changed=frozenset({final(p) for _, _, p, _, _ in r.new_identifiers}
+                                      | {final(p) for p, _, _ in r.released}))
 
 
 def _leave_tombstones(pairs: list[tuple[int, int]], now: datetime) -> None:

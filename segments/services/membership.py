@@ -45,28 +45,22 @@ class Diff:
     exited: list[int] = field(default_factory=list)
 
 
-def _static_target(segment_id: int, scope: list[int] | None) -> Compiled:
-    sql = (f"SELECT DISTINCT p.id FROM {StaticMember._meta.db_table} s JOIN profiles_identifier i "
-           "ON i.type = s.identifier_type AND i.value = s.value JOIN profiles_profile p ON p.id = i.profile_id "
-           "AND p.merged_into_id IS NULL WHERE s.segment_id = %s")
-    params: list = [segment_id]
-    if scope is not None:
-        sql += " AND p.id = ANY(%s::bigint[])"
-        params.append(_int_array(scope))
-    return Compiled(sql, params)
+def _static_target(segment_id: int) -> Compiled:
+    return Compiled(
+        f"SELECT DISTINCT p.id FROM {StaticMember._meta.db_table} s JOIN profiles_identifier i "
+        "ON i.type = s.identifier_type AND i.value = s.value JOIN profiles_profile p ON p.id = i.profile_id "
+        "AND p.merged_into_id IS NULL WHERE s.segment_id = %s", [segment_id])
 
 
-def _target(segment: Segment, *, now: datetime, segment_ids: dict[str, int], scope: list[int] | None) -> Compiled:
+def _target(segment: Segment, *, now: datetime, segment_ids: dict[str, int]) -> Compiled:
     if segment.mode == Segment.Mode.STATIC:
-        return _static_target(segment.pk, scope)
+        return _static_target(segment.pk)
     return compile_members(rules.parse(segment.definition), now=now, segment_ids=segment_ids,
-                           consent_sql=_consent_sql, scope_ids=scope)
+                           consent_sql=_consent_sql)
 
 
-def _apply(segment: Segment, target: Compiled, *, now: datetime, scope: list[int] | None) -> Diff:
+def _apply(segment: Segment, target: Compiled, *, now: datetime) -> Diff:
     """One statement: closes open memberships outside the target and opens them for new members."""
-    scoped, scope_params = ("", []) if scope is None else (" AND m.profile_id = ANY(%s::bigint[])",
-                                                           [_int_array(scope)])
     with connection.cursor() as cursor:
         # Anti joins (NOT EXISTS), never NOT IN: PostgreSQL hashes NOT IN only while the set fits in work_mem
         # and otherwise rescans it per row. Both sides read the statement's one snapshot, so a profile is
@@ -74,13 +68,13 @@ def _apply(segment: Segment, target: Compiled, *, now: datetime, scope: list[int
         cursor.execute(
             f"WITH target AS MATERIALIZED ({target.sql}), "
             f"closed AS (UPDATE {_MEMBERSHIPS} m SET exited_at = %s WHERE m.segment_id = %s AND m.exited_at IS NULL"
-            f"{scoped} AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.profile_id) RETURNING m.profile_id), "
+            " AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.profile_id) RETURNING m.profile_id), "
             f"opened AS (INSERT INTO {_MEMBERSHIPS} (segment_id, profile_id, entered_at, reasons) "
             f"SELECT %s, t.id, %s, '[]' FROM target t WHERE NOT EXISTS (SELECT 1 FROM {_MEMBERSHIPS} m "
             f"WHERE m.segment_id = %s AND m.profile_id = t.id AND m.exited_at IS NULL) "
             "ON CONFLICT DO NOTHING RETURNING profile_id) "
             "SELECT true, profile_id FROM opened UNION ALL SELECT false, profile_id FROM closed",
-            [*target.params, now, segment.pk, *scope_params, segment.pk, now, segment.pk])
+            [*target.params, now, segment.pk, segment.pk, now, segment.pk])
         rows = cursor.fetchall()
     diff = Diff()
     for entered, profile_id in rows:
@@ -139,14 +133,14 @@ def segment_recompute(*, segment_id: int, now: datetime | None = None) -> Diff |
         cursor.execute("SET LOCAL work_mem = '64MB'")
     try:
         with transaction.atomic():
-            diff = _apply(segment, _target(segment, now=now, segment_ids=segment_ids, scope=None), now=now,
-                          scope=None)
+            diff = _apply(segment, _target(segment, now=now, segment_ids=segment_ids), now=now)
             _after_diff(segment, diff, now=now, segment_ids=segment_ids)
     except rules.DefinitionError as exc:
         Segment.objects.filter(pk=segment_id).update(status=Segment.Status.FAILED,
                                                      last_error=f"{exc.field}: {exc.message}")
         logger.warning("segment %s cannot be computed: %s", segment_id, exc.message)
         return None
+    realtime_follow(segment=segment, diff=diff, now=now)
     size = _size(segment_id)
     SegmentSize.objects.create(segment_id=segment_id, at=now, size=size, entered=len(diff.entered),
                                exited=len(diff.exited))
@@ -159,15 +153,25 @@ def segment_recompute(*, segment_id: int, now: datetime | None = None) -> Diff |
 
 
 @dataclass(frozen=True)
+class BatchChanges:
+    """What one pipeline batch changed, by live profile: everything a realtime segment's answer can depend on,
+    except the clock and enrichment (the sweep's work)."""
+
+    # Each profile the batch wrote, with the track event names it received.
+    events: dict[int, set[str]] = field(default_factory=dict)
+    created: frozenset[int] = frozenset()
+    traits: frozenset[int] = frozenset()
+    identifiers: frozenset[int] = frozenset()
+    consent: frozenset[int] = frozenset()
+    # Profiles that absorbed a merge: everything about them may have changed.
+    survivors: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
 class _Realtime:
     segment: Segment
     node: object
-    # Track event names the definition reads; a profile without such an event in the batch cannot change
-    # membership through them (windows passing are the sweep's work).
-    events: frozenset[str]
-    # Whether it reads anything besides events (traits, identifiers, consent, other segments, whose realtime
-    # memberships this step has just updated for the same profiles): then every touched profile is evaluated.
-    reads_profile: bool
+    reads: rules.Reads
 
 
 def _realtime_segments() -> list[_Realtime]:
@@ -187,54 +191,152 @@ def _realtime_segments() -> list[_Realtime]:
             node = rules.parse(segment.definition)
         except rules.DefinitionError:
             return
-        names = rules.event_names(node)
-        ordered.append(_Realtime(segment, node, frozenset(names), rules.reads_profile(node)))
+        ordered.append(_Realtime(segment, node, rules.reads(node)))
 
     for key in segments:
         place(key)
     return ordered
 
 
-def segments_after_batch(*, touched: dict[int, set[str]], survivors: set[int], now: datetime | None = None) -> int:
-    """Re-evaluates realtime segments for the profiles a pipeline batch touched, inside its transaction.
+def _scope_of(item: _Realtime, changes: BatchChanges, by_event: dict[str, set[int]],
+              moved: dict[str, set[int]]) -> set[int]:
+    """The profiles whose membership this batch can have changed: those whose events, traits, identifiers or
+    consent the definition reads changed, new profiles (a condition can hold for someone with nothing), merge
+    survivors, and profiles that have just entered or left a segment it names."""
+    reads = item.reads
+    scope = set(changes.survivors) | changes.created
+    for name in reads.events:
+        scope |= by_event.get(name, set())
+    if reads.traits:
+        scope |= changes.traits
+    if reads.identifiers:
+        scope |= changes.identifiers
+    if reads.consent:
+        # A trait change can change the profile's regime, and with it the default of every purpose.
+        scope |= changes.consent | changes.traits
+    for key in reads.segments:
+        scope |= moved.get(key, set())
+    return scope
 
-    `touched` maps each live profile the batch wrote to the track event names it received; `survivors` are
-    profiles that absorbed a merge (always re-evaluated). A segment is evaluated only for the profiles whose
-    batch could change its answer, in one statement per segment whatever the number of profiles. Returns how
-    many memberships changed.
-    """
-    if not touched and not survivors:
+
+def segments_after_batch(*, changes: BatchChanges, now: datetime | None = None) -> int:
+    """Re-evaluates realtime segments for the profiles a pipeline batch changed, inside its transaction; returns
+    how many memberships changed."""
+    if not changes.events and not changes.survivors:
         return 0
     realtime = _realtime_segments()
     if not realtime:
         return 0
-    now = now or timezone.now()
-    segment_ids = _segment_ids()
-    everyone = sorted(set(touched) | survivors)
     by_event: dict[str, set[int]] = defaultdict(set)
-    for profile_id, names in touched.items():
+    for profile_id, names in changes.events.items():
         for name in names:
             by_event[name].add(profile_id)
+    return _evaluate_realtime(realtime, lambda item, moved: _scope_of(item, changes, by_event, moved),
+                              now=now or timezone.now())
+
+
+def realtime_follow(*, segment: Segment, diff: Diff, now: datetime) -> int:
+    """Realtime segments that name `segment` (directly or through each other) re-evaluated for the profiles that
+    have just entered or left it, so a segment of segments does not wait for its sweep."""
+    changed = set(diff.entered) | set(diff.exited)
+    if not changed:
+        return 0
+    realtime = [item for item in _realtime_segments() if item.segment.pk != segment.pk]
+    if not any(segment.key in item.reads.segments for item in realtime):
+        return 0
+    moved_in_recompute = {segment.key: changed}
+
+    def scope(item: _Realtime, moved: dict[str, set[int]]) -> set[int]:
+        found: set[int] = set()
+        for key in item.reads.segments:
+            found |= moved.get(key, set()) | moved_in_recompute.get(key, set())
+        return found
+
+    return _evaluate_realtime(realtime, scope, now=now)
+
+
+def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) -> int:
+    """Evaluates the segments in order, each for its scope (a function of the segment and the profiles that have
+    already moved in earlier segments of this step, by key); one statement for all segments that do not name one
+    another."""
+    segment_ids = _segment_ids()
+    moved: dict[str, set[int]] = {}
     changed = 0
-    for item in realtime:
-        if item.reads_profile:
-            scope = everyone
-        else:
-            scope_set = set(survivors)
-            for name in item.events:
-                scope_set |= by_event.get(name, set())
-            scope = sorted(scope_set)
-        if not scope:
-            continue
-        target = compile_members(item.node, now=now, segment_ids=segment_ids, consent_sql=_consent_sql,
-                                 scope_ids=scope)
-        diff = _apply(item.segment, target, now=now, scope=scope)
-        if diff.entered or diff.exited:
-            _after_diff(item.segment, diff, now=now, segment_ids=segment_ids)
+    for level in _levels(realtime):
+        items = []
+        for item in level:
+            scope = sorted(scope_of(item, moved))
+            if not scope:
+                continue
+            try:
+                target = compile_members(item.node, now=now, segment_ids=segment_ids, consent_sql=_consent_sql,
+                                         scope_ids=scope)
+            except rules.DefinitionError as exc:
+                # A segment it names is gone: its own recompute marks it failed; the batch goes on without it.
+                logger.warning("realtime segment %s skipped: %s", item.segment.pk, exc.message)
+                continue
+            items.append((item.segment, target, scope))
+        for segment, diff in _apply_scoped(items, now=now).items():
+            _after_diff(segment, diff, now=now, segment_ids=segment_ids)
+            moved[segment.key] = set(diff.entered) | set(diff.exited)
             changed += len(diff.entered) + len(diff.exited)
     if changed:
         _touch_sizes([r.segment.pk for r in realtime], now)
     return changed
+
+
+def _levels(realtime: list[_Realtime]) -> list[list[_Realtime]]:
+    """Groups segments (already in dependency order) so that none reads a segment of its own group or later."""
+    level_of: dict[str, int] = {}
+    levels: list[list[_Realtime]] = []
+    for item in realtime:
+        level = 1 + max((level_of[k] for k in item.reads.segments if k in level_of), default=-1)
+        level_of[item.segment.key] = level
+        if level == len(levels):
+            levels.append([])
+        levels[level].append(item)
+    return levels
+
+
+def _apply_scoped(items: list[tuple[Segment, Compiled, list[int]]], *, now: datetime) -> dict[Segment, Diff]:
+    """The diff of several segments, each within its scope, in one statement; returns the segments that changed.
+
+    Each target is materialised once; scope pairs (segment, profile) select the open memberships that may close."""
+    if not items:
+        return {}
+    targets: list[str] = []
+    params: list = []
+    for n, (segment, target, _) in enumerate(items):
+        targets.append(f"t{n} AS MATERIALIZED ({target.sql})")
+        params += target.params
+    union = " UNION ALL ".join(f"SELECT {int(segment.pk)}::bigint AS segment_id, id FROM t{n}"
+                               for n, (segment, _, _) in enumerate(items))
+    pair_segments = [segment.pk for segment, _, scope in items for _ in scope]
+    pair_profiles = [profile_id for _, _, scope in items for profile_id in scope]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {', '.join(targets)}, target AS MATERIALIZED ({union}), "
+            "scope AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[]) AS s(segment_id, profile_id)), "
+            f"closed AS (UPDATE {_MEMBERSHIPS} m SET exited_at = %s FROM scope s WHERE m.segment_id = s.segment_id "
+            "AND m.profile_id = s.profile_id AND m.exited_at IS NULL AND NOT EXISTS (SELECT 1 FROM target t "
+            "WHERE t.segment_id = m.segment_id AND t.id = m.profile_id) RETURNING m.segment_id, m.profile_id), "
+            f"opened AS (INSERT INTO {_MEMBERSHIPS} (segment_id, profile_id, entered_at, reasons) "
+            f"SELECT t.segment_id, t.id, %s, '[]' FROM target t WHERE NOT EXISTS (SELECT 1 FROM {_MEMBERSHIPS} m "
+            "WHERE m.segment_id = t.segment_id AND m.profile_id = t.id AND m.exited_at IS NULL) "
+            "ON CONFLICT DO NOTHING RETURNING segment_id, profile_id) "
+            "SELECT true, segment_id, profile_id FROM opened "
+            "UNION ALL SELECT false, segment_id, profile_id FROM closed",
+            [*params, _int_array(pair_segments), _int_array(pair_profiles), now, now])
+        rows = cursor.fetchall()
+    by_id = {segment.pk: segment for segment, _, _ in items}
+    diffs: dict[Segment, Diff] = {}
+    for entered, segment_id, profile_id in rows:
+        diff = diffs.setdefault(by_id[segment_id], Diff())
+        (diff.entered if entered else diff.exited).append(profile_id)
+    for diff in diffs.values():
+        diff.entered.sort()
+        diff.exited.sort()
+    return diffs
 
 
 def _touch_sizes(segment_ids: list[int], now: datetime) -> None:

@@ -11,6 +11,7 @@ from consent.registry import handlers
 from profiles.models import Identifier
 from segments import rules
 from segments.models import Segment, SegmentMembership, SegmentSize, StaticMember
+from segments.selectors import segments_due
 from segments.services import definitions
 from segments.services.membership import segment_recompute
 
@@ -106,6 +107,86 @@ def test_the_realtime_step_reads_only_the_profiles_whose_events_matter(people, p
         drain()
     # No profile of the batch received an Order Completed: the segment's query is not run.
     assert not [q for q in queries.captured_queries if "segments_segmentmembership" in q["sql"]]
+
+
+def test_a_track_event_does_not_evaluate_segments_of_traits_identifiers_or_consent(people, post_collect, drain):
+    for key, definition in [("pro", {"trait": "plan", "op": "eq", "value": "pro"}),
+                            ("phones", {"identifier": "phone"}),
+                            ("mailable", {"consent": "marketing_email", "is": "granted"})]:
+        segment_recompute(segment_id=definitions.segment_create(key=key, name=key, mode="realtime",
+                                                                definition=definition).pk)
+    post_collect("track", {"userId": "ann", "event": "Page Scrolled", "messageId": "s1"})
+    with CaptureQueriesContext(connection) as queries:
+        drain()
+    assert not [q for q in queries.captured_queries if "segments_segmentmembership" in q["sql"]]
+
+
+def test_realtime_segments_follow_trait_identifier_and_consent_changes(people, post_collect, drain):
+    segments = {key: definitions.segment_create(key=key, name=key, mode="realtime", definition=definition)
+                for key, definition in [("enterprise", {"trait": "plan", "op": "eq", "value": "enterprise"}),
+                                        ("phones", {"identifier": "phone"}),
+                                        ("mailable", {"consent": "marketing_email", "is": "granted"})]}
+    for segment in segments.values():
+        segment_recompute(segment_id=segment.pk)
+    assert all(open_members(segment) == set() for segment in segments.values())
+    post_collect("identify", {"userId": "ann", "traits": {"plan": "enterprise"}, "messageId": "up"})
+    post_collect("identify", {"userId": "bo", "traits": {"phone": "+49 30 1234567"}, "messageId": "phone"})
+    post_collect("track", {"userId": "cy", "event": "Newsletter Opened", "messageId": "ok",
+                           "context": {"consent": {"categoryPreferences": {"Email": True}}}})
+    drain()
+    assert open_members(segments["enterprise"]) == {pid("ann")}
+    assert open_members(segments["phones"]) == {pid("bo")}
+    assert open_members(segments["mailable"]) == {pid("cy")}
+    post_collect("identify", {"userId": "ann", "traits": {"plan": "free"}, "messageId": "down"})
+    drain()
+    assert open_members(segments["enterprise"]) == set()
+
+
+def test_a_new_person_enters_a_segment_that_holds_for_someone_with_no_event(people, post_collect, drain):
+    segment = definitions.segment_create(key="never-bought", name="Never bought", mode="realtime",
+                                         definition={"not": {"event": "Order Completed"}})
+    segment_recompute(segment_id=segment.pk)
+    assert open_members(segment) == {pid("ann"), pid("bo"), pid("cy")}
+    post_collect("track", {"userId": "dan", "event": "Page Scrolled", "messageId": "d1"})
+    post_collect("track", {"userId": "ann", "event": "Order Completed", "messageId": "a1"})
+    drain()
+    assert open_members(segment) == {pid("bo"), pid("cy"), pid("dan")}
+
+
+def test_a_realtime_segment_of_a_batch_segment_follows_its_recompute(people, post_collect, drain):
+    pro = definitions.segment_create(key="pro", name="Pro", mode="batch",
+                                     definition={"trait": "plan", "op": "eq", "value": "pro"})
+    segment_recompute(segment_id=pro.pk)
+    fans = definitions.segment_create(key="fans", name="Fans", mode="realtime",
+                                      definition={"all": [{"segment": "pro"}, {"identifier": "email"}]})
+    segment_recompute(segment_id=fans.pk)
+    assert open_members(fans) == {pid("ann"), pid("cy")}
+    post_collect("identify", {"userId": "bo", "traits": {"plan": "pro"}, "messageId": "up"})
+    post_collect("identify", {"userId": "cy", "traits": {"plan": "free"}, "messageId": "down"})
+    drain()
+    assert open_members(fans) == {pid("ann"), pid("cy")}
+    segment_recompute(segment_id=pro.pk)
+    assert open_members(fans) == {pid("ann"), pid("bo")}
+
+
+def test_only_segments_that_can_change_without_a_write_are_swept_often():
+    definitions_by_key = {
+        "window": {"event": "Product Viewed", "within": "1h"},
+        "dated": {"trait": "signup", "op": "newer_than", "value": "4w"},
+        "computed": {"computed": "monetary_value", "op": "gt", "value": 100},
+        "consent": {"consent": "marketing_email", "is": "granted"},
+        "trait": {"trait": "plan", "op": "eq", "value": "pro"},
+        "ever": {"event": "Order Completed", "count": {"op": "gte", "value": 2}},
+    }
+    ids = {key: definitions.segment_create(key=key, name=key, mode="realtime", definition=definition).pk
+           for key, definition in definitions_by_key.items()}
+    now = timezone.now()
+    for segment_id in ids.values():
+        SegmentSize.objects.create(segment_id=segment_id, at=now - timedelta(minutes=10), size=0)
+    due = set(segments_due(now=now, realtime_every=300, batch_every=3600))
+    assert due == {ids["window"], ids["dated"], ids["computed"], ids["consent"]}
+    due = set(segments_due(now=now + timedelta(hours=1), realtime_every=300, batch_every=3600))
+    assert due == set(ids.values())
 
 
 def test_a_window_that_passes_takes_members_out_on_the_sweep(people, post_collect, drain):
