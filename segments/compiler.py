@@ -150,9 +150,8 @@ def _event_filter(alias: str, name: str, where: tuple[Where, ...], now: datetime
     return sql
 
 
-def _aggregate(leaf: Event, now: datetime, scope: str | None) -> _Sql:
-    """SELECT profile_id, v: the measure of each profile with at least one qualifying occurrence."""
-    measure: Measure = leaf.measure
+def _occurrences(leaf: Event, now: datetime, scope: str | None) -> _Sql:
+    """The condition on an event row `e` of being one of the leaf's qualifying occurrences."""
     occurrences = _event_filter("e", leaf.name, leaf.where, now, leaf.within, scope)
     if leaf.follow:
         follow = leaf.follow
@@ -165,6 +164,13 @@ def _aggregate(leaf: Event, now: datetime, scope: str | None) -> _Sql:
                 " AND NOT EXISTS (" + inner + ")")
         else:
             occurrences = occurrences + " AND EXISTS (" + inner + ")"
+    return occurrences
+
+
+def _aggregate(leaf: Event, now: datetime, scope: str | None) -> _Sql:
+    """SELECT profile_id, v: the measure of each profile with at least one qualifying occurrence."""
+    measure: Measure = leaf.measure
+    occurrences = _occurrences(leaf, now, scope)
     if measure.kind == "count":
         value = "count(*)::numeric"
     elif measure.kind in ("sum", "avg"):
@@ -189,22 +195,41 @@ def _holds_at_zero(measure: Measure) -> bool:
     return measure.kind in ("count", "sum") and number_holds(measure.compare, 0)
 
 
+def _is_any_occurrence(measure: Measure) -> bool:
+    """Whether the measure asks only for at least one occurrence (a count is a whole number)."""
+    return (measure.kind == "count" and measure.compare.op in ("gt", "gte")
+            and number_holds(measure.compare, 1) and not number_holds(measure.compare, 0))
+
+
 class _Compiler:
     def __init__(self, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
                  scope: str | None, context: dict | None):
         self.now, self.segment_ids, self.consent_sql = now, segment_ids, consent_sql
         self.scope, self.context = scope, context or {}
 
-    def node(self, node, path: str) -> _Sql:
+    def node(self, node, path: str, conjunct: bool = False) -> _Sql:
+        """`conjunct`: the node is ANDed into the WHERE clause (the root, or under `all`s only). There an
+        "any occurrence" condition becomes EXISTS or NOT EXISTS, which PostgreSQL plans as a semi or anti join
+        of its own choosing (index probes for a few candidates, a hash for many); under `any` a correlated
+        EXISTS would run once per profile, so IN over a grouped aggregate stays."""
         if isinstance(node, (All, Any)):
             kind, joiner = ("all", " AND ") if isinstance(node, All) else ("any", " OR ")
-            return "(" + _join([self.node(c, f"{path}.{kind}[{i}]") for i, c in enumerate(node.children)],
+            inner = conjunct and isinstance(node, All)
+            return "(" + _join([self.node(c, f"{path}.{kind}[{i}]", inner) for i, c in enumerate(node.children)],
                                joiner) + ")"
         if isinstance(node, Not):
+            if conjunct and isinstance(node.child, Event) and _is_any_occurrence(node.child.measure):
+                return "NOT " + self.occurrence_exists(node.child)
             # A condition is true or false for every profile, never NULL: NOT (NULL) would drop the profile.
             return "NOT coalesce(" + self.node(node.child, f"{path}.not") + ", false)"
+        if conjunct and isinstance(node, Event) and _is_any_occurrence(node.measure):
+            return self.occurrence_exists(node)
         # A leaf may be NULL (a missing trait): false in WHERE, under AND and OR alike; only NOT needs it made false.
         return self.leaf(node, path)
+
+    def occurrence_exists(self, leaf: Event) -> _Sql:
+        return (_Sql(f"EXISTS (SELECT 1 FROM {EVENTS} e WHERE e.profile_id = p.id AND ")
+                + _occurrences(leaf, self.now, self.scope) + ")")
 
     def leaf(self, leaf, path: str) -> _Sql:
         if isinstance(leaf, Trait):
@@ -251,7 +276,7 @@ def compile_members(node, *, now: datetime, segment_ids: dict[str, int], consent
     """SELECT p.id of the live profiles the definition selects at `now` (within `scope_ids` when given)."""
     scope = _scope_literal(scope_ids)
     compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=scope, context=context)
-    where = compiler.node(node, "definition")
+    where = compiler.node(node, "definition", conjunct=True)
     head = _Sql("SELECT p.id FROM profiles_profile p WHERE p.merged_into_id IS NULL")
     if scope is not None:
         head = head + _Sql(" AND p.id = ANY(%s::bigint[])", [scope])

@@ -98,7 +98,7 @@ def _build(tag: str, source: Source, profiles: int, events: int, now: datetime, 
                 "'type', 'track', 'event', (%(names)s::text[])[1 + k %% 10], 'properties', jsonb_build_object("
                 "'category', (%(cats)s::text[])[1 + (k / 10) %% 5], 'revenue', (k * 13) %% 500)), "
                 "%(first_profile)s + floor(%(n)s * power(((k::numeric * 2654435761) %% 4294967296) / 4294967296, 2))"
-                "::bigint, %(now)s, '' FROM generate_series(%(start)s, %(end)s) k",
+                "::bigint, %(now)s, '' FROM generate_series(%(start)s::bigint, %(end)s::bigint) k",
                 {"first": first_event, "source": source.pk, "tag": tag, "names": EVENT_NAMES, "now": now,
                  "cats": CATEGORIES, "first_profile": first_profile, "n": profiles, "start": start,
                  "end": start + size - 1})

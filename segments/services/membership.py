@@ -14,6 +14,7 @@ from datetime import datetime
 
 import orjson
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from consent.selectors import consent_allowed_sql
@@ -62,26 +63,37 @@ def _target(segment: Segment, *, now: datetime, segment_ids: dict[str, int]) -> 
 def _apply(segment: Segment, target: Compiled, *, now: datetime) -> Diff:
     """One statement: closes open memberships outside the target and opens them for new members."""
     with connection.cursor() as cursor:
-        # Anti joins (NOT EXISTS), never NOT IN: PostgreSQL hashes NOT IN only while the set fits in work_mem
-        # and otherwise rescans it per row. Both sides read the statement's one snapshot, so a profile is
-        # either entering or leaving, never both.
         cursor.execute(
-            f"WITH target AS MATERIALIZED ({target.sql}), "
-            f"closed AS (UPDATE {_MEMBERSHIPS} m SET exited_at = %s WHERE m.segment_id = %s AND m.exited_at IS NULL"
-            " AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.profile_id) RETURNING m.profile_id), "
-            f"opened AS (INSERT INTO {_MEMBERSHIPS} (segment_id, profile_id, entered_at, reasons) "
-            f"SELECT %s, t.id, %s, '[]' FROM target t WHERE NOT EXISTS (SELECT 1 FROM {_MEMBERSHIPS} m "
-            f"WHERE m.segment_id = %s AND m.profile_id = t.id AND m.exited_at IS NULL) "
-            "ON CONFLICT DO NOTHING RETURNING profile_id) "
-            "SELECT true, profile_id FROM opened UNION ALL SELECT false, profile_id FROM closed",
-            [*target.params, now, segment.pk, segment.pk, now, segment.pk])
+            f"WITH target AS MATERIALIZED (SELECT %s::bigint AS segment_id, id FROM ({target.sql}) t), "
+            f"current AS MATERIALIZED (SELECT segment_id, profile_id FROM {_MEMBERSHIPS} WHERE segment_id = %s "
+            "AND exited_at IS NULL), " + _DIFF,
+            [segment.pk, *target.params, segment.pk, now, now])
         rows = cursor.fetchall()
-    diff = Diff()
-    for entered, profile_id in rows:
+    return _diffs(rows, {segment.pk: segment}).get(segment, Diff())
+
+
+# The diff as set operations (hashed or sorted, never a nested loop): a membership table that has just grown, or
+# whose statistics are stale, cannot lead the planner into re-reading the target once per member. Both sides read
+# the statement's one snapshot, so a profile is either entering or leaving, never both.
+_DIFF = (
+    "leaving AS (SELECT segment_id, profile_id FROM current EXCEPT SELECT segment_id, id FROM target), "
+    "entering AS (SELECT segment_id, id FROM target EXCEPT SELECT segment_id, profile_id FROM current), "
+    f"closed AS (UPDATE {_MEMBERSHIPS} m SET exited_at = %s FROM leaving l WHERE m.segment_id = l.segment_id "
+    "AND m.profile_id = l.profile_id AND m.exited_at IS NULL RETURNING m.segment_id, m.profile_id), "
+    f"opened AS (INSERT INTO {_MEMBERSHIPS} (segment_id, profile_id, entered_at, reasons) "
+    "SELECT segment_id, id, %s, '[]' FROM entering ON CONFLICT DO NOTHING RETURNING segment_id, profile_id) "
+    "SELECT true, segment_id, profile_id FROM opened UNION ALL SELECT false, segment_id, profile_id FROM closed")
+
+
+def _diffs(rows: list[tuple], segments: dict[int, Segment]) -> dict[Segment, Diff]:
+    diffs: dict[Segment, Diff] = {}
+    for entered, segment_id, profile_id in rows:
+        diff = diffs.setdefault(segments[segment_id], Diff())
         (diff.entered if entered else diff.exited).append(profile_id)
-    diff.entered.sort()
-    diff.exited.sort()
-    return diff
+    for diff in diffs.values():
+        diff.entered.sort()
+        diff.exited.sort()
+    return diffs
 
 
 def _record_reasons(segment: Segment, entered: list[int], *, now: datetime, segment_ids: dict[str, int]) -> None:
@@ -101,15 +113,18 @@ def _record_reasons(segment: Segment, entered: list[int], *, now: datetime, segm
         reasons = compile_reasons(node, now=now, segment_ids=segment_ids, consent_sql=_consent_sql,
                                   profile_ids=chunk)
         with connection.cursor() as cursor:
+            # Materialised: computed once, whatever the planner believes of a membership table that has just
+            # grown inside this transaction (a nested loop would re-run the event aggregates per member).
             cursor.execute(
-                f"WITH r AS ({reasons.sql}) UPDATE {_MEMBERSHIPS} m SET reasons = r.reasons FROM r "
+                f"WITH r AS MATERIALIZED ({reasons.sql}) UPDATE {_MEMBERSHIPS} m SET reasons = r.reasons FROM r "
                 "WHERE m.segment_id = %s AND m.exited_at IS NULL AND m.profile_id = r.profile_id",
                 [*reasons.params, segment.pk])
 
 
-def _after_diff(segment: Segment, diff: Diff, *, now: datetime, segment_ids: dict[str, int]) -> None:
+def _after_diff(segment: Segment, diff: Diff, *, now: datetime, segment_ids: dict[str, int],
+                delivers: bool = True) -> None:
     _record_reasons(segment, diff.entered, now=now, segment_ids=segment_ids)
-    if diff.entered or diff.exited:
+    if delivers and (diff.entered or diff.exited):
         deliveries_enqueue(segment_id=segment.pk, entered=diff.entered, exited=diff.exited, occurred_at=now)
 
 
@@ -172,11 +187,15 @@ class _Realtime:
     segment: Segment
     node: object
     reads: rules.Reads
+    # Whether the segment sends its moves to an active destination.
+    delivers: bool
 
 
 def _realtime_segments() -> list[_Realtime]:
     """The realtime segments, each after the segments it names (so it reads their fresh memberships)."""
-    segments = {s.key: s for s in Segment.objects.filter(mode=Segment.Mode.REALTIME).order_by("id")}
+    segments = {s.key: s for s in Segment.objects.filter(mode=Segment.Mode.REALTIME).annotate(
+        delivers=Exists(Segment.destinations.through.objects.filter(segment_id=OuterRef("pk"),
+                                                                     destination__active=True))).order_by("id")}
     ordered: list[_Realtime] = []
     placed: set[str] = set()
 
@@ -191,7 +210,7 @@ def _realtime_segments() -> list[_Realtime]:
             node = rules.parse(segment.definition)
         except rules.DefinitionError:
             return
-        ordered.append(_Realtime(segment, node, rules.reads(node)))
+        ordered.append(_Realtime(segment, node, rules.reads(node), segment.delivers))
 
     for key in segments:
         place(key)
@@ -261,7 +280,11 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) ->
     another."""
     segment_ids = _segment_ids()
     moved: dict[str, set[int]] = {}
-    changed = 0
+    growth: dict[int, int] = {}
+    with connection.cursor() as cursor:
+        # The statement's estimated cost is that of reading many segments, its real work a few index probes per
+        # profile: compiling it to machine code (JIT) would cost more than running it. Local to the transaction.
+        cursor.execute("SET LOCAL jit = off")
     for level in _levels(realtime):
         items = []
         for item in level:
@@ -276,13 +299,14 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) ->
                 logger.warning("realtime segment %s skipped: %s", item.segment.pk, exc.message)
                 continue
             items.append((item.segment, target, scope))
+        delivers = {item.segment.pk for item in level if item.delivers}
         for segment, diff in _apply_scoped(items, now=now).items():
-            _after_diff(segment, diff, now=now, segment_ids=segment_ids)
+            _after_diff(segment, diff, now=now, segment_ids=segment_ids, delivers=segment.pk in delivers)
             moved[segment.key] = set(diff.entered) | set(diff.exited)
-            changed += len(diff.entered) + len(diff.exited)
-    if changed:
-        _touch_sizes([r.segment.pk for r in realtime], now)
-    return changed
+            growth[segment.pk] = len(diff.entered) - len(diff.exited)
+    if growth:
+        _grow_sizes(growth, now)
+    return sum(len(profiles) for profiles in moved.values())
 
 
 def _levels(realtime: list[_Realtime]) -> list[list[_Realtime]]:
@@ -301,52 +325,37 @@ def _levels(realtime: list[_Realtime]) -> list[list[_Realtime]]:
 def _apply_scoped(items: list[tuple[Segment, Compiled, list[int]]], *, now: datetime) -> dict[Segment, Diff]:
     """The diff of several segments, each within its scope, in one statement; returns the segments that changed.
 
-    Each target is materialised once; scope pairs (segment, profile) select the open memberships that may close."""
+    Scope pairs (segment, profile) select the open memberships that may close."""
     if not items:
         return {}
-    targets: list[str] = []
-    params: list = []
-    for n, (segment, target, _) in enumerate(items):
-        targets.append(f"t{n} AS MATERIALIZED ({target.sql})")
-        params += target.params
-    union = " UNION ALL ".join(f"SELECT {int(segment.pk)}::bigint AS segment_id, id FROM t{n}"
-                               for n, (segment, _, _) in enumerate(items))
+    union = " UNION ALL ".join(f"SELECT {int(segment.pk)}::bigint AS segment_id, id FROM ({target.sql}) t{n}"
+                               for n, (segment, target, _) in enumerate(items))
+    params = [param for _, target, _ in items for param in target.params]
     pair_segments = [segment.pk for segment, _, scope in items for _ in scope]
     pair_profiles = [profile_id for _, _, scope in items for profile_id in scope]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH {', '.join(targets)}, target AS MATERIALIZED ({union}), "
-            "scope AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[]) AS s(segment_id, profile_id)), "
-            f"closed AS (UPDATE {_MEMBERSHIPS} m SET exited_at = %s FROM scope s WHERE m.segment_id = s.segment_id "
-            "AND m.profile_id = s.profile_id AND m.exited_at IS NULL AND NOT EXISTS (SELECT 1 FROM target t "
-            "WHERE t.segment_id = m.segment_id AND t.id = m.profile_id) RETURNING m.segment_id, m.profile_id), "
-            f"opened AS (INSERT INTO {_MEMBERSHIPS} (segment_id, profile_id, entered_at, reasons) "
-            f"SELECT t.segment_id, t.id, %s, '[]' FROM target t WHERE NOT EXISTS (SELECT 1 FROM {_MEMBERSHIPS} m "
-            "WHERE m.segment_id = t.segment_id AND m.profile_id = t.id AND m.exited_at IS NULL) "
-            "ON CONFLICT DO NOTHING RETURNING segment_id, profile_id) "
-            "SELECT true, segment_id, profile_id FROM opened "
-            "UNION ALL SELECT false, segment_id, profile_id FROM closed",
+            f"WITH target AS MATERIALIZED ({union}), "
+            # One index probe per pair, whatever the table's statistics say (LIMIT keeps the lateral from being
+            # flattened into a join that a stale estimate can turn into sorting every membership).
+            f"current AS MATERIALIZED (SELECT m.segment_id, m.profile_id FROM unnest(%s::bigint[], %s::bigint[]) "
+            f"AS s(segment_id, profile_id) CROSS JOIN LATERAL (SELECT o.segment_id, o.profile_id FROM {_MEMBERSHIPS} o "
+            "WHERE o.segment_id = s.segment_id AND o.profile_id = s.profile_id AND o.exited_at IS NULL LIMIT 1) m), "
+            + _DIFF,
             [*params, _int_array(pair_segments), _int_array(pair_profiles), now, now])
         rows = cursor.fetchall()
-    by_id = {segment.pk: segment for segment, _, _ in items}
-    diffs: dict[Segment, Diff] = {}
-    for entered, segment_id, profile_id in rows:
-        diff = diffs.setdefault(by_id[segment_id], Diff())
-        (diff.entered if entered else diff.exited).append(profile_id)
-    for diff in diffs.values():
-        diff.entered.sort()
-        diff.exited.sort()
-    return diffs
+    return _diffs(rows, {segment.pk: segment for segment, _, _ in items})
 
 
-def _touch_sizes(segment_ids: list[int], now: datetime) -> None:
-    """Keeps the realtime segments' size current, in one statement (their history gets a point per sweep)."""
+def _grow_sizes(growth: dict[int, int], now: datetime) -> None:
+    """Keeps realtime segments' size current from their diffs, in one statement (counting the members of every
+    segment per batch would read them all; the sweep and recomputes count them afresh)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Segment._meta.db_table} s SET size = c.n, last_computed_at = %s, status = %s FROM "
-            f"(SELECT s2.id, (SELECT count(*) FROM {_MEMBERSHIPS} m WHERE m.segment_id = s2.id "
-            f"AND m.exited_at IS NULL) AS n FROM {Segment._meta.db_table} s2 WHERE s2.id = ANY(%s::bigint[])) c "
-            "WHERE s.id = c.id", [now, Segment.Status.READY, _int_array(segment_ids)])
+            # A segment not yet computed has no size to grow: its first recompute counts.
+            f"UPDATE {Segment._meta.db_table} s SET size = greatest(0, s.size + g.n), last_computed_at = %s "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS g(id, n) WHERE s.id = g.id AND s.status = %s",
+            [now, _int_array(growth), _int_array(growth.values()), Segment.Status.READY])
 
 
 def memberships_follow_merges(*, merges: list[tuple[int, int]], now: datetime | None = None) -> int:
