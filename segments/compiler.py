@@ -171,16 +171,22 @@ def _aggregate(leaf: Event, now: datetime, scope: str | None) -> _Sql:
     """SELECT profile_id, v: the measure of each profile with at least one qualifying occurrence."""
     measure: Measure = leaf.measure
     occurrences = _occurrences(leaf, now, scope)
+    return "SELECT e.profile_id, " + _measure_value(measure) + f" AS v FROM {EVENTS} e WHERE " + occurrences + (
+        " GROUP BY e.profile_id")
+
+
+def _measure_value(measure: Measure, only: _Sql | None = None) -> _Sql:
+    """The aggregate of a measure over the grouped event rows `e` (those satisfying `only`, when given)."""
+    where = _Sql() if only is None else " FILTER (WHERE " + only + ")"
     if measure.kind == "count":
-        value = "count(*)::numeric"
-    elif measure.kind in ("sum", "avg"):
+        return "(count(*)" + where + ")::numeric"
+    if measure.kind in ("sum", "avg"):
         prop = _property("e", measure.property)
         numeric = "CASE WHEN jsonb_typeof(" + prop + ") = 'number' THEN (" + prop + ")::numeric END"
-        value = ("coalesce(sum(" + numeric + "), 0)") if measure.kind == "sum" else ("avg(" + numeric + ")")
-    else:
-        value = _Sql('min(e."timestamp")' if measure.kind == "first" else 'max(e."timestamp")')
-    return "SELECT e.profile_id, " + _Sql() + value + f" AS v FROM {EVENTS} e WHERE " + occurrences + (
-        " GROUP BY e.profile_id")
+        if measure.kind == "sum":
+            return "coalesce(sum(" + numeric + ")" + where + ", 0)"
+        return "avg(" + numeric + ")" + where
+    return _Sql('min(e."timestamp")' if measure.kind == "first" else 'max(e."timestamp")') + where
 
 
 def _measure_holds(measure: Measure, value: _Sql, now: datetime) -> _Sql:
@@ -203,9 +209,11 @@ def _is_any_occurrence(measure: Measure) -> bool:
 
 class _Compiler:
     def __init__(self, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
-                 scope: str | None, context: dict | None):
+                 scope: str | None, context: dict | None, measured: dict[str, str] | None = None):
         self.now, self.segment_ids, self.consent_sql = now, segment_ids, consent_sql
         self.scope, self.context = scope, context or {}
+        # compile_realtime: each event condition's measure is a column of the shared aggregate `a` (by repr).
+        self.measured = measured
 
     def node(self, node, path: str, conjunct: bool = False) -> _Sql:
         """`conjunct`: the node is ANDed into the WHERE clause (the root, or under `all`s only). There an
@@ -217,6 +225,7 @@ class _Compiler:
             inner = conjunct and isinstance(node, All)
             return "(" + _join([self.node(c, f"{path}.{kind}[{i}]", inner) for i, c in enumerate(node.children)],
                                joiner) + ")"
+        conjunct = conjunct and self.measured is None
         if isinstance(node, Not):
             if conjunct and isinstance(node.child, Event) and _is_any_occurrence(node.child.measure):
                 return "NOT " + self.occurrence_exists(node.child)
@@ -240,6 +249,11 @@ class _Compiler:
             for part in leaf.key:
                 value = value.get(part) if isinstance(value, dict) else None
             return compare_sql(_Sql("%s::jsonb", [orjson.dumps(value).decode()]), leaf.compare, self.now)
+        if isinstance(leaf, Event) and self.measured is not None:
+            value = _Sql(f"a.{self.measured[repr(leaf)]}")
+            if leaf.measure.kind in ("count", "sum"):
+                value = "coalesce(" + value + ", 0)"
+            return "coalesce(" + _measure_holds(leaf.measure, value, self.now) + ", false)"
         if isinstance(leaf, Event):
             aggregate = _aggregate(leaf, self.now, self.scope)
             if _holds_at_zero(leaf.measure):
@@ -281,6 +295,51 @@ def compile_members(node, *, now: datetime, segment_ids: dict[str, int], consent
     if scope is not None:
         head = head + _Sql(" AND p.id = ANY(%s::bigint[])", [scope])
     sql = head + " AND " + where
+    return Compiled(sql.text, sql.params)
+
+
+def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: datetime, segment_ids: dict[str, int],
+                     consent_sql: ConsentSql) -> Compiled:
+    """Rows (segment_id, id): for each (segment id, node, scope), the live profiles of its scope it selects, for
+    all the segments in one query (the realtime step of a pipeline batch).
+
+    Every event condition of every segment is one FILTERed aggregate of a single pass over the events of all the
+    scopes' profiles, so each profile's events are read once, by index, whatever the number of segments; each
+    (segment, profile) pair then evaluates only its own segment's condition."""
+    everyone = _scope_literal(sorted({pid for _, _, scope in segments for pid in scope}))
+    measured: dict[str, str] = {}
+    aggregates: list[_Sql] = []
+    names: set[str] = set()
+    since: list[datetime | None] = []
+    for _, node, _ in segments:
+        for _, leaf in rules.leaves(node):
+            if isinstance(leaf, Event) and repr(leaf) not in measured:
+                measured[repr(leaf)] = f"v{len(measured)}"
+                aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None))
+                                  + f" AS {measured[repr(leaf)]}")
+                names.add(leaf.name)
+                since.append(None if leaf.within is None else now - leaf.within)
+    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=everyone, context=None,
+                         measured=measured)
+    cases = _join([_Sql("WHEN %s THEN ", [segment_id]) + compiler.node(node, "definition")
+                   for segment_id, node, _ in segments], " ")
+    pairs = _Sql("unnest(%s::bigint[], %s::bigint[]) AS s(segment_id, profile_id)", [
+        "{" + ",".join(str(int(sid)) for sid, _, scope in segments for _ in scope) + "}",
+        "{" + ",".join(str(int(pid)) for _, _, scope in segments for pid in scope) + "}"])
+    # The scopes' people read once by index (joined to the pairs, a stale estimate could scan every profile).
+    head = _Sql("WITH p AS MATERIALIZED (SELECT * FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
+                "AND merged_into_id IS NULL)", [everyone])
+    joined = _Sql()
+    if aggregates:
+        bounded = _Sql()
+        if all(at is not None for at in since):
+            bounded = _Sql(' AND e."timestamp" >= %s', [min(since)])
+        head = (head + ", a AS MATERIALIZED (SELECT e.profile_id, " + _join(aggregates, ", ") + f" FROM {EVENTS} e "
+                + _Sql("WHERE e.profile_id = ANY(%s::bigint[]) AND e.type = 'track' AND e.event = ANY(%s::text[])",
+                       [everyone, sorted(names)]) + bounded + " GROUP BY e.profile_id)")
+        joined = _Sql(" LEFT JOIN a ON a.profile_id = p.id")
+    sql = (head + " SELECT s.segment_id, p.id FROM " + pairs + " JOIN p ON p.id = s.profile_id" + joined
+           + " WHERE CASE s.segment_id " + cases + " ELSE false END")
     return Compiled(sql.text, sql.params)
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from consent.selectors import consent_allowed_sql
 from profiles.common.locks import SEGMENT_RECOMPUTE, xact_lock
 from segments import rules
-from segments.compiler import Compiled, compile_members, compile_reasons
+from segments.compiler import Compiled, compile_members, compile_realtime, compile_reasons
 from segments.models import Segment, SegmentMembership, SegmentSize, StaticMember
 from segments.services.deliveries import deliveries_enqueue
 
@@ -121,10 +121,27 @@ def _record_reasons(segment: Segment, entered: list[int], *, now: datetime, segm
                 [*reasons.params, segment.pk])
 
 
-def _after_diff(segment: Segment, diff: Diff, *, now: datetime, segment_ids: dict[str, int],
-                delivers: bool = True) -> None:
+def _record_reasons_together(entries: list[tuple[int, object, list[int]]], *, now: datetime,
+                             segment_ids: dict[str, int]) -> None:
+    """The reasons of the profiles that entered several segments (segment id, node, entered), in one statement."""
+    if not entries:
+        return
+    parts, params = [], []
+    for segment_id, node, entered in entries:
+        reasons = compile_reasons(node, now=now, segment_ids=segment_ids, consent_sql=_consent_sql,
+                                  profile_ids=entered)
+        parts.append(f"SELECT {int(segment_id)}::bigint AS segment_id, profile_id, reasons FROM ({reasons.sql}) r")
+        params += reasons.params
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH r AS MATERIALIZED ({' UNION ALL '.join(parts)}) UPDATE {_MEMBERSHIPS} m SET reasons = r.reasons "
+            "FROM r WHERE m.segment_id = r.segment_id AND m.exited_at IS NULL AND m.profile_id = r.profile_id",
+            params)
+
+
+def _after_diff(segment: Segment, diff: Diff, *, now: datetime, segment_ids: dict[str, int]) -> None:
     _record_reasons(segment, diff.entered, now=now, segment_ids=segment_ids)
-    if delivers and (diff.entered or diff.exited):
+    if diff.entered or diff.exited:
         deliveries_enqueue(segment_id=segment.pk, entered=diff.entered, exited=diff.exited, occurred_at=now)
 
 
@@ -285,23 +302,29 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) ->
         # The statement's estimated cost is that of reading many segments, its real work a few index probes per
         # profile: compiling it to machine code (JIT) would cost more than running it. Local to the transaction.
         cursor.execute("SET LOCAL jit = off")
+        # The shared aggregate groups every event of the batch's people: sorted in memory, not on disk.
+        cursor.execute("SET LOCAL work_mem = '32MB'")
     for level in _levels(realtime):
         items = []
         for item in level:
             scope = sorted(scope_of(item, moved))
-            if not scope:
-                continue
-            try:
-                target = compile_members(item.node, now=now, segment_ids=segment_ids, consent_sql=_consent_sql,
-                                         scope_ids=scope)
-            except rules.DefinitionError as exc:
+            missing = item.reads.segments - set(segment_ids)
+            if missing:
                 # A segment it names is gone: its own recompute marks it failed; the batch goes on without it.
-                logger.warning("realtime segment %s skipped: %s", item.segment.pk, exc.message)
-                continue
-            items.append((item.segment, target, scope))
+                logger.warning("realtime segment %s skipped: it names unknown segments %s", item.segment.pk,
+                               sorted(missing))
+            elif scope:
+                items.append((item.segment, item.node, scope))
+        if not items:
+            continue
+        diffs = _apply_scoped(items, now=now, segment_ids=segment_ids)
+        nodes = {item.segment.pk: item.node for item in level}
+        _record_reasons_together([(segment.pk, nodes[segment.pk], diff.entered) for segment, diff in diffs.items()
+                                  if diff.entered], now=now, segment_ids=segment_ids)
         delivers = {item.segment.pk for item in level if item.delivers}
-        for segment, diff in _apply_scoped(items, now=now).items():
-            _after_diff(segment, diff, now=now, segment_ids=segment_ids, delivers=segment.pk in delivers)
+        for segment, diff in diffs.items():
+            if segment.pk in delivers:
+                deliveries_enqueue(segment_id=segment.pk, entered=diff.entered, exited=diff.exited, occurred_at=now)
             moved[segment.key] = set(diff.entered) | set(diff.exited)
             growth[segment.pk] = len(diff.entered) - len(diff.exited)
     if growth:
@@ -322,27 +345,24 @@ def _levels(realtime: list[_Realtime]) -> list[list[_Realtime]]:
     return levels
 
 
-def _apply_scoped(items: list[tuple[Segment, Compiled, list[int]]], *, now: datetime) -> dict[Segment, Diff]:
-    """The diff of several segments, each within its scope, in one statement; returns the segments that changed.
-
-    Scope pairs (segment, profile) select the open memberships that may close."""
-    if not items:
-        return {}
-    union = " UNION ALL ".join(f"SELECT {int(segment.pk)}::bigint AS segment_id, id FROM ({target.sql}) t{n}"
-                               for n, (segment, target, _) in enumerate(items))
-    params = [param for _, target, _ in items for param in target.params]
+def _apply_scoped(items: list[tuple[Segment, object, list[int]]], *, now: datetime,
+                  segment_ids: dict[str, int]) -> dict[Segment, Diff]:
+    """The diff of several segments (segment, node, scope), each within its scope, in one statement; returns the
+    segments that changed."""
+    target = compile_realtime([(segment.pk, node, scope) for segment, node, scope in items], now=now,
+                              segment_ids=segment_ids, consent_sql=_consent_sql)
     pair_segments = [segment.pk for segment, _, scope in items for _ in scope]
     pair_profiles = [profile_id for _, _, scope in items for profile_id in scope]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH target AS MATERIALIZED ({union}), "
+            f"WITH target AS MATERIALIZED (SELECT segment_id, id FROM ({target.sql}) t), "
             # One index probe per pair, whatever the table's statistics say (LIMIT keeps the lateral from being
             # flattened into a join that a stale estimate can turn into sorting every membership).
             f"current AS MATERIALIZED (SELECT m.segment_id, m.profile_id FROM unnest(%s::bigint[], %s::bigint[]) "
             f"AS s(segment_id, profile_id) CROSS JOIN LATERAL (SELECT o.segment_id, o.profile_id FROM {_MEMBERSHIPS} o "
             "WHERE o.segment_id = s.segment_id AND o.profile_id = s.profile_id AND o.exited_at IS NULL LIMIT 1) m), "
             + _DIFF,
-            [*params, _int_array(pair_segments), _int_array(pair_profiles), now, now])
+            [*target.params, _int_array(pair_segments), _int_array(pair_profiles), now, now])
         rows = cursor.fetchall()
     return _diffs(rows, {segment.pk: segment for segment, _, _ in items})
 

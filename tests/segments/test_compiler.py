@@ -11,7 +11,7 @@ from consent.selectors import consent_allowed_sql, consent_granted
 from consent.services.ledger import ConsentChoice, consent_record
 from profiles.models import Source
 from segments import rules
-from segments.compiler import compile_members, compile_reasons
+from segments.compiler import compile_members, compile_realtime, compile_reasons
 from segments.models import Segment
 from tests.segments import reference
 from tests.segments.reference import World, WorldEvent
@@ -187,15 +187,15 @@ def _run(compiled) -> set[int]:
 
 @hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
-@given(definition=definitions, world=worlds, scope_picks=st.sets(st.integers(0, 4)))
-def test_the_compiled_query_selects_what_the_reference_selects(stage, definition, world, scope_picks):
+@given(definition=definitions, other=definitions, world=worlds, scope_picks=st.sets(st.integers(0, 4)))
+def test_the_compiled_query_selects_what_the_reference_selects(stage, definition, other, world, scope_picks):
     # Each example in a savepoint rolled back at its end: the next starts from the same empty tables.
     with transaction.atomic():
-        _check(stage, definition, world, scope_picks)
+        _check(stage, definition, other, world, scope_picks)
         transaction.set_rollback(True)
 
 
-def _check(stage, definition, world, scope_picks):
+def _check(stage, definition, other, world, scope_picks):
     source, segment_ids = stage
     people, events = world
     state, live = _write(source, segment_ids, people, events)
@@ -206,6 +206,17 @@ def _check(stage, definition, world, scope_picks):
     scope = [live[i] for i in sorted(scope_picks)]
     assert _run(compile_members(node, now=NOW, segment_ids=segment_ids, consent_sql=_consent,
                                 scope_ids=scope)) == expected & set(scope)
+
+    # The realtime step: several segments in one query, each within its own scope, sharing one event aggregate.
+    other_node = rules.parse(other)
+    other_expected = reference.members(state, other_node, NOW)
+    together = compile_realtime([(1, node, scope), (2, other_node, live), (3, node, live[1::2])], now=NOW,
+                                segment_ids=segment_ids, consent_sql=_consent)
+    with connection.cursor() as cur:
+        cur.execute(together.sql, together.params)
+        pairs = set(cur.fetchall())
+    assert pairs == ({(1, p) for p in expected & set(scope)} | {(2, p) for p in other_expected}
+                     | {(3, p) for p in expected & set(live[1::2])})
 
     reasons = compile_reasons(node, now=NOW, segment_ids=segment_ids, consent_sql=_consent, profile_ids=live)
     with connection.cursor() as cur:
@@ -239,3 +250,7 @@ def test_window_edges(stage, definition, member):
     node = rules.parse(definition)
     assert (live[0] in reference.members(state, node, NOW)) is member
     assert (live[0] in _run(compile_members(node, now=NOW, segment_ids=segment_ids, consent_sql=_consent))) is member
+    together = compile_realtime([(7, node, live)], now=NOW, segment_ids=segment_ids, consent_sql=_consent)
+    with connection.cursor() as cur:
+        cur.execute(together.sql, together.params)
+        assert ((7, live[0]) in set(cur.fetchall())) is member
