@@ -2,6 +2,7 @@
 reasons, the size history; destinations and their deliveries."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,6 +11,7 @@ from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from consent.selectors import consent_allowed_sql
+from profiles.models import Profile
 from segments import rules
 from segments.compiler import compile_members
 from segments.models import Delivery, Destination, Segment, SegmentMembership, SegmentSize
@@ -50,19 +52,68 @@ def segments_due(*, now: datetime, realtime_every: int, batch_every: int) -> lis
 class Preview:
     count: int
     sample: list[int]
+    # Past PREVIEW_EXACT_UP_TO profiles, the count is estimated from a random sample of PREVIEW_SAMPLE_PROFILES,
+    # with the half-width of its 95% interval.
+    estimated: bool = False
+    margin: int = 0
+
+
+# A preview answers while a marketer edits: exact up to this many profiles, estimated past it (on two cores, an
+# exact count of a sequence condition over 10 million events takes seconds).
+PREVIEW_EXACT_UP_TO = 200_000
+PREVIEW_SAMPLE_PROFILES = 20_000
 
 
 def segment_preview(*, definition: object, now: datetime | None = None) -> Preview:
-    """How many live profiles an unsaved definition selects now, and the first few of them by id; one query.
-    Raises rules.DefinitionError for a bad definition (including a segment key that does not exist)."""
+    """How many live profiles an unsaved definition selects now, and the first few of them by id: exact on up to
+    PREVIEW_EXACT_UP_TO profiles; past that, estimated from a random sample of profiles (the estimate's 95%
+    interval in `margin`) and the first few of the sample. Raises rules.DefinitionError for a bad definition
+    (including a segment key that does not exist)."""
     node = rules.parse(definition)
-    compiled = compile_members(node, now=now or timezone.now(), segment_ids=dict(Segment.objects.values_list(
-        "key", "id")), consent_sql=lambda purpose, alias: consent_allowed_sql(purpose=purpose, profile_alias=alias))
+    now = now or timezone.now()
+    segment_ids = dict(Segment.objects.values_list("key", "id"))
+
+    def consent(purpose, alias):
+        return consent_allowed_sql(purpose=purpose, profile_alias=alias)
+
+    profiles = _profiles_estimate()
+    if profiles <= PREVIEW_EXACT_UP_TO:
+        compiled = compile_members(node, now=now, segment_ids=segment_ids, consent_sql=consent)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id, count(*) OVER () FROM ({compiled.sql}) AS members ORDER BY id LIMIT %s",
+                           [*compiled.params, PREVIEW_SAMPLE])
+            rows = cursor.fetchall()
+        return Preview(rows[0][1] if rows else 0, [r[0] for r in rows])
+    share = min(100.0, 100.0 * PREVIEW_SAMPLE_PROFILES / profiles)
+    with connection.cursor() as cursor:
+        # Whole pages at random (SYSTEM), repeatable so that the count moves only when the definition does.
+        cursor.execute(f"SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM {Profile._meta.db_table} "
+                       "TABLESAMPLE SYSTEM (%s) REPEATABLE (7) WHERE merged_into_id IS NULL", [share])
+        drawn = cursor.fetchone()[0]
+    if not drawn:
+        return Preview(0, [], estimated=True, margin=0)
+    compiled = compile_members(node, now=now, segment_ids=segment_ids, consent_sql=consent, scope_ids=drawn)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, count(*) OVER () FROM ({compiled.sql}) AS members ORDER BY id LIMIT %s",
                        [*compiled.params, PREVIEW_SAMPLE])
         rows = cursor.fetchall()
-    return Preview(rows[0][1] if rows else 0, [r[0] for r in rows])
+    matched = rows[0][1] if rows else 0
+    scale = 100.0 / share
+    rate = matched / len(drawn)
+    # With the finite-population correction: a sample of the whole table has no error.
+    margin = 1.96 * math.sqrt(rate * (1 - rate) / len(drawn) * (1 - 1 / scale)) * len(drawn) * scale
+    return Preview(round(matched * scale), [r[0] for r in rows], estimated=True, margin=round(margin))
+
+
+def _profiles_estimate() -> int:
+    """The planner's row count of the profiles table (kept by ANALYZE and autovacuum); a count when it has none."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [Profile._meta.db_table])
+        estimate = cursor.fetchone()[0]
+        if estimate is None or estimate < 0:
+            cursor.execute(f"SELECT count(*) FROM {Profile._meta.db_table}")
+            estimate = cursor.fetchone()[0]
+    return estimate
 
 
 def segment_members(*, segment: Segment) -> QuerySet[SegmentMembership]:

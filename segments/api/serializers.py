@@ -35,6 +35,9 @@ class PreviewRequestSerializer(serializers.Serializer):
 class PreviewSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     sample = serializers.ListField(child=serializers.IntegerField(), help_text="Up to 20 profile ids, lowest first.")
+    estimated = serializers.BooleanField(help_text="True past 200,000 profiles: the count is estimated from a random "
+                                                   "sample of 20,000 profiles.")
+    margin = serializers.IntegerField(help_text="Half-width of the estimate's 95% interval (0 when exact).")
 
 
 class MemberSerializer(serializers.ModelSerializer):

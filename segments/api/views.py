@@ -136,7 +136,8 @@ class SegmentPreviewView(SegmentAPIView):
             preview = selectors.segment_preview(definition=body.validated_data["definition"])
         except rules.DefinitionError as exc:
             return _invalid(exc)
-        return Response(PreviewSerializer({"count": preview.count, "sample": preview.sample}).data)
+        return Response(PreviewSerializer({"count": preview.count, "sample": preview.sample,
+                                           "estimated": preview.estimated, "margin": preview.margin}).data)
 
 
 class MembersPagination(NewestFirstPagination):

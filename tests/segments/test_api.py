@@ -53,7 +53,7 @@ def test_a_marketer_creates_previews_and_reads_a_segment(call, people):
     definition = {"trait": "plan", "op": "eq", "value": "pro"}
     preview = call("post", "/api/v1/segments/preview/", {"definition": definition})
     assert preview.status_code == 200
-    assert preview.json() == {"count": 2, "sample": sorted([pid("ann"), pid("cy")])}
+    assert preview.json() == {"count": 2, "sample": sorted([pid("ann"), pid("cy")]), "estimated": False, "margin": 0}
     assert not Segment.objects.exists()  # a preview saves nothing
 
     created = call("post", "/api/v1/segments/", {"key": "pro", "name": "Pro", "mode": "batch",
@@ -112,3 +112,14 @@ def test_static_members_are_posted_through_the_api(call, people):
     refused = call("post", f"/api/v1/segments/{not_static}/static-members/",
                    {"identifiers": [{"type": "email", "value": "x@example.com"}]})
     assert refused.status_code == 409
+
+
+def test_a_preview_past_the_exact_limit_is_estimated_from_a_sample(call, people, monkeypatch):
+    from segments import selectors
+
+    definition = {"trait": "plan", "op": "eq", "value": "pro"}
+    monkeypatch.setattr(selectors, "PREVIEW_EXACT_UP_TO", 0)
+    # A sample as large as the table takes every page: the estimate is then the exact count.
+    monkeypatch.setattr(selectors, "PREVIEW_SAMPLE_PROFILES", 10_000)
+    body = call("post", "/api/v1/segments/preview/", {"definition": definition}).json()
+    assert body == {"count": 2, "sample": sorted([pid("ann"), pid("cy")]), "estimated": True, "margin": 0}

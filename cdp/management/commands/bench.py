@@ -144,7 +144,10 @@ class Command(BaseCommand):
             w(f"{name:<10} {r['members']:>9,} members  query {r['query_s']:.2f} s, hand-written SQL "
               f"{r['handwritten_sql_s']:.2f} s (x{r['ratio']}), first recompute {r['first_recompute_s']:.2f} s, "
               f"recompute {r['recompute_s']:.2f} s")
-        w(f"preview    {result['preview_s']:.2f} s ({result['preview_count']:,} profiles)")
+        count = (f"≈ {result['preview_count']:,} ± {result['preview_margin']:,} estimated"
+                 if result["preview_estimated"] else f"{result['preview_count']:,}")
+        w(f"preview    {result['preview_s']:.2f} s ({count} profiles; exact {result['preview_exact_count']:,} "
+          f"in {result['exact_count_s']:.2f} s)")
         w(f"pipeline   {result['process_events_per_s']:,.0f} events/s without realtime segments, "
           f"{result['process_with_segments_events_per_s']:,.0f} with 20 ({result['process_ratio']:.0%})")
         w(f"realtime   p50 {result['realtime_p50_s']:.3f} s, p95 {result['realtime_p95_s']:.3f} s "

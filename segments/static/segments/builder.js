@@ -248,7 +248,10 @@
     const body = await response.json();
     if (response.ok) {
       serverError = null;
-      countBox.textContent = body.count.toLocaleString();
+      countBox.textContent = body.estimated
+        ? "≈ " + body.count.toLocaleString() + " ± " + body.margin.toLocaleString()
+        : body.count.toLocaleString();
+      countBox.title = body.estimated ? "estimated from a random sample of profiles" : "";
       showError(null);
     } else {
       serverError = body;
