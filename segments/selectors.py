@@ -86,9 +86,11 @@ def segment_preview(*, definition: object, now: datetime | None = None) -> Previ
         return Preview(rows[0][1] if rows else 0, [r[0] for r in rows])
     share = min(100.0, 100.0 * PREVIEW_SAMPLE_PROFILES / profiles)
     with connection.cursor() as cursor:
-        # Whole pages at random (SYSTEM), repeatable so that the count moves only when the definition does.
+        # Rows at random (BERNOULLI), not whole pages (SYSTEM): neighbouring profiles came in together and are
+        # alike, so a sample of pages would be narrower than its interval claims. Repeatable, so that the count
+        # moves only when the definition does.
         cursor.execute(f"SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM {Profile._meta.db_table} "
-                       "TABLESAMPLE SYSTEM (%s) REPEATABLE (7) WHERE merged_into_id IS NULL", [share])
+                       "TABLESAMPLE BERNOULLI (%s) REPEATABLE (7) WHERE merged_into_id IS NULL", [share])
         drawn = cursor.fetchone()[0]
     if not drawn:
         return Preview(0, [], estimated=True, margin=0)

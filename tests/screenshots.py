@@ -35,6 +35,7 @@ def _prepare() -> dict:
     from consent.models import PrivacyRequest
     from consent.services.privacy import privacy_request_create
     from profiles.models import Profile
+    from segments.models import Segment, SegmentMembership
 
     call_command("migrate", verbosity=0)
     call_command("seed_demo", profiles=300, if_empty=True)
@@ -42,9 +43,14 @@ def _prepare() -> dict:
     if not PrivacyRequest.objects.exists():
         privacy_request_create(kind="access", regime="gdpr",
                                identifiers=[{"type": "email", "value": "someone@example.com"}])
-    profile = (Profile.objects.filter(merged_into__isnull=True, merges_in__isnull=False).order_by("id").first()
-               or Profile.objects.filter(merged_into__isnull=True).order_by("-event_count").first())
-    return {"profile": profile.pk, "request": PrivacyRequest.objects.order_by("id").first().pk}
+    # The profile shown is in a segment, so its segments card has reasons to show.
+    member = SegmentMembership.objects.filter(exited_at__isnull=True, segment__key="window-shoppers").order_by(
+        "profile_id").first()
+    profile = (Profile.objects.filter(pk=member.profile_id).first() if member else None) or (
+        Profile.objects.filter(merged_into__isnull=True).order_by("-event_count").first())
+    return {"profile": profile.pk, "request": PrivacyRequest.objects.order_by("id").first().pk,
+            "segment": Segment.objects.get(key="cart-abandoners").pk,
+            "edited": Segment.objects.get(key="window-shoppers").pk}
 
 
 def _serve() -> tuple[subprocess.Popen, str]:
@@ -68,8 +74,11 @@ def _shoot(url: str, ids: dict) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     screens = [("login", "/accounts/login/", None), ("dashboard", "/?days=90", "marketer"),
-               ("profiles", "/profiles/?sort=-value", "marketer"), ("profile", f"/profiles/{ids['profile']}/", "marketer"),
-               ("privacy-queue", "/privacy/", "privacy"), ("privacy-request", f"/privacy/{ids['request']}/", "privacy")]
+               ("profiles", "/profiles/?sort=-value", "marketer"),
+               ("profile", f"/profiles/{ids['profile']}/", "marketer"),
+               ("privacy-queue", "/privacy/", "privacy"), ("privacy-request", f"/privacy/{ids['request']}/", "privacy"),
+               ("segments", "/segments/", "marketer"), ("segment", f"/segments/{ids['segment']}/", "marketer"),
+               ("segment-builder", f"/segments/{ids['edited']}/edit/", "marketer")]
     written = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,

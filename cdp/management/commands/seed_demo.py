@@ -19,6 +19,9 @@ from profiles.models import Event, Identifier, MergeRecord, PendingEvent, Profil
 from profiles.services.enrichment import profiles_enrich
 from profiles.services.ingest import events_accept
 from profiles.services.sources import source_get_or_create
+from segments.models import Segment
+from segments.services.definitions import segment_create
+from segments.services.membership import segment_recompute
 
 SOURCE_NAME = "Demo web shop"
 # The collection API's batch endpoint takes 500 KB; 500 demo messages stay well under it.
@@ -223,6 +226,31 @@ def demo_requests(*, now: datetime) -> int:
     return PrivacyRequest.objects.count()
 
 
+DEMO_SEGMENTS = [
+    ("cart-abandoners", "Cart abandoners", "realtime", "Added to cart this week, no order within two hours.",
+     {"event": "Product Added", "within": "7d", "not_followed_by": {"event": "Order Completed", "within": "2h"}}),
+    ("window-shoppers", "Window shoppers", "realtime", "Looked at three products or more this month, never bought.",
+     {"all": [{"event": "Product Viewed", "within": "30d", "count": {"op": "gte", "value": 3}},
+              {"not": {"event": "Order Completed"}}]}),
+    ("big-spenders", "Big spenders", "batch", "Spent more than 300 in all.",
+     {"computed": "monetary_value", "op": "gt", "value": 300}),
+    ("textable-big-spenders", "Big spenders we can text", "batch", "Big spenders with a phone number.",
+     {"all": [{"segment": "big-spenders"}, {"identifier": "phone"}]}),
+]
+
+
+def demo_segments() -> int:
+    """A few segments of each mode over the demo traffic, computed at once (a worker would do it otherwise)."""
+    created = 0
+    for key, name, mode, description, definition in DEMO_SEGMENTS:
+        if Segment.objects.filter(key=key).exists():
+            continue
+        segment = segment_create(key=key, name=name, mode=mode, description=description, definition=definition)
+        segment_recompute(segment_id=segment.pk)
+        created += 1
+    return created
+
+
 class Command(BaseCommand):
     help = "Sends synthetic web-shop traffic through the collection path, resolves it and computes traits."
 
@@ -247,8 +275,9 @@ class Command(BaseCommand):
         processed = pipeline_drain()
         requests = demo_requests(now=timezone.now())
         enriched = profiles_enrich()
+        segments = demo_segments()
         self.stdout.write(self.style.SUCCESS(
             f"Sent {len(messages)} messages ({accepted} new, {duplicates} duplicates) for {profiles} people; "
             f"processed {processed}; {Profile.objects.filter(merged_into__isnull=True).count()} live profiles, "
             f"{MergeRecord.objects.filter(outcome=MergeRecord.Outcome.MERGED).count()} merges, {enriched} enriched; "
-            f"{requests} privacy requests."))
+            f"{requests} privacy requests; {segments} segments."))
