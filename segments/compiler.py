@@ -262,16 +262,19 @@ class _Compiler:
                         + _measure_holds(leaf.measure, _Sql("a.v"), self.now) + ", false))")
             return ("p.id IN (SELECT a.profile_id FROM (" + aggregate + ") a WHERE "
                     + _measure_holds(leaf.measure, _Sql("a.v"), self.now) + ")")
+        # For the realtime step's few people, a lookup per person, never a hash of the whole table: the planner
+        # may hash an EXISTS it can rewrite as IN, and OFFSET 0 is what keeps it from rewriting.
+        probe = " OFFSET 0" if self.measured is not None else ""
         if isinstance(leaf, Consent):
             sql, params = self.consent_sql(leaf.purpose, "p")
-            allowed = _Sql("(" + sql + ")", params)
+            allowed = _Sql(f"(SELECT ({sql}){probe})" if probe else f"({sql})", params)
             return allowed if leaf.granted else ("NOT " + allowed)
         if isinstance(leaf, InSegment):
             return _Sql(f"EXISTS (SELECT 1 FROM {MEMBERSHIPS} m WHERE m.segment_id = %s AND m.profile_id = p.id "
-                        "AND m.exited_at IS NULL)", [self.segment_id(leaf.key, path)])
+                        f"AND m.exited_at IS NULL{probe})", [self.segment_id(leaf.key, path)])
         if isinstance(leaf, HasIdentifier):
-            return _Sql("EXISTS (SELECT 1 FROM profiles_identifier i WHERE i.profile_id = p.id AND i.type = %s)",
-                        [leaf.type])
+            return _Sql("EXISTS (SELECT 1 FROM profiles_identifier i WHERE i.profile_id = p.id AND i.type = %s"
+                        f"{probe})", [leaf.type])
         raise TypeError(f"not a condition: {leaf!r}")
 
     def segment_id(self, key: str, path: str) -> int:
@@ -308,6 +311,11 @@ def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: date
     scopes' profiles, so each profile's events are read once, by index, whatever the number of segments; each
     (segment, profile) pair then evaluates only its own segment's condition."""
     everyone = _scope_literal(sorted({pid for _, _, scope in segments for pid in scope}))
+    # Only the people of segments with event conditions have their events read (a trait segment's scope is the
+    # people whose traits changed; their histories are not its business).
+    readers = _scope_literal(sorted({pid for _, node, scope in segments
+                                     if any(isinstance(leaf, Event) for _, leaf in rules.leaves(node))
+                                     for pid in scope}))
     measured: dict[str, str] = {}
     aggregates: list[_Sql] = []
     names: set[str] = set()
@@ -337,7 +345,7 @@ def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: date
             bounded = _Sql(' AND e."timestamp" >= %s', [min(since)])
         head = (head + ", a AS MATERIALIZED (SELECT e.profile_id, " + _join(aggregates, ", ") + f" FROM {EVENTS} e "
                 + _Sql("WHERE e.profile_id = ANY(%s::bigint[]) AND e.type = 'track' AND e.event = ANY(%s::text[])",
-                       [everyone, sorted(names)]) + bounded + " GROUP BY e.profile_id)")
+                       [readers, sorted(names)]) + bounded + " GROUP BY e.profile_id)")
         joined = _Sql(" LEFT JOIN a ON a.profile_id = p.id")
     sql = (head + " SELECT s.segment_id, p.id FROM " + pairs + " JOIN p ON p.id = s.profile_id" + joined
            + " WHERE CASE s.segment_id " + cases + " ELSE false END")

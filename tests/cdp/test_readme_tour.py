@@ -34,8 +34,15 @@ def test_the_readme_tour_works_as_written(in_process_tasks, gunicorn_server):
         answer, end = decoder.raw_decode(text)
         answers.append(answer)
         text = text[end:].lstrip()
-    accepted_page, accepted_identify, profile = answers
+    accepted_page, accepted_identify, profile, segment, accepted_view, memberships = answers
     assert accepted_page["accepted"] == accepted_identify["accepted"] == 1
     assert {(i["type"], i["value"]) for i in profile["identifiers"]} == {
         ("anonymous_id", "a-123"), ("user_id", "u-1"), ("email", "a•••@example.com")}  # a marketer's token: masked
     assert profile["event_count"] == 2
+    # The realtime segment: Ann's next view puts her in it, with the reason.
+    assert segment["key"] == "browsing-now" and segment["mode"] == "realtime"
+    assert accepted_view["accepted"] == 1
+    [membership] = memberships
+    assert membership["key"] == "browsing-now" and membership["exited_at"] is None
+    assert membership["reasons"] == [{"path": "definition", "condition": '"Product Viewed" count in 1h >= 1',
+                                      "value": 1, "held": True}]
