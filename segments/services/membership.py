@@ -298,12 +298,7 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) ->
     segment_ids = _segment_ids()
     moved: dict[str, set[int]] = {}
     growth: dict[int, int] = {}
-    with connection.cursor() as cursor:
-        # The statement's estimated cost is that of reading many segments, its real work a few index probes per
-        # profile: compiling it to machine code (JIT) would cost more than running it. Local to the transaction.
-        cursor.execute("SET LOCAL jit = off")
-        # The shared aggregate groups every event of the batch's people: sorted in memory, not on disk.
-        cursor.execute("SET LOCAL work_mem = '32MB'")
+    tuned = False
     for level in _levels(realtime):
         items = []
         for item in level:
@@ -317,6 +312,14 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) ->
                 items.append((item.segment, item.node, scope))
         if not items:
             continue
+        if not tuned:
+            with connection.cursor() as cursor:
+                # The statement's estimated cost is that of reading many segments, its real work a few index
+                # probes per person: compiling it to machine code (JIT) would cost more than running it. The
+                # shared aggregate groups every event of the batch's people: sorted in memory, not on disk.
+                # Local to the transaction.
+                cursor.execute("SET LOCAL jit = off; SET LOCAL work_mem = '32MB'")
+            tuned = True
         diffs = _apply_scoped(items, now=now, segment_ids=segment_ids)
         nodes = {item.segment.pk: item.node for item in level}
         _record_reasons_together([(segment.pk, nodes[segment.pk], diff.entered) for segment, diff in diffs.items()
