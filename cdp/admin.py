@@ -20,6 +20,7 @@ from profiles.admin import ProfileAdmin, SourceAdmin
 from profiles.masking import masks_for
 from profiles.models import Profile, Source
 from profiles.services.sources import sources_rotate_write_keys
+from segments.services.membership import BatchChanges, segments_after_batch
 
 IMPORT_PERMISSION = "profiles.import_profiles"
 
@@ -36,6 +37,8 @@ class ProfileImportExportAdmin(AuditedAdmin, ImportExportMixin, ProfileAdmin):
         super().save_model(request, obj, form, change)
         # Edited traits may name another country; the admin's transaction holds the row saved just above.
         consent_regimes_store(traits={obj.pk: obj.traits})
+        # Realtime segments follow an edit as they follow the pipeline's writes, not at their next sweep.
+        segments_after_batch(changes=BatchChanges(traits=frozenset({obj.pk})))
 
     def has_import_permission(self, request):
         """An import writes profiles for everyone in the file: the Admin role only."""

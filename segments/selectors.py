@@ -31,13 +31,14 @@ def _needs_sweep(definition: object) -> bool:
 
 def segments_due(*, now: datetime, realtime_every: int, batch_every: int) -> list[int]:
     """Realtime segments that need a sweep and whose last one is older than `realtime_every` seconds; batch
-    segments, and realtime segments the pipeline alone keeps current, whose last recompute is older than
-    `batch_every` (or that were never computed). Static segments change only when their list does."""
+    segments, realtime segments the pipeline alone keeps current, and static segments (a person who gains an
+    identifier on the list joins), whose last recompute is older than `batch_every` (or that were never
+    computed)."""
     last_point = {sid: at for sid, at in SegmentSize.objects.filter(segment__mode=Segment.Mode.REALTIME)
                   .values("segment_id").annotate(at=Max("at")).values_list("segment_id", "at")}
     due = []
-    for sid, mode, definition, computed in Segment.objects.exclude(mode=Segment.Mode.STATIC).values_list(
-            "id", "mode", "definition", "last_computed_at"):
+    for sid, mode, definition, computed in Segment.objects.values_list("id", "mode", "definition",
+                                                                      "last_computed_at"):
         if mode == Segment.Mode.REALTIME:
             every = realtime_every if _needs_sweep(definition) else batch_every
             swept = last_point.get(sid)
@@ -86,25 +87,32 @@ def segment_preview(*, definition: object, now: datetime | None = None) -> Previ
         return Preview(rows[0][1] if rows else 0, [r[0] for r in rows])
     share = min(100.0, 100.0 * PREVIEW_SAMPLE_PROFILES / profiles)
     with connection.cursor() as cursor:
-        # Rows at random (BERNOULLI), not whole pages (SYSTEM): neighbouring profiles came in together and are
-        # alike, so a sample of pages would be narrower than its interval claims. Repeatable, so that the count
-        # moves only when the definition does.
+        # Rows at random (BERNOULLI), not whole pages (SYSTEM): the interval below assumes each profile was drawn
+        # on its own, which a sample of pages (profiles stored together, often alike) does not honour.
+        # Repeatable, so that the count moves only when the definition does.
         cursor.execute(f"SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM {Profile._meta.db_table} "
                        "TABLESAMPLE BERNOULLI (%s) REPEATABLE (7) WHERE merged_into_id IS NULL", [share])
         drawn = cursor.fetchone()[0]
-    if not drawn:
-        return Preview(0, [], estimated=True, margin=0)
     compiled = compile_members(node, now=now, segment_ids=segment_ids, consent_sql=consent, scope_ids=drawn)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, count(*) OVER () FROM ({compiled.sql}) AS members ORDER BY id LIMIT %s",
                        [*compiled.params, PREVIEW_SAMPLE])
         rows = cursor.fetchall()
     matched = rows[0][1] if rows else 0
-    scale = 100.0 / share
-    rate = matched / len(drawn)
-    # With the finite-population correction: a sample of the whole table has no error.
-    margin = 1.96 * math.sqrt(rate * (1 - rate) / len(drawn) * (1 - 1 / scale)) * len(drawn) * scale
-    return Preview(round(matched * scale), [r[0] for r in rows], estimated=True, margin=round(margin))
+    return Preview(round(matched * 100.0 / share), [r[0] for r in rows], estimated=True,
+                   margin=round(_margin(matched, share / 100.0)))
+
+
+def _margin(matched: int, probability: float) -> float:
+    """The half-width of the 95% interval of the count `matched / probability` when each profile was drawn
+    independently with `probability` (BERNOULLI): `matched` is then nearly Poisson, thinned by (1 - probability)
+    (variance M(1 - p)/p of the estimate). Poisson limits by Byar's approximation, good also for a handful of
+    matches (where the normal one would claim a margin of zero), the wider side, so that the interval shown as
+    n ± margin contains both limits; a sample of the whole table has no error."""
+    z = 1.96
+    upper = (matched + 1) * (1 - 1 / (9 * (matched + 1)) + z / (3 * math.sqrt(matched + 1))) ** 3
+    lower = matched * (1 - 1 / (9 * matched) - z / (3 * math.sqrt(matched))) ** 3 if matched else 0.0
+    return max(upper - matched, matched - lower) * math.sqrt(1 - probability) / probability
 
 
 def _profiles_estimate() -> int:

@@ -2,17 +2,24 @@
 values) and the identifiers static segments list."""
 from __future__ import annotations
 
+from collections import Counter
+
 from django.db.models import Q
 
 from profiles.selectors import identifiers_held
 from segments.models import SegmentMembership, StaticMember
+from segments.services.membership import sizes_shift
 
 
 def segment_data_erase(*, profile_ids: list[int], limit: int) -> dict[str, int]:
     """Deletes up to `limit` memberships and static list entries of these profiles; idempotent. Static entries
     are found by the identifiers the profiles still hold (consent runs the profiles' own handler last)."""
-    ids = list(SegmentMembership.objects.filter(profile_id__in=profile_ids).values_list("id", flat=True)[:limit])
-    memberships = SegmentMembership.objects.filter(id__in=ids).delete()[0] if ids else 0
+    found = list(SegmentMembership.objects.filter(profile_id__in=profile_ids).values_list(
+        "id", "segment_id", "exited_at")[:limit])
+    memberships = SegmentMembership.objects.filter(id__in=[row[0] for row in found]).delete()[0] if found else 0
+    # The erased people's current memberships leave their segments' sizes with them.
+    sizes_shift(growth={segment_id: -n for segment_id, n in Counter(
+        segment_id for _, segment_id, exited_at in found if exited_at is None).items()})
     listed = _listed(profile_ids)
     static = 0
     if listed is not None:

@@ -8,7 +8,7 @@ had no open membership enter (a new row, with their reasons), open memberships t
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -172,12 +172,17 @@ def segment_recompute(*, segment_id: int, now: datetime | None = None) -> Diff |
                                                      last_error=f"{exc.field}: {exc.message}")
         logger.warning("segment %s cannot be computed: %s", segment_id, exc.message)
         return None
-    realtime_follow(segment=segment, diff=diff, now=now)
+    followers = realtime_follow(segment=segment, diff=diff, now=now)
+    # The segment's row (and those of the realtime segments that followed it) locked before counting, in id order
+    # like every size change: a pipeline batch that has added members not yet visible to the count then adds
+    # them to this size once this commits, instead of having its growth overwritten.
+    _lock_segments([segment_id, *followers.growth])
     size = _size(segment_id)
     SegmentSize.objects.create(segment_id=segment_id, at=now, size=size, entered=len(diff.entered),
                                exited=len(diff.exited))
     Segment.objects.filter(pk=segment_id).update(status=Segment.Status.READY, size=size, last_computed_at=now,
                                                  last_error="")
+    sizes_shift(growth=followers.growth, now=now)
     return diff
 
 
@@ -256,30 +261,34 @@ def _scope_of(item: _Realtime, changes: BatchChanges, by_event: dict[str, set[in
 
 
 def segments_after_batch(*, changes: BatchChanges, now: datetime | None = None) -> int:
-    """Re-evaluates realtime segments for the profiles a pipeline batch changed, inside its transaction; returns
-    how many memberships changed."""
-    if not changes.events and not changes.survivors:
+    """Re-evaluates realtime segments for the profiles a pipeline batch (or an edit in the admin) changed, inside
+    its transaction; returns how many memberships changed."""
+    if not any((changes.events, changes.created, changes.traits, changes.identifiers, changes.consent,
+                changes.survivors)):
         return 0
     realtime = _realtime_segments()
     if not realtime:
         return 0
+    now = now or timezone.now()
     by_event: dict[str, set[int]] = defaultdict(set)
     for profile_id, names in changes.events.items():
         for name in names:
             by_event[name].add(profile_id)
-    return _evaluate_realtime(realtime, lambda item, moved: _scope_of(item, changes, by_event, moved),
-                              now=now or timezone.now())
+    step = _evaluate_realtime(realtime, lambda item, moved: _scope_of(item, changes, by_event, moved), now=now)
+    sizes_shift(growth=step.growth, now=now)
+    return step.moved
 
 
-def realtime_follow(*, segment: Segment, diff: Diff, now: datetime) -> int:
+def realtime_follow(*, segment: Segment, diff: Diff, now: datetime) -> _Step:
     """Realtime segments that name `segment` (directly or through each other) re-evaluated for the profiles that
-    have just entered or left it, so a segment of segments does not wait for its sweep."""
+    have just entered or left it, so a segment of segments does not wait for its sweep. Their sizes are left to
+    the caller, which changes them together with its own (segment rows are locked in one order)."""
     changed = set(diff.entered) | set(diff.exited)
     if not changed:
-        return 0
+        return _Step()
     realtime = [item for item in _realtime_segments() if item.segment.pk != segment.pk]
     if not any(segment.key in item.reads.segments for item in realtime):
-        return 0
+        return _Step()
     moved_in_recompute = {segment.key: changed}
 
     def scope(item: _Realtime, moved: dict[str, set[int]]) -> set[int]:
@@ -291,14 +300,22 @@ def realtime_follow(*, segment: Segment, diff: Diff, now: datetime) -> int:
     return _evaluate_realtime(realtime, scope, now=now)
 
 
-def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) -> int:
+@dataclass
+class _Step:
+    """What a realtime evaluation did: memberships changed, and each segment's change of size."""
+
+    moved: int = 0
+    growth: dict[int, int] = field(default_factory=dict)
+
+
+def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) -> _Step:
     """Evaluates the segments in order, each for its scope (a function of the segment and the profiles that have
     already moved in earlier segments of this step, by key); one statement for all segments that do not name one
     another."""
     segment_ids = _segment_ids()
     moved: dict[str, set[int]] = {}
     growth: dict[int, int] = {}
-    tuned = False
+    restore_jit = None
     for level in _levels(realtime):
         items = []
         for item in level:
@@ -309,30 +326,46 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) ->
                 logger.warning("realtime segment %s skipped: it names unknown segments %s", item.segment.pk,
                                sorted(missing))
             elif scope:
-                items.append((item.segment, item.node, scope))
+                items.append((item, scope))
         if not items:
             continue
-        if not tuned:
-            with connection.cursor() as cursor:
-                # The statement's estimated cost is that of reading many segments, its real work a few index
-                # probes per person: compiling it to machine code (JIT) would cost more than running it. The
-                # shared aggregate groups every event of the batch's people: sorted in memory, not on disk.
-                # Local to the transaction.
-                cursor.execute("SET LOCAL jit = off; SET LOCAL work_mem = '32MB'")
-            tuned = True
-        diffs = _apply_scoped(items, now=now, segment_ids=segment_ids)
-        nodes = {item.segment.pk: item.node for item in level}
-        _record_reasons_together([(segment.pk, nodes[segment.pk], diff.entered) for segment, diff in diffs.items()
-                                  if diff.entered], now=now, segment_ids=segment_ids)
-        delivers = {item.segment.pk for item in level if item.delivers}
-        for segment, diff in diffs.items():
-            if segment.pk in delivers:
-                deliveries_enqueue(segment_id=segment.pk, entered=diff.entered, exited=diff.exited, occurred_at=now)
-            moved[segment.key] = set(diff.entered) | set(diff.exited)
-            growth[segment.pk] = len(diff.entered) - len(diff.exited)
-    if growth:
-        _grow_sizes(growth, now)
-    return sum(len(profiles) for profiles in moved.values())
+        if restore_jit is None:
+            restore_jit = _tune_session()
+        _evaluate_level(items, moved, growth, now=now, segment_ids=segment_ids)
+    if restore_jit is not None:
+        # A failure above aborts the transaction (or its savepoint), which undoes the setting by itself.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('jit', %s, true)", [restore_jit])
+    return _Step(sum(len(profiles) for profiles in moved.values()), growth)
+
+
+def _tune_session() -> str:
+    """For the rest of the transaction: no JIT (the statement's estimated cost is that of reading many segments,
+    its real work a few index probes per person, and compiling it to machine code would cost more than running
+    it), and work_mem of at least 32 MB (the shared aggregate groups every event of the batch's people, sorted
+    in memory, not on disk). Returns the JIT setting to restore afterwards; work_mem is only ever raised."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('jit'), set_config('jit', 'off', true), set_config('work_mem', CASE WHEN "
+            "pg_size_bytes(current_setting('work_mem')) < pg_size_bytes('32MB') THEN '32MB' "
+            "ELSE current_setting('work_mem') END, true)")
+        return cursor.fetchone()[0]
+
+
+def _evaluate_level(items: list[tuple[_Realtime, list[int]]], moved: dict[str, set[int]], growth: dict[int, int],
+                    *, now: datetime, segment_ids: dict[str, int]) -> None:
+    """Segments that do not name one another, each within its scope, in one statement; records what moved."""
+    diffs = _apply_scoped([(item.segment, item.node, scope) for item, scope in items], now=now,
+                          segment_ids=segment_ids)
+    nodes = {item.segment.pk: item.node for item, _ in items}
+    _record_reasons_together([(segment.pk, nodes[segment.pk], diff.entered) for segment, diff in diffs.items()
+                              if diff.entered], now=now, segment_ids=segment_ids)
+    delivers = {item.segment.pk for item, _ in items if item.delivers}
+    for segment, diff in diffs.items():
+        if segment.pk in delivers:
+            deliveries_enqueue(segment_id=segment.pk, entered=diff.entered, exited=diff.exited, occurred_at=now)
+        moved[segment.key] = set(diff.entered) | set(diff.exited)
+        growth[segment.pk] = len(diff.entered) - len(diff.exited)
 
 
 def _levels(realtime: list[_Realtime]) -> list[list[_Realtime]]:
@@ -370,13 +403,26 @@ def _apply_scoped(items: list[tuple[Segment, object, list[int]]], *, now: dateti
     return _diffs(rows, {segment.pk: segment for segment, _, _ in items})
 
 
-def _grow_sizes(growth: dict[int, int], now: datetime) -> None:
-    """Keeps realtime segments' size current from their diffs, in one statement (counting the members of every
-    segment per batch would read them all; the sweep and recomputes count them afresh)."""
+def _lock_segments(segment_ids) -> None:
+    """Locks segment rows in id order, the one order every size change takes (two transactions that each change
+    several sizes then never wait for each other in a circle)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {Segment._meta.db_table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+                       [_int_array(sorted(set(segment_ids)))])
+
+
+def sizes_shift(*, growth: dict[int, int], now: datetime | None = None) -> None:
+    """Keeps segments' size current from their diffs, in one statement (counting the members of every segment per
+    batch would read them all; sweeps and recomputes count them afresh). A segment not yet computed has no size
+    to shift: its first recompute counts. With `now`, the segments' memberships are current as of then."""
+    growth = {segment_id: n for segment_id, n in growth.items() if n}
+    if not growth:
+        return
+    _lock_segments(growth)
     with connection.cursor() as cursor:
         cursor.execute(
-            # A segment not yet computed has no size to grow: its first recompute counts.
-            f"UPDATE {Segment._meta.db_table} s SET size = greatest(0, s.size + g.n), last_computed_at = %s "
+            f"UPDATE {Segment._meta.db_table} s SET size = greatest(0, s.size + g.n), "
+            "last_computed_at = coalesce(%s, s.last_computed_at) "
             "FROM unnest(%s::bigint[], %s::bigint[]) AS g(id, n) WHERE s.id = g.id AND s.status = %s",
             [now, _int_array(growth), _int_array(growth.values()), Segment.Status.READY])
 
@@ -393,12 +439,17 @@ def memberships_follow_merges(*, merges: list[tuple[int, int]], now: datetime | 
         cursor.execute(
             f"UPDATE {_MEMBERSHIPS} m SET exited_at = %s FROM json_to_recordset(%s::json) AS x(src bigint, dst bigint) "
             f"WHERE m.profile_id = x.src AND m.exited_at IS NULL AND EXISTS (SELECT 1 FROM {_MEMBERSHIPS} o "
-            "WHERE o.segment_id = m.segment_id AND o.profile_id = x.dst AND o.exited_at IS NULL)", [now, pairs])
+            "WHERE o.segment_id = m.segment_id AND o.profile_id = x.dst AND o.exited_at IS NULL) "
+            "RETURNING m.segment_id", [now, pairs])
+        # Two people who were both members are one now.
+        closed = Counter(segment_id for segment_id, in cursor.fetchall())
         cursor.execute(
             f"UPDATE {_MEMBERSHIPS} m SET profile_id = x.dst "
             "FROM json_to_recordset(%s::json) AS x(src bigint, dst bigint) "
             "WHERE m.profile_id = x.src AND m.exited_at IS NULL", [pairs])
-        return cursor.rowcount
+        followed = cursor.rowcount
+    sizes_shift(growth={segment_id: -n for segment_id, n in closed.items()})
+    return followed
 
 
 def _int_array(values) -> str:

@@ -6,6 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from consent.registry import handlers
 from profiles.models import Identifier
@@ -142,6 +144,20 @@ def test_realtime_segments_follow_trait_identifier_and_consent_changes(people, p
     assert open_members(segments["enterprise"]) == set()
 
 
+def test_a_country_that_moves_the_consent_regime_moves_a_consent_segment(people, post_collect, drain):
+    # No choice recorded: the regime's default decides, and the country decides the regime.
+    mailable = definitions.segment_create(key="mailable", name="Mailable", mode="realtime",
+                                          definition={"consent": "marketing_email", "is": "granted"})
+    segment_recompute(segment_id=mailable.pk)
+    assert open_members(mailable) == set()
+    post_collect("identify", {"userId": "bo", "traits": {"country": "US"}, "messageId": "moved"})
+    drain()
+    assert open_members(mailable) == {pid("bo")}
+    post_collect("identify", {"userId": "bo", "traits": {"country": "DE"}, "messageId": "back"})
+    drain()
+    assert open_members(mailable) == set()
+
+
 def test_a_new_person_enters_a_segment_that_holds_for_someone_with_no_event(people, post_collect, drain):
     segment = definitions.segment_create(key="never-bought", name="Never bought", mode="realtime",
                                          definition={"not": {"event": "Order Completed"}})
@@ -183,6 +199,9 @@ def test_only_segments_that_can_change_without_a_write_are_swept_often():
     now = timezone.now()
     for segment_id in ids.values():
         SegmentSize.objects.create(segment_id=segment_id, at=now - timedelta(minutes=10), size=0)
+    # A static list is matched again hourly: someone who gains a listed identifier joins.
+    ids["listed"] = definitions.segment_create(key="listed", name="Listed", mode="static").pk
+    Segment.objects.filter(pk=ids["listed"]).update(last_computed_at=now - timedelta(minutes=10))
     due = set(segments_due(now=now, realtime_every=300, batch_every=3600))
     assert due == {ids["window"], ids["dated"], ids["computed"], ids["consent"]}
     due = set(segments_due(now=now + timedelta(hours=1), realtime_every=300, batch_every=3600))
@@ -215,6 +234,9 @@ def test_memberships_follow_a_merge_to_the_survivor(post_collect, drain):
     assert open_members(segment) == {survivor}
     merged = ({dee, phone} - {survivor}).pop()
     assert SegmentMembership.objects.get(segment=segment, profile_id=merged).exited_at is not None
+    # Two members who are one person now count once.
+    segment.refresh_from_db()
+    assert segment.size == 1
 
 
 def test_a_static_segment_lists_identifiers_normalised(people, post_collect, drain):
@@ -271,8 +293,116 @@ def test_erasure_removes_memberships_and_listed_identifiers(people):
     assert exported["static_segment_entries"] == [{"segment__key": "vip", "identifier_type": "email",
                                                    "value": "ann@example.com"}]
     assert len(exported["segment_memberships"]) == 1
+    segment.refresh_from_db()
+    assert segment.size == 2
     while any(handler.erase([pid("ann")], 1).values()):
         pass
     assert not SegmentMembership.objects.filter(profile_id=pid("ann")).exists()
+    segment.refresh_from_db()
+    assert segment.size == 1
     assert list(StaticMember.objects.values_list("value", flat=True)) == ["bo@example.com"]
     assert SegmentMembership.objects.filter(profile_id=pid("bo")).exists()
+
+
+_STEP_SEGMENTS = [
+    ("viewed", {"event": "Viewed", "within": "24h"}),
+    ("viewed-twice", {"event": "Viewed", "count": {"op": "gte", "value": 2}}),
+    ("pro", {"trait": "plan", "op": "eq", "value": "pro"}),
+    ("emailed", {"identifier": "email"}),
+    ("mailable", {"consent": "marketing_email", "is": "granted"}),
+    ("never-bought", {"not": {"event": "Bought"}}),
+    ("abandoned", {"event": "Added", "not_followed_by": {"event": "Bought", "within": "2h"}}),
+    ("rich", {"event": "Bought", "sum": {"property": "revenue", "op": "gt", "value": 100}}),
+    ("pro-viewers", {"all": [{"segment": "pro"}, {"segment": "viewed"}]}),
+    ("phone-or-refused", {"any": [{"identifier": "phone"}, {"consent": "marketing_email", "is": "denied"}]}),
+]
+_PEOPLE = [("userId", "u0"), ("userId", "u1"), ("userId", "u2"), ("anonymousId", "a0"), ("anonymousId", "a1")]
+# Hours back from now: well inside or well outside every window above, so no boundary is crossed while a test runs.
+_HOURS = [0.5, 1, 5, 30, 100]
+_message = st.one_of(
+    st.tuples(st.just("track"), st.sampled_from(_PEOPLE), st.sampled_from(["Viewed", "Added", "Bought"]),
+              st.sampled_from(_HOURS), st.sampled_from([0, 60, 150])),
+    st.tuples(st.just("identify"), st.sampled_from(_PEOPLE), st.sampled_from([None, "pro", "free"]),
+              st.sampled_from([None, "DE", "US"]), st.booleans(), st.booleans()),
+    st.tuples(st.just("link"), st.sampled_from(_PEOPLE[:3]), st.sampled_from(_PEOPLE[3:])),
+    st.tuples(st.just("consent"), st.sampled_from(_PEOPLE), st.booleans()),
+)
+_examples = iter(range(10**6))
+
+
+def _body(message, prefix: str, n: int) -> tuple[str, dict]:
+    kind, (id_kind, who) = message[0], message[1]
+    body = {id_kind: prefix + who, "messageId": f"{prefix}m{n}"}
+    if kind == "track":
+        _, _, name, hours, revenue = message
+        return "track", {**body, "event": name, "properties": {"revenue": revenue},
+                         "timestamp": iso(timedelta(hours=hours))}
+    if kind == "identify":
+        _, _, plan, country, email, phone = message
+        traits = {k: v for k, v in [("plan", plan), ("country", country)] if v}
+        if email:
+            traits["email"] = f"{prefix}{who}@example.com"
+        if phone:
+            traits["phone"] = f"+49 30 {1000000 + n}"
+        return "identify", {**body, "traits": traits}
+    if kind == "link":
+        return "track", {**body, "anonymousId": prefix + message[2][1], "event": "Linked"}
+    return "track", {**body, "event": "Chose", "context": {"consent": {
+        "categoryPreferences": {"Email": message[2]}}}}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(batches=[[("identify", ("userId", "u0"), None, None, False, False)],
+                  [("identify", ("userId", "u0"), None, "US", False, False)]])
+@given(batches=st.lists(st.lists(_message, min_size=1, max_size=6), min_size=1, max_size=3))
+def test_the_realtime_step_leaves_nothing_for_a_recompute_to_change(post_collect, drain, batches):
+    """Whatever the batches wrote (events, traits that move the consent regime, identifiers, consent choices,
+    merges), the memberships the pipeline's realtime step kept equal a full recompute's, and sizes their count."""
+    prefix = f"x{next(_examples)}-"
+    Segment.objects.all().delete()
+    segments = {key: definitions.segment_create(key=prefix + key, name=key, mode="realtime",
+                                                definition=_prefixed(definition, prefix))
+                for key, definition in _STEP_SEGMENTS}
+    for segment in segments.values():
+        segment_recompute(segment_id=segment.pk)
+    n = 0
+    for batch in batches:
+        for message in batch:
+            n += 1
+            kind, body = _body(message, prefix, n)
+            assert post_collect(kind, body).status_code == 200
+        drain()
+    for key, segment in segments.items():
+        segment.refresh_from_db()
+        size = segment.size
+        diff = segment_recompute(segment_id=segment.pk)
+        assert (key, diff.entered, diff.exited) == (key, [], [])
+        assert (key, size) == (key, len(open_members(segment)))
+
+
+def _prefixed(definition, prefix: str):
+    """A definition whose segment references carry the example's prefix."""
+    if isinstance(definition, dict):
+        return {k: (prefix + v if k == "segment" else _prefixed(v, prefix)) for k, v in definition.items()}
+    if isinstance(definition, list):
+        return [_prefixed(v, prefix) for v in definition]
+    return definition
+
+
+def test_an_admin_edit_of_the_traits_moves_realtime_segments(client, people):
+    from tests.factories import UserFactory
+
+    enterprise = definitions.segment_create(key="enterprise", name="Enterprise", mode="realtime",
+                                            definition={"trait": "plan", "op": "eq", "value": "enterprise"})
+    mailable = definitions.segment_create(key="mailable", name="Mailable", mode="realtime",
+                                          definition={"consent": "marketing_email", "is": "granted"})
+    for segment in (enterprise, mailable):
+        segment_recompute(segment_id=segment.pk)
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    form = {"traits": '{"plan": "enterprise", "country": "US"}', "identifiers-TOTAL_FORMS": "0",
+            "identifiers-INITIAL_FORMS": "0", "_save": "Save"}
+    assert client.post(f"/admin/profiles/profile/{pid('bo')}/change/", form).status_code == 302
+    assert open_members(enterprise) == {pid("bo")}
+    assert open_members(mailable) == {pid("bo")}
+    enterprise.refresh_from_db()
+    assert enterprise.size == 1
