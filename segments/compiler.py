@@ -336,7 +336,8 @@ def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: date
         "{" + ",".join(str(int(sid)) for sid, _, scope in segments for _ in scope) + "}",
         "{" + ",".join(str(int(pid)) for _, _, scope in segments for pid in scope) + "}"])
     # The scopes' people read once by index (joined to the pairs, a stale estimate could scan every profile).
-    head = _Sql("WITH p AS MATERIALIZED (SELECT * FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
+    # Only the columns conditions read: the others (event counts, trait times) would be detoasted for nothing.
+    head = _Sql("WITH p AS MATERIALIZED (SELECT id, traits, computed FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
                 "AND merged_into_id IS NULL)", [everyone])
     joined = _Sql()
     if aggregates:
