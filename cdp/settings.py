@@ -162,7 +162,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "ingest"
 # Every queue the project routes to: a plain `celery -A cdp worker` consumes all of them (a worker started with
 # -Q consumes only those named, and the others' tasks wait).
-CELERY_TASK_QUEUES = [Queue("ingest"), Queue("privacy"), Queue("segments"), Queue("webhooks")]
+CELERY_TASK_QUEUES = [Queue("ingest"), Queue("privacy"), Queue("segments"), Queue("webhooks"), Queue("campaigns")]
 CELERY_TASK_ROUTES = {
     "profiles.*": {"queue": "ingest"},
     "cdp.*": {"queue": "ingest"},
@@ -170,6 +170,7 @@ CELERY_TASK_ROUTES = {
     # Deliveries wait on other people's servers: their own queue, so a slow receiver never delays a recompute.
     "segments.deliver*": {"queue": "webhooks"},
     "segments.*": {"queue": "segments"},
+    "campaigns.*": {"queue": "campaigns"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Safety net: picks up events left behind by a worker that died mid-batch.
@@ -185,6 +186,8 @@ CELERY_BEAT_SCHEDULE = {
     # Webhook retries live in the database, not in Celery countdowns, so they survive worker restarts. A run
     # queued behind a backlog expires rather than piling up: the next one does the same work.
     "deliveries-due": {"task": "segments.deliver_due", "schedule": 30.0, "options": {"expires": 30}},
+    # Decisions kick the recorder themselves; this only catches a kick lost to a restart.
+    "exposures": {"task": "campaigns.record_exposures", "schedule": 10.0, "options": {"expires": 10}},
 }
 
 REST_FRAMEWORK = {

@@ -5,17 +5,20 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from cdp import health, timezones, views
+from campaigns.decide import decide_view
 from profiles.collect import collect
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     re_path(r"^v1/(?P<kind>identify|track|page|screen|group|alias|batch)/?$", collect, name="collect"),
+    re_path(r"^v1/decide/?$", decide_view, name="decide"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("profiles.api.urls")),
     path("api/v1/", include("consent.api.urls")),
     path("api/v1/", include("segments.api.urls")),
+    path("api/v1/", include("campaigns.api.urls")),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import BooleanField, Exists, ExpressionWrapper, FilteredRelation, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 
+from consent.collected import message_signals
 from consent.models import ConsentEntry, ConsentState, Purpose
 from profiles import selectors as profile_selectors
 from profiles.models import Profile
@@ -163,6 +164,26 @@ def consent_granted(*, profile_ids: list[int], purpose: str) -> set[int]:
         return {pid for (pid,) in cursor.fetchall()}
 
 
+def visitor_allowed(*, purpose: str, context: dict | None) -> bool:
+    """Whether a visitor without a profile yet (a first visit) allows the purpose: what the request's context
+    says, read as the pipeline reads a collected message (Segment's categoryPreferences, a TCF string, GPC against
+    sale/sharing), else the default of the default regime (CONSENT_DEFAULT_REGIME). Raises Purpose.DoesNotExist
+    for an unknown purpose."""
+    row = Purpose.objects.only("key", "gdpr_default", "ccpa_default", "segment_categories", "tcf_purposes").get(
+        key=purpose)
+    signals = message_signals({"context": context}) if isinstance(context, dict) else None
+    if signals is not None:
+        if purpose == SALE_SHARING and signals.gpc:
+            return False
+        if signals.tcf is not None and row.tcf_purposes:
+            return all(t in signals.tcf.purposes for t in row.tcf_purposes)
+        names = {row.key.lower(), *(str(c).lower() for c in row.segment_categories)}
+        said = [granted for name, granted in signals.categories.items() if name.lower() in names]
+        if said:
+            return all(said)
+    return row.gdpr_default if settings.CONSENT_DEFAULT_REGIME == "gdpr" else row.ccpa_default
+
+
 def personalization_allowed(*, profile_ids: list[int]) -> set[int]:
     """Profiles that may get a personalised decision (segments, campaign content)."""
     return consent_granted(profile_ids=profile_ids, purpose=PERSONALIZATION)
@@ -203,6 +224,10 @@ def erasure_request_for_profile(*, profile_id: int) -> int | None:
     return (PrivacyRequest.objects.filter(kind=RequestKind.DELETION, progress__profile_ids__contains=[profile_id],
                                           status__in=[RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED])
             .order_by("-id").values_list("id", flat=True).first())
+
+
+def purpose_exists(*, purpose: str) -> bool:
+    return Purpose.objects.filter(key=purpose).exists()
 
 
 def purpose_choices() -> list[tuple[str, str]]:

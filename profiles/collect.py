@@ -23,7 +23,7 @@ def _error(status: int, code: str, message: str) -> HttpResponse:
                         content_type="application/json")
 
 
-def _write_key_from_header(request: HttpRequest) -> str:
+def write_key_from_header(request: HttpRequest) -> str:
     header = request.headers.get("Authorization", "")
     if header[:6].lower() == "basic ":
         try:
@@ -106,7 +106,7 @@ def collect(request: HttpRequest, kind: str) -> HttpResponse:
         data = _exact_integers(body, data)
     if not isinstance(data, dict):
         return _error(400, "invalid_body", "The body must be a JSON object.")
-    write_key = _write_key_from_header(request) or data.get("writeKey") or ""
+    write_key = write_key_from_header(request) or data.get("writeKey") or ""
     if not isinstance(write_key, str) or "\x00" in write_key:
         write_key = ""  # no key has one; PostgreSQL could not even compare it
     source = Source.objects.filter(write_key=write_key, is_active=True).only("id").first() if write_key else None

@@ -108,6 +108,22 @@ def profile_lookup(*, identifier_type: str, value: str) -> Profile | None:
     return profile_get(profile_id=row) if row is not None else None
 
 
+def profile_id_holding(*, identifier_type: str, value: str) -> int | None:
+    """The id of the live profile holding an identifier (email and phone values normalised), in one query."""
+    normalised = identifier_normalise(identifier_type, value)
+    if not normalised:
+        return None
+    return (Identifier.objects.filter(type=identifier_type, value=normalised, profile__merged_into__isnull=True)
+            .values_list("profile_id", flat=True).first())
+
+
+def source_id_for_write_key(*, write_key: str) -> int | None:
+    """The active source a write key authenticates (the collection and decision APIs)."""
+    if not write_key:
+        return None
+    return Source.objects.filter(write_key=write_key, is_active=True).values_list("id", flat=True).first()
+
+
 def profile_merged_ids(*, profile: Profile) -> set[int]:
     """The profile and every tombstone merged into it, directly or through earlier survivors."""
     ids, frontier = {profile.pk}, {profile.pk}

@@ -151,6 +151,13 @@ def _event_filter(alias: str, name: str, where: tuple[Where, ...], now: datetime
     return sql
 
 
+def event_condition(leaf: Event, alias: str, now: datetime) -> Compiled:
+    """The condition on a row `alias` (with type, event, profile_id and payload columns) of being an occurrence
+    of the leaf's event that satisfies its `where`, whatever its time (campaigns' goals)."""
+    sql = _event_filter(alias, leaf.name, leaf.where, now, None, None)
+    return Compiled(sql.text, sql.params)
+
+
 def _occurrences(leaf: Event, now: datetime, scope: str | None) -> _Sql:
     """The condition on an event row `e` of being one of the leaf's qualifying occurrences."""
     occurrences = _event_filter("e", leaf.name, leaf.where, now, leaf.within, scope)
@@ -303,9 +310,11 @@ def compile_members(node, *, now: datetime, segment_ids: dict[str, int], consent
 
 
 def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: datetime, segment_ids: dict[str, int],
-                     consent_sql: ConsentSql) -> Compiled:
+                     consent_sql: ConsentSql, context: dict | None = None, visitors: bool = False) -> Compiled:
     """Rows (segment_id, id): for each (segment id, node, scope), the live profiles of its scope it selects, for
-    all the segments in one query (the realtime step of a pipeline batch).
+    all the segments in one query (the realtime step of a pipeline batch; campaigns' targeting of one person, with
+    the request's `context`, labelled by campaign id). With `visitors`, the scopes' ids are people without a
+    profile (a first visit): no traits, and nothing of theirs is found in any table.
 
     Every event condition of every segment is one FILTERed aggregate of a single pass over the events of all the
     scopes' profiles, so each profile's events are read once, by index, whatever the number of segments; each
@@ -328,7 +337,7 @@ def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: date
                                   + f" AS {measured[repr(leaf)]}")
                 names.add(leaf.name)
                 since.append(None if leaf.within is None else now - leaf.within)
-    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=everyone, context=None,
+    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=everyone, context=context,
                          measured=measured)
     cases = _join([_Sql("WHEN %s THEN ", [segment_id]) + compiler.node(node, "definition")
                    for segment_id, node, _ in segments], " ")
@@ -337,8 +346,11 @@ def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: date
         "{" + ",".join(str(int(pid)) for _, _, scope in segments for pid in scope) + "}"])
     # The scopes' people read once by index (joined to the pairs, a stale estimate could scan every profile).
     # Only the columns conditions read: the others (event counts, trait times) would be detoasted for nothing.
-    head = _Sql("WITH p AS MATERIALIZED (SELECT id, traits, computed FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
-                "AND merged_into_id IS NULL)", [everyone])
+    head = _Sql("WITH p AS MATERIALIZED (SELECT id, traits, computed FROM profiles_profile "
+                "WHERE id = ANY(%s::bigint[]) AND merged_into_id IS NULL)", [everyone])
+    if visitors:
+        head = _Sql("WITH p AS MATERIALIZED (SELECT id, '{}'::jsonb AS traits, '{}'::jsonb AS computed "
+                    "FROM unnest(%s::bigint[]) AS visitor(id))", [everyone])
     joined = _Sql()
     if aggregates:
         bounded = _Sql()

@@ -13,7 +13,7 @@ from django.utils import timezone
 from consent.selectors import consent_allowed_sql
 from profiles.models import Profile
 from segments import rules
-from segments.compiler import compile_members
+from segments.compiler import compile_members, compile_realtime
 from segments.models import Delivery, Destination, Segment, SegmentMembership, SegmentSize
 
 PREVIEW_SAMPLE = 20
@@ -124,6 +124,37 @@ def _profiles_estimate() -> int:
             cursor.execute(f"SELECT count(*) FROM {Profile._meta.db_table}")
             estimate = cursor.fetchone()[0]
     return estimate
+
+
+def segment_ids_by_key() -> dict[str, int]:
+    return dict(Segment.objects.values_list("key", "id"))
+
+
+def targeting_matches(*, nodes: dict[int, object], profile_id: int | None, context: dict | None,
+                      now: datetime | None = None) -> set[int]:
+    """Which of these targeting nodes (by any integer label, a campaign id) hold for one person now, with the
+    request's context: one query whatever their number. Segment conditions read the membership table as it
+    stands. A person without a profile (a first visit) has no traits, events, identifiers or memberships, and
+    no consent given: only conditions on the context, or that hold for someone with nothing, can match."""
+    if not nodes:
+        return set()
+    now = now or timezone.now()
+    person = profile_id if profile_id is not None else 0  # no profile has id 0: nothing of it is found
+    segment_ids = segment_ids_by_key()
+    # A node naming a segment deleted since it was saved cannot hold; the others are still decided.
+    nodes = {label: node for label, node in nodes.items() if rules.references(node) <= set(segment_ids)}
+    if not nodes:
+        return set()
+    compiled = compile_realtime([(label, node, [person]) for label, node in nodes.items()], now=now,
+                                segment_ids=segment_ids, consent_sql=_consent, context=context,
+                                visitors=profile_id is None)
+    with connection.cursor() as cursor:
+        cursor.execute(compiled.sql, compiled.params)
+        return {label for label, _ in cursor.fetchall()}
+
+
+def _consent(purpose: str, alias: str):
+    return consent_allowed_sql(purpose=purpose, profile_alias=alias)
 
 
 def segment_members(*, segment: Segment) -> QuerySet[SegmentMembership]:

@@ -6,6 +6,7 @@ Keys use PostgreSQL's two-integer form, (space, key): the space is the registere
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection
@@ -38,6 +39,8 @@ IDENTITY_BUCKETS = lock_space("profiles.identity_buckets", number=71, size=1024)
 AUDIT_CHAIN = lock_space("consent.audit_chain", number=72)
 # One key per segment id: two recomputes of one segment never run at once.
 SEGMENT_RECOMPUTE = lock_space("segments.recompute", number=73, size=2**31 - 1)
+# One key: one recorder at a time moves queued exposures into PostgreSQL (it reads, inserts, then trims the queue).
+EXPOSURE_RECORDER = lock_space("campaigns.exposure_recorder", number=74)
 
 
 def xact_lock(space: LockSpace, keys: Iterable[int] = (0,)) -> None:
@@ -49,3 +52,22 @@ def xact_lock(space: LockSpace, keys: Iterable[int] = (0,)) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k",
                        [space.number, "{" + ",".join(map(str, ordered)) + "}"])
+
+
+@contextmanager
+def session_try_lock(space: LockSpace, key: int = 0):
+    """Holds a session-level lock on the key for the block, across commits, if nobody else holds it; yields
+    whether it got it. For work that must commit before a step outside the database (trimming a Redis queue) and
+    still keep others out until that step is done."""
+    if not 0 <= key < space.size:
+        raise ValueError(f"key outside advisory lock space {space.name} (0..{space.size - 1})")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [space.number, key])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [space.number, key])
+

@@ -1,0 +1,180 @@
+"""What makes a campaign's definition valid, and the pure arithmetic of deciding: caps, windows, the stable hash
+that allocates people. No database access.
+
+Every error names the JSON path of the first bad place (`variants[1].weight`), as the segments rule language does.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from segments import rules as segment_rules
+from segments.rules import DefinitionError
+
+CAP_PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1), "lifetime": None}
+CHANNEL_PURPOSES = {"web": "personalization", "push": "personalization", "email": "marketing_email",
+                    "sms": "marketing_sms"}
+VARIANT_KEY_MAX = 50
+# Names a variant cannot take: they are what a decision reports for people who got no variant.
+RESERVED_VARIANTS = {"control", "holdout"}
+
+
+@dataclass(frozen=True)
+class Cap:
+    count: int
+    per: str
+
+    @property
+    def window(self) -> timedelta | None:
+        return CAP_PERIODS[self.per]
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    weight: float
+    content: dict
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_caps(value: object, *, path: str = "caps") -> tuple[Cap, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise DefinitionError("caps are a list of {\"count\", \"per\"}", path)
+    caps = []
+    for i, cap in enumerate(value):
+        here = f"{path}[{i}]"
+        if not isinstance(cap, dict):
+            raise DefinitionError("a cap is an object {\"count\": 3, \"per\": \"day\"}", here)
+        unknown = set(cap) - {"count", "per"}
+        if unknown:
+            raise DefinitionError(f"unknown field \"{sorted(unknown)[0]}\" in a cap", f"{here}.{sorted(unknown)[0]}")
+        count = cap.get("count")
+        if not _is_int(count) or count < 1:
+            raise DefinitionError("count is a whole number of at least 1", f"{here}.count")
+        if cap.get("per") not in CAP_PERIODS:
+            raise DefinitionError(f"per is one of {', '.join(CAP_PERIODS)}", f"{here}.per")
+        caps.append(Cap(count, cap["per"]))
+    return tuple(caps)
+
+
+def parse_channel_caps(value: object, *, path: str = "channel_caps") -> dict[str, tuple[Cap, ...]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DefinitionError("channel caps are an object of channel: cap", path)
+    caps = {}
+    for channel, cap in value.items():
+        if channel not in CHANNEL_PURPOSES:
+            raise DefinitionError(f"unknown channel \"{channel}\"", f"{path}.{channel}")
+        caps[channel] = parse_caps([cap] if isinstance(cap, dict) else cap, path=f"{path}.{channel}")
+    return caps
+
+
+def parse_variants(value: object, *, path: str = "variants") -> tuple[Variant, ...]:
+    if not isinstance(value, list) or not value:
+        raise DefinitionError("a campaign has at least one variant: [{\"key\", \"weight\", \"content\"}]", path)
+    variants, keys = [], set()
+    for i, variant in enumerate(value):
+        here = f"{path}[{i}]"
+        if not isinstance(variant, dict):
+            raise DefinitionError("a variant is an object {\"key\", \"weight\", \"content\"}", here)
+        unknown = set(variant) - {"key", "weight", "content"}
+        if unknown:
+            raise DefinitionError(f"unknown field \"{sorted(unknown)[0]}\" in a variant",
+                                  f"{here}.{sorted(unknown)[0]}")
+        key = variant.get("key")
+        if not isinstance(key, str) or not key.strip() or len(key) > VARIANT_KEY_MAX:
+            raise DefinitionError(f"a variant's key is a non-empty name of at most {VARIANT_KEY_MAX} characters",
+                                  f"{here}.key")
+        if key.lower() in RESERVED_VARIANTS:
+            raise DefinitionError(f"\"{key}\" is what people without a variant are called; choose another key",
+                                  f"{here}.key")
+        if key in keys:
+            raise DefinitionError(f"two variants have the key \"{key}\"", f"{here}.key")
+        keys.add(key)
+        weight = variant.get("weight")
+        if not _is_number(weight) or weight < 0:
+            raise DefinitionError("a variant's weight is a number from 0 to 100", f"{here}.weight")
+        content = variant.get("content", {})
+        if not isinstance(content, dict):
+            raise DefinitionError("a variant's content is a JSON object", f"{here}.content")
+        variants.append(Variant(key, float(weight), content))
+    total = sum(v.weight for v in variants)
+    if abs(total - 100) > 1e-9:
+        raise DefinitionError(f"the variants' weights add up to {total:g}, not 100", f"{path}[0].weight")
+    return tuple(variants)
+
+
+def parse_share(value: object, *, path: str) -> float:
+    if not _is_number(value) or not 0 <= value < 1:
+        raise DefinitionError("a share is a number from 0 (nobody) to below 1", path)
+    return float(value)
+
+
+def parse_targeting(value: object, *, path: str = "targeting"):
+    """The targeting node (the segments rule language, with context conditions), or None for everyone."""
+    if value is None:
+        return None
+    return segment_rules.parse(value, path=path, context_allowed=True)
+
+
+def parse_goal(value: object, *, path: str = "goal") -> segment_rules.Event | None:
+    """A goal is an event condition with an optional `where` and `within` (the attribution window)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "event" not in value:
+        raise DefinitionError("a goal is {\"event\": ..., \"where\": [...], \"within\": \"7d\"}", path)
+    unknown = set(value) - {"event", "where", "within"}
+    if unknown:
+        raise DefinitionError(f"unknown field \"{sorted(unknown)[0]}\" in a goal", f"{path}.{sorted(unknown)[0]}")
+    node = segment_rules.parse(value, path=path)
+    if not isinstance(node, segment_rules.Event) or node.within is None:
+        raise DefinitionError("a goal needs \"within\": how long after an exposure a conversion counts",
+                              f"{path}.within")
+    return node
+
+
+def bucket(salt: str, subject: str) -> float:
+    """A stable number in [0, 1) for (salt, subject): the same person lands in the same place for as long as the
+    salt is the same, and different salts (campaigns) place people independently."""
+    digest = hashlib.blake2b(f"{salt}\x00{subject}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64
+
+
+def allocate(*, salt: str, subject: str, control_share: float, variants: tuple[Variant, ...]) -> str:
+    """"control" for the first `control_share` of the unit interval, else a variant in proportion to the weights
+    over the rest."""
+    point = bucket(salt, subject)
+    if point < control_share:
+        return "control"
+    position = (point - control_share) / (1 - control_share) * 100
+    running = 0.0
+    for variant in variants:
+        running += variant.weight
+        if position < running:
+            return variant.key
+    return next(v.key for v in reversed(variants) if v.weight > 0)
+
+
+def thompson_pick(variants: tuple[Variant, ...], stats: dict[str, tuple[int, int]], rng) -> str:
+    """The variant whose draw from Beta(1 + conversions, 1 + exposed - conversions) is highest: mostly the best
+    so far, the others in proportion to the chance that they are in fact better. Variants of weight 0 are off."""
+    best, best_draw = None, -1.0
+    for variant in variants:
+        if variant.weight <= 0:
+            continue
+        exposed, converted = stats.get(variant.key, (0, 0))
+        draw = rng.betavariate(1 + converted, 1 + max(0, exposed - converted))
+        if draw > best_draw:
+            best, best_draw = variant.key, draw
+    return best

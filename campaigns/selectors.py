@@ -1,0 +1,193 @@
+"""Reads of campaigns: the live snapshot decisions work from (cached in the process, invalidated across processes
+by a version in the shared cache), a person's exposures for caps and stickiness, and lists for the API."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import QuerySet
+
+from campaigns import rules
+from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings
+from campaigns.services.exposures import exposures_pending, pending_key
+
+VERSION_KEY = "campaigns:snapshot-version"
+
+
+@dataclass(frozen=True)
+class LivePlacement:
+    id: int
+    key: str
+    channel: str
+    default_content: dict
+
+
+@dataclass(frozen=True)
+class LiveCampaign:
+    id: int
+    key: str
+    priority: int
+    created_at: datetime
+    starts_at: datetime | None
+    ends_at: datetime | None
+    targeting: object | None
+    purpose: str
+    caps: tuple[rules.Cap, ...]
+    variants: tuple[rules.Variant, ...]
+    control_share: float
+    allocation: str
+    exclusive_with: frozenset[int]
+
+    def running(self, now: datetime) -> bool:
+        return (self.starts_at is None or self.starts_at <= now) and (self.ends_at is None or now < self.ends_at)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: object
+    placements: dict[str, LivePlacement]
+    # Per placement id: its active campaigns, highest priority first, then the oldest.
+    campaigns: dict[int, list[LiveCampaign]] = field(default_factory=dict)
+    holdout_share: float = 0.0
+    channel_caps: dict[str, tuple[rules.Cap, ...]] = field(default_factory=dict)
+
+
+_local = threading.local()
+
+
+def snapshot_invalidate() -> None:
+    """Every process reloads its snapshot at its next decision, once the current transaction commits."""
+    def bump():
+        try:
+            cache.incr(VERSION_KEY)
+        except ValueError:
+            cache.set(VERSION_KEY, 1, timeout=None)
+    transaction.on_commit(bump)
+
+
+def snapshot() -> Snapshot:
+    """The placements and active campaigns as of the shared version: one cache read per decision, a reload only
+    after a change."""
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, 1, timeout=None)
+        version = cache.get(VERSION_KEY)
+    current: Snapshot | None = getattr(_local, "snapshot", None)
+    if current is not None and current.version == version:
+        return current
+    _local.snapshot = loaded = _load(version)
+    return loaded
+
+
+def _load(version) -> Snapshot:
+    placements = {p.key: LivePlacement(p.id, p.key, p.channel, p.default_content) for p in Placement.objects.all()}
+    channels = {p.id: p.channel for p in placements.values()}
+    by_placement: dict[int, list[LiveCampaign]] = {}
+    active = (Campaign.objects.filter(status=Campaign.Status.ACTIVE).prefetch_related("placements", "exclusive_with")
+              .order_by("-priority", "created_at", "id"))
+    for campaign in active:
+        try:
+            targeting = rules.parse_targeting(campaign.targeting)
+            variants = rules.parse_variants(campaign.variants)
+            caps = rules.parse_caps(campaign.caps)
+        except rules.DefinitionError:
+            continue  # refused on save; a definition that no longer parses (a rule change) is skipped, not fatal
+        for placement in campaign.placements.all():
+            purpose = campaign.purpose or rules.CHANNEL_PURPOSES[channels[placement.id]]
+            by_placement.setdefault(placement.id, []).append(LiveCampaign(
+                campaign.id, campaign.key, campaign.priority, campaign.created_at, campaign.starts_at,
+                campaign.ends_at, targeting, purpose, caps, variants, campaign.control_share, campaign.allocation,
+                frozenset(c.id for c in campaign.exclusive_with.all())))
+    settings_row = ProgrammeSettings.objects.filter(pk=1).first()
+    holdout = settings_row.holdout_share if settings_row else 0.0
+    channel_caps = rules.parse_channel_caps(settings_row.channel_caps) if settings_row else {}
+    return Snapshot(version, placements, by_placement, holdout, channel_caps)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A person's exposures so far, recorded and pending: per campaign its first variant and its times, per
+    channel its times (for caps over every campaign)."""
+
+    first_variant: dict[int, str]
+    campaign_times: dict[int, list[datetime]]
+    channel_times: dict[str, list[datetime]]
+
+    def count(self, times: list[datetime], cap: rules.Cap, now: datetime) -> int:
+        return len(times) if cap.window is None else sum(1 for t in times if t > now - cap.window)
+
+
+def exposures_seen(*, profile_id: int | None, subject: str, now: datetime) -> Seen:
+    """One query over the person's recorded exposures (by profile, and by the id the request sent, which finds
+    the exposures of a first visit), plus the pending ones. Lifetime caps need every exposure, so the query
+    aggregates in PostgreSQL: per campaign and channel, the first variant and the times within the longest
+    window, and the lifetime count as that many copies of the oldest time."""
+    week = now - timedelta(weeks=1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT campaign_id, channel, (array_agg(variant ORDER BY shown_at))[1], "
+            "array_agg(shown_at) FILTER (WHERE shown_at > %s), count(*), min(shown_at) "
+            f"FROM {Exposure._meta.db_table} WHERE (profile_id = %s OR subject = %s) GROUP BY campaign_id, channel",
+            [week, profile_id, subject])
+        rows = cursor.fetchall()
+    first_variant: dict[int, str] = {}
+    campaign_times: dict[int, list[datetime]] = {}
+    channel_times: dict[str, list[datetime]] = {}
+    for campaign_id, channel, variant, recent, total, oldest in rows:
+        recent = list(recent or [])
+        # Older than a week: only lifetime caps look at them, and only their number.
+        times = recent + [oldest - timedelta(weeks=52)] * (total - len(recent))
+        if campaign_id is not None:
+            first_variant[campaign_id] = variant
+            campaign_times.setdefault(campaign_id, []).extend(times)
+        channel_times.setdefault(channel, []).extend(times)
+    keys = [pending_key(None, subject)] + ([pending_key(profile_id, subject)] if profile_id is not None else [])
+    # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
+    # moment: caps err on the side of showing less.
+    for record in exposures_pending(keys=keys):
+        shown = datetime.fromisoformat(record.shown_at)
+        if record.campaign_id is not None:
+            first_variant.setdefault(record.campaign_id, record.variant)
+            campaign_times.setdefault(record.campaign_id, []).append(shown)
+        channel_times.setdefault(record.channel, []).append(shown)
+    return Seen(first_variant, campaign_times, channel_times)
+
+
+def placement_list() -> QuerySet[Placement]:
+    return Placement.objects.order_by("key")
+
+
+def campaign_list(*, status: str = "") -> QuerySet[Campaign]:
+    campaigns = Campaign.objects.prefetch_related("placements", "exclusive_with")
+    return campaigns.filter(status=status) if status else campaigns
+
+
+def programme_settings() -> ProgrammeSettings:
+    return ProgrammeSettings.objects.get_or_create(pk=1)[0]
+
+
+# Thompson sampling reads each variant's results so far; a few seconds old is as good, and spares a query per
+# decision.
+VARIANT_STATS_TTL_S = 10.0
+_stats_cache: dict[int, tuple[float, dict[str, tuple[int, int]]]] = {}
+
+
+def variant_stats(*, campaign_id: int) -> dict[str, tuple[int, int]]:
+    """Per variant (control left out): people exposed and people who converted, at most VARIANT_STATS_TTL_S old."""
+    cached = _stats_cache.get(campaign_id)
+    clock = time.monotonic()
+    if cached is not None and clock - cached[0] < VARIANT_STATS_TTL_S:
+        return cached[1]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.variant, count(DISTINCT coalesce('p' || e.profile_id, e.subject)), "
+            "count(DISTINCT coalesce('p' || e.profile_id, e.subject)) FILTER (WHERE c.id IS NOT NULL) "
+            f"FROM {Exposure._meta.db_table} e LEFT JOIN campaigns_conversion c ON c.exposure_id = e.id "
+            "WHERE e.campaign_id = %s AND e.variant <> 'control' GROUP BY e.variant", [campaign_id])
+        stats = {variant: (exposed, converted) for variant, exposed, converted in cursor.fetchall()}
+    _stats_cache[campaign_id] = (clock, stats)
+    return stats

@@ -1,0 +1,81 @@
+"""Conversions: a goal event that arrives through the pipeline is attributed to the person's latest exposure to
+the campaign within the goal's window, at most once per exposure."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from django.db import connection
+from django.utils import timezone
+
+from campaigns import rules
+from campaigns.models import Campaign, Conversion, Exposure
+from segments.compiler import event_condition
+
+
+@dataclass(frozen=True)
+class GoalEvent:
+    """A track event of the batch, with the person it was resolved to."""
+
+    event_id: int
+    profile_id: int
+    name: str
+    timestamp: datetime
+    payload: dict
+
+
+def conversions_after_batch(*, events: list[GoalEvent]) -> int:
+    """Attributes the batch's goal events, in one statement for all campaigns; idempotent (an exposure converts
+    once, so a batch processed again adds nothing). Returns how many conversions it recorded.
+
+    Exposures still queued are not seen: the recorder writes them within about a second of the decision, and
+    the pipeline runs inside this batch's transaction, where recording (which trims the queue in Redis) cannot
+    be undone with a rollback."""
+    goals = []
+    for campaign_id, goal in Campaign.objects.exclude(goal=None).exclude(status=Campaign.Status.DRAFT).values_list(
+            "id", "goal"):
+        try:
+            leaf = rules.parse_goal(goal)
+        except rules.DefinitionError:
+            continue
+        goals.append((campaign_id, leaf))
+    names = {leaf.name for _, leaf in goals}
+    candidates = [e for e in events if e.name in names]
+    if not candidates:
+        return 0
+    now = timezone.now()
+    matches, params = [], []
+    for campaign_id, leaf in goals:
+        condition = event_condition(leaf, "x", now)
+        matches.append(f"SELECT %s::bigint AS campaign_id, %s::interval AS within, x.* FROM batch x "
+                       f"WHERE {condition.sql}")
+        params += [campaign_id, leaf.within, *condition.params]
+    rows = orjson.dumps([{"id": e.event_id, "type": "track", "event": e.name, "profile_id": e.profile_id,
+                          "payload": e.payload, "timestamp": e.timestamp.isoformat(),
+                          "subjects": _subjects(e.payload)} for e in candidates]).decode()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH batch AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS b(id bigint, type text, event text, "
+            "profile_id bigint, payload jsonb, \"timestamp\" timestamptz, subjects text[])), "
+            f"goal AS ({' UNION ALL '.join(matches)}) "
+            f"INSERT INTO {Conversion._meta.db_table} (exposure_id, event_id, converted_at) "
+            "SELECT DISTINCT ON (latest.id) latest.id, g.id, g.\"timestamp\" FROM goal g CROSS JOIN LATERAL ("
+            f"SELECT x.id FROM {Exposure._meta.db_table} x WHERE x.campaign_id = g.campaign_id "
+            "AND (x.profile_id = g.profile_id OR x.subject = ANY(g.subjects)) AND x.shown_at <= g.\"timestamp\" "
+            "AND x.shown_at >= g.\"timestamp\" - g.within "
+            f"AND NOT EXISTS (SELECT 1 FROM {Conversion._meta.db_table} c WHERE c.exposure_id = x.id) "
+            "ORDER BY x.shown_at DESC LIMIT 1) latest ORDER BY latest.id, g.\"timestamp\" "
+            "ON CONFLICT (exposure_id) DO NOTHING",
+            [rows, *params])
+        return cursor.rowcount
+
+
+def _subjects(payload: dict) -> list[str]:
+    """The ids a decision request may have sent for this person, as exposures keep them."""
+    found = []
+    for key, kind in (("userId", "user_id"), ("anonymousId", "anonymous_id")):
+        value = payload.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
+            found.append(f"{kind}:{value}")
+    return found

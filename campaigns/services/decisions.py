@@ -1,0 +1,119 @@
+"""Deciding what one person gets in one placement: the global holdout, the placement's running campaigns, their
+targeting, consent, exclusivity and frequency caps, arbitration by priority, then a sticky allocation to control
+or a variant; the exposure is queued, not written, on the way out.
+
+The cost is a fixed number of queries whatever the number of campaigns: the person's profile id, their targeting
+(one statement for every campaign), consent (one per purpose the candidates need, usually one), and their
+exposures; the snapshot of campaigns costs one cache read.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from celery import current_app
+from django.utils import timezone
+
+from campaigns import rules
+from campaigns.models import Campaign
+from campaigns.selectors import LiveCampaign, exposures_seen, snapshot, variant_stats
+from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
+from consent.selectors import consent_granted, visitor_allowed
+from profiles.selectors import profile_id_holding
+from segments.selectors import targeting_matches
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str | None
+    placement: str
+    campaign: dict | None
+    variant: str | None
+    content: dict
+    reason: str
+
+    def as_json(self) -> dict:
+        return {"decision_id": self.decision_id, "placement": self.placement, "campaign": self.campaign,
+                "variant": self.variant, "content": self.content, "reason": self.reason}
+
+
+def _schedule_recorder() -> None:
+    current_app.tasks[RECORD_TASK].apply_async(countdown=1)
+
+
+def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", context: dict | None = None,
+           now: datetime | None = None) -> Decision | None:
+    """The decision for one person (by user id, else anonymous id) in one placement; None for an unknown
+    placement. Content that is shown (a variant, control, the holdout's default) is queued as an exposure."""
+    now = now or timezone.now()
+    live = snapshot()
+    placement = live.placements.get(placement_key)
+    if placement is None:
+        return None
+    # The id the request sent: what a first visit is allocated by, and what finds its exposures later.
+    subject = f"user_id:{user_id}" if user_id else f"anonymous_id:{anonymous_id}"
+    profile_id = (profile_id_holding(identifier_type="user_id", value=user_id) if user_id else
+                  profile_id_holding(identifier_type="anonymous_id", value=anonymous_id))
+
+    def shown(campaign: LiveCampaign | None, variant: str, content: dict, reason: str) -> Decision:
+        decision_id = new_decision_id()
+        exposure_queue(record=ExposureRecord(
+            decision_id, campaign.id if campaign else None, placement.id, profile_id, subject, variant,
+            placement.channel, now.isoformat()), schedule=_schedule_recorder)
+        return Decision(decision_id, placement.key, {"id": campaign.id, "key": campaign.key} if campaign else None,
+                        variant, content, reason)
+
+    def nothing(reason: str) -> Decision:
+        return Decision(None, placement.key, None, None, placement.default_content, reason)
+
+    if live.holdout_share and rules.bucket("holdout", subject) < live.holdout_share:
+        return shown(None, "holdout", placement.default_content, "global_holdout")
+    running = [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
+    targeted = targeting_matches(nodes={c.id: c.targeting for c in running if c.targeting is not None},
+                                 profile_id=profile_id, context=context, now=now)
+    eligible = [c for c in running if c.targeting is None or c.id in targeted]
+    if not eligible:
+        return nothing("no_eligible_campaign")
+    allowed = _allowed_purposes({c.purpose for c in eligible}, profile_id=profile_id, context=context)
+    eligible = [c for c in eligible if c.purpose in allowed]
+    if not eligible:
+        return nothing("no_consent")
+    seen = exposures_seen(profile_id=profile_id, subject=subject, now=now)
+    running_ids = {c.id for campaigns in live.campaigns.values() for c in campaigns}
+    # Never beside a campaign it excludes, once the person has seen that one (while it runs).
+    eligible = [c for c in eligible if not (c.exclusive_with & running_ids & set(seen.first_variant))]
+    if not eligible:
+        return nothing("no_eligible_campaign")
+    channel_times = seen.channel_times.get(placement.channel, [])
+    if any(seen.count(channel_times, cap, now) >= cap.count for cap in live.channel_caps.get(placement.channel, ())):
+        return nothing("frequency_cap")
+    eligible = [c for c in eligible if not any(
+        seen.count(seen.campaign_times.get(c.id, []), cap, now) >= cap.count for cap in c.caps)]
+    if not eligible:
+        return nothing("frequency_cap")
+    winner = eligible[0]
+    variant = _variant(winner, subject, seen.first_variant.get(winner.id))
+    if variant == "control":
+        return shown(winner, "control", placement.default_content, "control")
+    content = next(v.content for v in winner.variants if v.key == variant)
+    return shown(winner, variant, content, "matched")
+
+
+def _variant(campaign: LiveCampaign, subject: str, earlier: str | None) -> str:
+    """Sticky: what the person got before (while that variant still exists). Otherwise control by the stable hash
+    of the campaign and the id sent, then a variant: by the same hash in proportion to the weights (`fixed`), or
+    by Thompson sampling on the variants' conversions so far (`thompson`)."""
+    if earlier == "control" or earlier in {v.key for v in campaign.variants}:
+        return earlier
+    allocated = rules.allocate(salt=f"campaign:{campaign.id}", subject=subject,
+                               control_share=campaign.control_share, variants=campaign.variants)
+    if allocated == "control" or campaign.allocation != Campaign.Allocation.THOMPSON:
+        return allocated
+    return rules.thompson_pick(campaign.variants, variant_stats(campaign_id=campaign.id), random.Random())
+
+
+def _allowed_purposes(purposes: set[str], *, profile_id: int | None, context: dict | None) -> set[str]:
+    if profile_id is None:
+        return {p for p in purposes if visitor_allowed(purpose=p, context=context)}
+    return {p for p in purposes if consent_granted(profile_ids=[profile_id], purpose=p)}

@@ -1,0 +1,34 @@
+"""Erasure and export of what campaigns hold on a person: exposures (with the id the request sent) and their
+conversions."""
+from __future__ import annotations
+
+from django.db.models import Q
+
+from campaigns.models import Conversion, Exposure
+from profiles.selectors import identifiers_held
+
+# The ids a decision request sends, as exposures keep them.
+_SENT = ("user_id", "anonymous_id")
+
+
+def _theirs(profile_ids: list[int]) -> Q:
+    """By profile, and by the ids they hold: a first visit's exposures were recorded before the profile existed."""
+    subjects = [f"{kind}:{value}" for kind, value in identifiers_held(profile_ids=profile_ids) if kind in _SENT]
+    return Q(profile_id__in=profile_ids) | Q(subject__in=subjects)
+
+
+def campaign_data_erase(*, profile_ids: list[int], limit: int) -> dict[str, int]:
+    """Deletes up to `limit` exposures of these profiles (their conversions with them); idempotent. Exposures are
+    found by the identifiers the profiles still hold: consent runs the profiles' own handler last."""
+    ids = list(Exposure.objects.filter(_theirs(profile_ids)).values_list("id", flat=True)[:limit])
+    if not ids:
+        return {"campaign_exposures": 0, "campaign_conversions": 0}
+    conversions = Conversion.objects.filter(exposure_id__in=ids).delete()[0]
+    exposures = Exposure.objects.filter(id__in=ids).delete()[0]
+    return {"campaign_exposures": exposures, "campaign_conversions": conversions}
+
+
+def campaign_data_export(*, profile_ids: list[int]) -> dict:
+    exposures = list(Exposure.objects.filter(_theirs(profile_ids)).order_by("shown_at").values(
+        "decision_id", "campaign__key", "placement__key", "variant", "shown_at", "conversion__converted_at"))
+    return {"campaign_exposures": exposures}

@@ -1,0 +1,165 @@
+"""Recording what decisions showed, off the request's path: a decision queues its exposure in Redis and answers;
+a recorder moves the queue into PostgreSQL in batches. Until recorded, an exposure also sits in its person's
+pending set, so frequency caps count it.
+
+Without Redis (the embedded mode, tasks in-process) an exposure is written at once.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+
+from campaigns.models import Exposure
+from profiles.common.locks import EXPOSURE_RECORDER, session_try_lock
+
+logger = logging.getLogger(__name__)
+QUEUE = "campaigns:exposures"
+PENDING = "campaigns:pending:"
+# A pending entry outlives any plausible recorder outage; past that, an unrecorded exposure stops counting.
+PENDING_TTL_S = 7 * 24 * 3600
+RECORD_BATCH = 5_000
+RECORD_TASK = "campaigns.record_exposures"
+_SCHEDULED = "campaigns:record-scheduled"
+
+
+@dataclass(frozen=True)
+class ExposureRecord:
+    decision_id: str
+    campaign_id: int | None
+    placement_id: int
+    profile_id: int | None
+    subject: str
+    variant: str
+    channel: str
+    shown_at: str  # ISO 8601
+
+    @property
+    def counted_as(self) -> str:
+        """The key of the person's pending set: by profile when known, else by the id the request sent."""
+        return pending_key(self.profile_id, self.subject)
+
+
+def pending_key(profile_id: int | None, subject: str) -> str:
+    return f"{PENDING}p{profile_id}" if profile_id is not None else f"{PENDING}{subject}"
+
+
+_redis_client = None
+
+
+def redis():
+    """The Redis client of the broker's server (None without REDIS_URL)."""
+    global _redis_client
+    if not settings.REDIS_URL:
+        return None
+    if _redis_client is None:
+        import redis as redis_lib
+
+        _redis_client = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _redis_client
+
+
+def exposure_queue(*, record: ExposureRecord, schedule) -> None:
+    """Queues one exposure (and counts it as pending for its person); `schedule` queues the recorder. When Redis
+    is missing or fails, the exposure is written to PostgreSQL at once: a failure to queue must not lose it."""
+    client = redis()
+    if client is not None:
+        payload = orjson.dumps(asdict(record))
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.rpush(QUEUE, payload)
+            pipe.zadd(record.counted_as, {payload: datetime.fromisoformat(record.shown_at).timestamp()})
+            pipe.expire(record.counted_as, PENDING_TTL_S)
+            pipe.set(_SCHEDULED, 1, nx=True, ex=1)
+            _, _, _, first = pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - any failure of the queue falls back to the database
+            logger.warning("exposure queue unavailable (%s): writing the exposure directly", type(exc).__name__)
+        else:
+            if first:
+                schedule()
+            return
+    exposures_write([record])
+
+
+def exposures_write(records: list[ExposureRecord]) -> int:
+    """Writes exposures in one statement; idempotent (a decision id already written is skipped). Returns how
+    many were new."""
+    if not records:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Exposure._meta.db_table} (decision_id, campaign_id, placement_id, profile_id, subject, "
+            "variant, channel, shown_at) SELECT x.decision_id, x.campaign_id, x.placement_id, "
+            # A profile erased (or merged away) while its exposure waited: the exposure is kept without it.
+            "(SELECT p.id FROM profiles_profile p WHERE p.id = x.profile_id), x.subject, x.variant, x.channel, "
+            "x.shown_at FROM jsonb_to_recordset(%s::jsonb) AS x(decision_id uuid, campaign_id bigint, "
+            "placement_id bigint, profile_id bigint, subject text, variant text, channel text, shown_at timestamptz) "
+            "WHERE EXISTS (SELECT 1 FROM campaigns_placement pl WHERE pl.id = x.placement_id) "
+            "AND (x.campaign_id IS NULL OR EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = x.campaign_id)) "
+            "ON CONFLICT (decision_id) DO NOTHING",
+            [orjson.dumps([asdict(r) for r in records]).decode()])
+        return cursor.rowcount
+
+
+def exposures_record_queued(*, limit: int = RECORD_BATCH) -> int:
+    """Moves up to `limit` queued exposures into PostgreSQL, then off the queue and out of the pending sets.
+    One recorder at a time (a session lock held until the queue is trimmed; another recorder returns at once),
+    and writing is idempotent, so one that dies between its commit and the trim only makes the next one skip
+    what is already there. Returns how many it took off the queue."""
+    client = redis()
+    if client is None:
+        return 0
+    with session_try_lock(EXPOSURE_RECORDER) as held:
+        if not held:
+            return 0
+        raw = client.lrange(QUEUE, 0, limit - 1)
+        if not raw:
+            return 0
+        records, readable = [], []
+        for item in raw:
+            try:
+                records.append(ExposureRecord(**orjson.loads(item)))
+                readable.append(item)
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                logger.error("unreadable queued exposure dropped: %s", type(exc).__name__)
+        with transaction.atomic():
+            exposures_write(records)
+        pipe = client.pipeline(transaction=False)
+        pipe.ltrim(QUEUE, len(raw), -1)
+        for payload, record in zip(readable, records):
+            pipe.zrem(record.counted_as, payload)
+        pipe.execute()
+    return len(raw)
+
+
+def exposures_pending(*, keys: list[str]) -> list[ExposureRecord]:
+    """The queued, not yet recorded exposures of these pending sets (a person's), for caps. Empty when Redis is
+    missing or does not answer: the recorded ones still count."""
+    client = redis()
+    if client is None or not keys:
+        return []
+    try:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrange(key, 0, -1)
+        found = pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - caps fall back to what PostgreSQL holds
+        logger.warning("pending exposures unreadable (%s)", type(exc).__name__)
+        return []
+    seen, records = set(), []
+    for payloads in found:
+        for payload in payloads:
+            record = ExposureRecord(**orjson.loads(payload))
+            if record.decision_id not in seen:
+                seen.add(record.decision_id)
+                records.append(record)
+    return records
+
+
+def new_decision_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,294 @@
+"""The decision API and the campaigns API behind it: targeting, consent, caps, control and holdout, stickiness,
+arbitration, and exposures recorded off the request's path."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from campaigns import selectors
+from campaigns.models import Campaign, Exposure, Placement
+from campaigns.services import definitions
+from campaigns.services.exposures import exposures_record_queued
+from consent.services.ledger import ConsentChoice, consent_record
+from profiles.models import Identifier
+
+pytestmark = pytest.mark.django_db
+BANNER = {"key": "homepage_banner", "name": "Homepage banner", "channel": "web", "default_content": {"text": "Hi"}}
+
+
+def campaign_body(key="spring", **overrides):
+    body = {"key": key, "name": key.title(), "placements": ["homepage_banner"],
+            "variants": [{"key": "A", "weight": 50, "content": {"text": "Spring A"}},
+                         {"key": "B", "weight": 50, "content": {"text": "Spring B"}}]}
+    return {**body, **overrides}
+
+
+@pytest.fixture
+def banner(call):
+    assert call("post", "/api/v1/placements/", BANNER).status_code == 201
+    return Placement.objects.get(key="homepage_banner")
+
+
+def active(call, **body) -> int:
+    created = call("post", "/api/v1/campaigns/", campaign_body(**body))
+    assert created.status_code == 201, created.json()
+    assert call("post", f"/api/v1/campaigns/{created.json()['id']}/activate/").status_code == 200
+    return created.json()["id"]
+
+
+def grant(user_id: str, purpose="personalization", granted=True):
+    profile_id = Identifier.objects.get(type="user_id", value=user_id).profile_id
+    consent_record(choices=[ConsentChoice(profile_id=profile_id, purpose=purpose, granted=granted, source="api",
+                                          recorded_at=timezone.now())])
+
+
+@pytest.fixture
+def ann(post_collect, drain):
+    post_collect("identify", {"userId": "ann", "traits": {"plan": "pro", "country": "DE"}, "messageId": "a1"})
+    drain()
+    grant("ann")
+
+
+def test_a_campaign_that_cannot_work_is_refused_at_its_field(call, banner):
+    bad = call("post", "/api/v1/campaigns/", campaign_body(variants=[{"key": "A", "weight": 70}]))
+    assert bad.status_code == 400
+    assert bad.json() == {"code": "invalid_definition", "message": "the variants' weights add up to 70, not 100",
+                          "field": "variants[0].weight"}
+    bad = call("post", "/api/v1/campaigns/", campaign_body(targeting={"all": [{"segment": "nobody"}]}))
+    assert bad.status_code == 400 and bad.json()["field"] == "targeting.all[0].segment"
+    bad = call("post", "/api/v1/campaigns/", campaign_body(placements=["nowhere"]))
+    assert bad.status_code == 400 and bad.json()["field"] == "placements"
+    bad = call("post", "/api/v1/campaigns/", campaign_body(purpose="telepathy"))
+    assert bad.status_code == 400 and bad.json()["field"] == "purpose"
+    assert not Campaign.objects.exists()
+
+
+def test_the_lifecycle_refuses_what_the_status_does_not_allow(call, banner):
+    created = call("post", "/api/v1/campaigns/", campaign_body()).json()
+    assert created["status"] == "draft"
+    assert call("post", f"/api/v1/campaigns/{created['id']}/pause/").status_code == 409
+    assert call("post", f"/api/v1/campaigns/{created['id']}/activate/").json()["status"] == "active"
+    assert call("post", f"/api/v1/campaigns/{created['id']}/activate/").status_code == 200  # a retry changes nothing
+    assert call("post", f"/api/v1/campaigns/{created['id']}/end/").json()["status"] == "ended"
+    refused = call("post", f"/api/v1/campaigns/{created['id']}/activate/")
+    assert refused.status_code == 409 and refused.json()["code"] == "cannot_activate"
+    # A privacy officer reads exposures, not campaigns' settings.
+    assert call("get", "/api/v1/campaigns/", role="Privacy officer").status_code == 403
+
+
+def test_unknown_placement_and_bad_requests(decide, banner):
+    missing = decide({"userId": "ann", "placement": "sidebar"})
+    assert missing.status_code == 404 and missing.json()["reason"] == "unknown_placement"
+    assert decide({"placement": "homepage_banner"}).json()["code"] == "missing_identity"
+    assert decide({"userId": "ann", "placement": "homepage_banner"}, write_key="wrong").status_code == 401
+    assert decide({"userId": ["x"], "placement": "homepage_banner"}).json()["field"] == "userId"
+
+
+def test_no_campaign_gives_the_placements_default(decide, banner, ann):
+    body = decide({"userId": "ann", "placement": "homepage_banner"}).json()
+    assert body == {"decision_id": None, "placement": "homepage_banner", "campaign": None, "variant": None,
+                    "content": {"text": "Hi"}, "reason": "no_eligible_campaign"}
+
+
+def test_a_matched_decision_is_sticky_and_its_exposure_is_recorded_off_the_request(call, decide, banner, ann):
+    campaign_id = active(call)
+    first = decide({"userId": "ann", "placement": "homepage_banner"}).json()
+    assert first["reason"] == "matched" and first["campaign"] == {"id": campaign_id, "key": "spring"}
+    assert first["content"] == {"text": f"Spring {first['variant']}"}
+    # Queued, not written: the decision did not wait for PostgreSQL.
+    assert not Exposure.objects.exists()
+    again = [decide({"userId": "ann", "placement": "homepage_banner"}).json()["variant"] for _ in range(5)]
+    assert set(again) == {first["variant"]}
+    assert exposures_record_queued() == 6
+    assert exposures_record_queued() == 0
+    exposure = Exposure.objects.get(decision_id=first["decision_id"])
+    assert (exposure.campaign_id, exposure.variant, exposure.subject, exposure.channel) == (
+        campaign_id, first["variant"], "user_id:ann", "web")
+    assert exposure.profile_id == Identifier.objects.get(value="ann").profile_id
+    assert Exposure.objects.count() == 6
+
+
+def test_no_personalised_decision_without_consent(call, decide, banner, post_collect, drain):
+    post_collect("identify", {"userId": "eu", "traits": {"country": "FR"}, "messageId": "e1"})
+    post_collect("identify", {"userId": "us", "traits": {"country": "US"}, "messageId": "u1"})
+    drain()
+    active(call)
+    # GDPR: personalisation is opt-in; CCPA: opt-out.
+    assert decide({"userId": "eu", "placement": "homepage_banner"}).json()["reason"] == "no_consent"
+    assert decide({"userId": "us", "placement": "homepage_banner"}).json()["reason"] == "matched"
+    grant("eu")
+    grant("us", granted=False)
+    assert decide({"userId": "eu", "placement": "homepage_banner"}).json()["reason"] == "matched"
+    denied = decide({"userId": "us", "placement": "homepage_banner"}).json()
+    assert denied["reason"] == "no_consent" and denied["content"] == {"text": "Hi"} and denied["decision_id"] is None
+    # A first visit: the request's own consent context, else the default regime (GDPR here).
+    assert decide({"anonymousId": "new", "placement": "homepage_banner"}).json()["reason"] == "no_consent"
+    visitor = decide({"anonymousId": "new", "placement": "homepage_banner",
+                      "context": {"consent": {"categoryPreferences": {"personalization": True}}}}).json()
+    assert visitor["reason"] == "matched"
+
+
+def test_targeting_reads_traits_segments_and_the_request_context(call, decide, banner, ann, post_collect, drain):
+    from segments.services.definitions import segment_create
+    from segments.services.membership import segment_recompute
+
+    pros = segment_create(key="pros", name="Pros", mode="batch",
+                          definition={"trait": "plan", "op": "eq", "value": "pro"})
+    segment_recompute(segment_id=pros.pk)
+    post_collect("identify", {"userId": "bo", "traits": {"plan": "free", "country": "DE"}, "messageId": "b1"})
+    drain()
+    grant("bo")
+    active(call, targeting={"all": [{"segment": "pros"},
+                                    {"context": "page.path", "op": "starts_with", "value": "/shoes"}]})
+    shoes = {"page": {"path": "/shoes/red"}}
+    assert decide({"userId": "ann", "placement": "homepage_banner", "context": shoes}).json()["reason"] == "matched"
+    assert decide({"userId": "ann", "placement": "homepage_banner",
+                   "context": {"page": {"path": "/hats"}}}).json()["reason"] == "no_eligible_campaign"
+    assert decide({"userId": "bo", "placement": "homepage_banner",
+                   "context": shoes}).json()["reason"] == "no_eligible_campaign"
+
+
+def test_the_highest_priority_wins_then_the_oldest(call, decide, banner, ann):
+    active(call, key="old", priority=1)
+    active(call, key="newer", priority=1)
+    active(call, key="low", priority=0)
+    assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["campaign"]["key"] == "old"
+    urgent = active(call, key="urgent", priority=5)
+    assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["campaign"]["id"] == urgent
+
+
+def test_caps_count_exposures_still_being_recorded(call, decide, banner, ann):
+    active(call, caps=[{"count": 2, "per": "day"}])
+    reasons = [decide({"userId": "ann", "placement": "homepage_banner"}).json()["reason"] for _ in range(3)]
+    assert reasons == ["matched", "matched", "frequency_cap"]
+    exposures_record_queued()
+    assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["reason"] == "frequency_cap"
+    # A day later the cap allows again.
+    Exposure.objects.update(shown_at=timezone.now() - timedelta(days=1, minutes=1))
+    assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["reason"] == "matched"
+
+
+def test_a_channel_cap_holds_across_campaigns(call, decide, banner, ann):
+    assert call("put", "/api/v1/campaign-settings/", {"channel_caps": {"web": {"count": 2, "per": "week"}}}
+                ).status_code == 200
+    active(call, key="one", priority=2, caps=[{"count": 1, "per": "lifetime"}])
+    active(call, key="two", priority=1)
+    got = [decide({"userId": "ann", "placement": "homepage_banner"}).json() for _ in range(3)]
+    assert [(d["campaign"] or {}).get("key") for d in got] == ["one", "two", None]
+    assert got[2]["reason"] == "frequency_cap"
+    bad = call("put", "/api/v1/campaign-settings/", {"channel_caps": {"fax": {"count": 1, "per": "day"}}})
+    assert bad.status_code == 400 and bad.json()["field"] == "channel_caps.fax"
+
+
+def test_control_and_the_global_holdout_get_the_default_content_and_are_counted(call, decide, banner, post_collect,
+                                                                              drain):
+    active(call, control_share=0.5)
+    context = {"consent": {"categoryPreferences": {"personalization": True}}}
+    got = [decide({"anonymousId": f"v{n}", "placement": "homepage_banner", "context": context}).json()
+           for n in range(200)]
+    control = [d for d in got if d["reason"] == "control"]
+    assert 60 <= len(control) <= 140
+    assert all(d["variant"] == "control" and d["content"] == {"text": "Hi"} for d in control)
+    call("put", "/api/v1/campaign-settings/", {"holdout_share": 0.3})
+    held = [decide({"anonymousId": f"v{n}", "placement": "homepage_banner", "context": context}).json()
+            for n in range(200)]
+    out = [d for d in held if d["reason"] == "global_holdout"]
+    assert 30 <= len(out) <= 90 and all(d["campaign"] is None and d["content"] == {"text": "Hi"} for d in out)
+    exposures_record_queued()
+    assert Exposure.objects.filter(variant="holdout", campaign__isnull=True).count() == len(out)
+    assert Exposure.objects.filter(variant="control").count() >= len(control)
+
+
+def test_exclusive_campaigns_never_run_beside_each_other_for_one_person(call, decide, banner, ann):
+    first = active(call, key="first", priority=2, caps=[{"count": 1, "per": "lifetime"}])
+    active(call, key="second", priority=1, exclusive_with=["first"])
+    assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["campaign"]["id"] == first
+    # "first" is capped now, and ann has seen it: "second" is not shown beside it.
+    capped = decide({"userId": "ann", "placement": "homepage_banner"}).json()
+    assert (capped["reason"], capped["campaign"]) == ("frequency_cap", None)
+    # A campaign that excludes nothing is.
+    active(call, key="third", priority=0)
+    assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["campaign"]["key"] == "third"
+
+
+def test_a_change_reaches_other_processes_through_the_cache_version(call, banner, django_capture_on_commit_callbacks):
+    before = selectors.snapshot()
+    with django_capture_on_commit_callbacks(execute=True):
+        definitions.placement_save(key="email_weekly", name="Weekly", channel="email", default_content={})
+    after = selectors.snapshot()
+    assert after.version != before.version and "email_weekly" in after.placements
+
+
+def test_erasure_removes_exposures_by_profile_and_by_the_ids_sent(call, decide, banner, ann):
+    from consent.registry import handlers
+
+    active(call)
+    decide({"userId": "ann", "placement": "homepage_banner"})
+    exposures_record_queued()
+    [handler] = [h for h in handlers() if h.name == "campaigns"]
+    profile_id = Identifier.objects.get(value="ann").profile_id
+    assert len(handler.export([profile_id])["campaign_exposures"]) == 1
+    while any(handler.erase([profile_id], 1).values()):
+        pass
+    assert not Exposure.objects.exists()
+
+
+def test_a_decision_costs_the_same_queries_for_two_campaigns_or_twelve(call, decide, banner, ann):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        decide({"userId": "ann", "placement": "homepage_banner"})  # loads the snapshot
+        with CaptureQueriesContext(connection) as captured:
+            from campaigns.services.decisions import decide as decide_service
+            decision = decide_service(placement_key="homepage_banner", user_id="ann")
+        assert decision.reason == "matched"
+        return len(captured.captured_queries)
+
+    for n in range(2):
+        active(call, key=f"c{n}", targeting={"trait": "plan", "op": "eq", "value": "pro"})
+    with_two = queries()
+    for n in range(2, 12):
+        active(call, key=f"c{n}", caps=[{"count": 5, "per": "day"}],
+               targeting={"any": [{"trait": "plan", "op": "eq", "value": "pro"}, {"event": "Order Completed"}]})
+    # The profile id, the segment keys, the targeting of all campaigns, the purpose and its consent, the exposures.
+    assert queries() == with_two == 6
+
+
+def test_a_goal_event_converts_the_latest_exposure_within_the_window_once(call, decide, banner, ann, post_collect,
+                                                                          drain):
+    from campaigns.models import Conversion
+
+    active(call, goal={"event": "Order Completed", "where": [{"property": "revenue", "op": "gt", "value": 10}],
+                       "within": "7d"})
+    first = decide({"userId": "ann", "placement": "homepage_banner"}).json()
+    latest = decide({"userId": "ann", "placement": "homepage_banner"}).json()
+    exposures_record_queued()
+    Exposure.objects.filter(decision_id=first["decision_id"]).update(shown_at=timezone.now() - timedelta(hours=2))
+    post_collect("track", {"userId": "ann", "event": "Order Completed", "properties": {"revenue": 5},
+                           "messageId": "small"})
+    drain()
+    assert not Conversion.objects.exists()  # the goal's `where` does not hold
+    post_collect("track", {"userId": "ann", "event": "Order Completed", "properties": {"revenue": 50},
+                           "messageId": "big"})
+    drain()
+    [conversion] = Conversion.objects.all()
+    assert str(conversion.exposure.decision_id) == latest["decision_id"]
+    post_collect("track", {"userId": "ann", "event": "Order Completed", "properties": {"revenue": 70},
+                           "messageId": "again"})
+    drain()
+    # The latest exposure has converted; the next one back takes the second order.
+    assert {str(c.exposure.decision_id) for c in Conversion.objects.all()} == {first["decision_id"],
+                                                                               latest["decision_id"]}
+    post_collect("track", {"userId": "ann", "event": "Order Completed", "properties": {"revenue": 90},
+                           "messageId": "third"})
+    drain()
+    assert Conversion.objects.count() == 2
+    # A first visit's exposure is found by the id it sent.
+    decide({"anonymousId": "visitor-1", "placement": "homepage_banner",
+            "context": {"consent": {"categoryPreferences": {"personalization": True}}}})
+    exposures_record_queued()
+    post_collect("track", {"anonymousId": "visitor-1", "event": "Order Completed", "properties": {"revenue": 20},
+                           "messageId": "visitor"})
+    drain()
+    assert Conversion.objects.filter(exposure__subject="anonymous_id:visitor-1").count() == 1
