@@ -11,9 +11,10 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from campaigns import rules
+from campaigns import rules, stats
 from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings
 from campaigns.services.exposures import exposures_pending, pending_key
+from campaigns.stats import Arm
 
 VERSION_KEY = "campaigns:snapshot-version"
 
@@ -191,3 +192,60 @@ def variant_stats(*, campaign_id: int) -> dict[str, tuple[int, int]]:
         stats = {variant: (exposed, converted) for variant, exposed, converted in cursor.fetchall()}
     _stats_cache[campaign_id] = (clock, stats)
     return stats
+
+
+def campaign_arms(*, campaign_id: int) -> list[Arm]:
+    """Per variant and control: people exposed, exposures, and people who converted, in one query. A person is
+    their profile, or the id a first visit sent."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.variant, count(DISTINCT coalesce('p' || e.profile_id, e.subject)), count(*), "
+            "count(DISTINCT coalesce('p' || e.profile_id, e.subject)) FILTER (WHERE c.id IS NOT NULL) "
+            f"FROM {Exposure._meta.db_table} e LEFT JOIN campaigns_conversion c ON c.exposure_id = e.id "
+            "WHERE e.campaign_id = %s GROUP BY e.variant ORDER BY e.variant", [campaign_id])
+        return [Arm(variant, exposed, exposures, converted)
+                for variant, exposed, exposures, converted in cursor.fetchall()]
+
+
+def campaign_timeline(*, campaign_id: int, days: int = 30) -> list[dict]:
+    """Exposures and conversions per day and variant over the last `days` days (the report's chart)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (e.shown_at AT TIME ZONE 'UTC')::date AS day, e.variant, count(*), count(c.id) "
+            f"FROM {Exposure._meta.db_table} e LEFT JOIN campaigns_conversion c ON c.exposure_id = e.id "
+            "WHERE e.campaign_id = %s AND e.shown_at >= now() - make_interval(days => %s) "
+            "GROUP BY 1, 2 ORDER BY 1, 2", [campaign_id, days])
+        return [{"day": day.isoformat(), "variant": variant, "exposures": exposures, "conversions": conversions}
+                for day, variant, exposures, conversions in cursor.fetchall()]
+
+
+# The minimum detectable effect the sample-size calculator uses unless asked otherwise: one percentage point.
+DEFAULT_MDE = 0.01
+
+
+def campaign_results(*, campaign: Campaign, mde: float = DEFAULT_MDE) -> dict:
+    """The experiment's report: each variant and control with its counts, rate, uplift over the baseline (control
+    when it has exposures, else the first variant) with its 95% interval, p-value and probability of being best;
+    the people per arm a minimum detectable effect of `mde` needs; and a verdict."""
+    arms = {arm.key: arm for arm in campaign_arms(campaign_id=campaign.pk)}
+    order = ["control", *[v["key"] for v in campaign.variants if isinstance(v, dict)]]
+    present = [arms.get(key, Arm(key, 0, 0, 0)) for key in order]
+    control = present[0]
+    baseline = control if control.exposed else (present[1] if len(present) > 1 else control)
+    others = [a for a in present if a.key != baseline.key and (a.key != "control" or a.exposed)]
+    comparisons = {a.key: stats.compare(a, baseline) for a in others}
+    best = stats.probability_best([a for a in present if a.exposed])
+    needed = stats.sample_size(baseline_rate=baseline.rate, effect=mde) if baseline.rate else None
+
+    def row(arm: Arm) -> dict:
+        c = comparisons.get(arm.key)
+        return {"variant": arm.key, "exposed": arm.exposed, "exposures": arm.exposures, "conversions": arm.converted,
+                "conversion_rate": arm.rate, "uplift": c.uplift if c else None,
+                "uplift_relative": c.uplift_relative if c else None,
+                "uplift_interval": list(c.interval) if c and c.interval else None,
+                "p_value": c.p_value if c else None, "probability_best": best.get(arm.key)}
+
+    return {"campaign": {"id": campaign.pk, "key": campaign.key}, "baseline": baseline.key,
+            "variants": [row(a) for a in present if a.key != "control" or a.exposed or campaign.control_share],
+            "sample_size": {"baseline_rate": baseline.rate, "minimum_detectable_effect": mde, "per_arm": needed},
+            "verdict": stats.verdict(others, baseline, comparisons, best, needed=needed)}

@@ -60,3 +60,33 @@ class ProgrammeSettingsSerializer(serializers.ModelSerializer):
         model = ProgrammeSettings
         fields = ["holdout_share", "channel_caps", "updated_at"]
         read_only_fields = ["updated_at"]
+
+
+class ArmResultSerializer(serializers.Serializer):
+    variant = serializers.CharField(help_text='A variant\'s key, or "control".')
+    exposed = serializers.IntegerField(help_text="People shown it.")
+    exposures = serializers.IntegerField(help_text="Times shown.")
+    conversions = serializers.IntegerField(help_text="People who converted after an exposure, within the goal's "
+                                           "window.")
+    conversion_rate = serializers.FloatField(allow_null=True)
+    uplift = serializers.FloatField(allow_null=True, help_text="Rate minus the baseline's (absolute).")
+    uplift_relative = serializers.FloatField(allow_null=True, help_text="Rate over the baseline's, minus 1.")
+    uplift_interval = serializers.ListField(child=serializers.FloatField(), allow_null=True,
+                                            help_text="95% interval of the uplift.")
+    p_value = serializers.FloatField(allow_null=True, help_text="Two-proportion z-test against the baseline.")
+    probability_best = serializers.FloatField(allow_null=True, help_text="Posterior probability of the highest rate.")
+
+
+class SampleSizeSerializer(serializers.Serializer):
+    baseline_rate = serializers.FloatField(allow_null=True)
+    minimum_detectable_effect = serializers.FloatField()
+    per_arm = serializers.IntegerField(allow_null=True, help_text="People per arm to detect that effect at 5% "
+                                       "significance with 80% power.")
+
+
+class ResultsSerializer(serializers.Serializer):
+    campaign = serializers.DictField()
+    baseline = serializers.CharField(help_text='"control", or the first variant when there is no control.')
+    variants = ArmResultSerializer(many=True)
+    sample_size = SampleSizeSerializer()
+    verdict = serializers.ChoiceField(choices=["keep running", "winner", "no difference"])

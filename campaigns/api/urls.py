@@ -10,5 +10,6 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/activate/", views.CampaignActivateView.as_view(), name="api-campaign-activate"),
     path("campaigns/<int:campaign_id>/pause/", views.CampaignPauseView.as_view(), name="api-campaign-pause"),
     path("campaigns/<int:campaign_id>/end/", views.CampaignEndView.as_view(), name="api-campaign-end"),
+    path("campaigns/<int:campaign_id>/results/", views.CampaignResultsView.as_view(), name="api-campaign-results"),
     path("campaign-settings/", views.ProgrammeSettingsView.as_view(), name="api-campaign-settings"),
 ]

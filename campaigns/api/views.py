@@ -2,17 +2,19 @@
 service or selector, render."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+import math
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from campaigns import selectors
 from campaigns.api.serializers import (CampaignSerializer, CampaignUpdateSerializer, PlacementSerializer,
-                                       ProgrammeSettingsSerializer)
+                                       ProgrammeSettingsSerializer, ResultsSerializer)
 from campaigns.models import Campaign, Placement, ProgrammeSettings
 from campaigns.services import definitions
-from profiles.common.errors import FORBIDDEN, UNAUTHENTICATED, Conflict, error_response
+from profiles.common.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, Conflict, error_response
 from profiles.common.permissions import RoleModelPermissions
 from segments.rules import DefinitionError
 
@@ -225,3 +227,24 @@ class ProgrammeSettingsView(generics.GenericAPIView):
                               403: FORBIDDEN})
     def patch(self, request):
         return self.put(request)
+
+
+class CampaignResultsView(OneCampaignView):
+    @extend_schema(tags=["campaigns"], operation_id="campaigns_results",
+                   parameters=[OpenApiParameter("mde", float, description="Minimum detectable effect (absolute, "
+                                                "0.01 is one percentage point) for the sample-size calculator.")],
+                   responses={200: ResultsSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN,
+                              404: NOT_FOUND})
+    def get(self, request, campaign_id: int):
+        """Per variant and control: people exposed, exposures, conversions, rate, uplift over the baseline with
+        its 95% interval, p-value, probability of being best; the sample size; a verdict."""
+        campaign = self.campaign(campaign_id)
+        raw = request.query_params.get("mde", str(selectors.DEFAULT_MDE))
+        try:
+            mde = float(raw)
+        except ValueError:
+            mde = math.nan
+        if not math.isfinite(mde) or not 0 < abs(mde) < 1:
+            return Response({"code": "invalid", "message": "mde is a number between -1 and 1, not 0", "field": "mde"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response(selectors.campaign_results(campaign=campaign, mde=mde))

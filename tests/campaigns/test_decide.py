@@ -292,3 +292,36 @@ def test_a_goal_event_converts_the_latest_exposure_within_the_window_once(call, 
                            "messageId": "visitor"})
     drain()
     assert Conversion.objects.filter(exposure__subject="anonymous_id:visitor-1").count() == 1
+
+
+def test_results_count_people_exposures_and_conversions_per_arm(call, decide, banner, post_collect, drain):
+    from scipy import stats as scipy_stats
+
+    campaign_id = active(call, control_share=0.3, goal={"event": "Order Completed", "within": "1d"})
+    context = {"consent": {"categoryPreferences": {"personalization": True}}}
+    arms = {}
+    for n in range(120):
+        got = decide({"anonymousId": f"r{n}", "placement": "homepage_banner", "context": context}).json()
+        decide({"anonymousId": f"r{n}", "placement": "homepage_banner", "context": context})  # seen twice
+        arms[f"r{n}"] = got["variant"]
+    exposures_record_queued()
+    buyers = [person for n, person in enumerate(arms) if n % 4 == 0 or (arms[person] == "B" and n % 2 == 0)]
+    for person in buyers:
+        post_collect("track", {"anonymousId": person, "event": "Order Completed", "messageId": f"o-{person}"})
+    drain()
+    body = call("get", f"/api/v1/campaigns/{campaign_id}/results/").json()
+    rows = {row["variant"]: row for row in body["variants"]}
+    assert body["baseline"] == "control" and set(rows) == {"control", "A", "B"}
+    for variant, row in rows.items():
+        people = [p for p, v in arms.items() if v == variant]
+        converted = [p for p in people if p in buyers]
+        assert (row["exposed"], row["exposures"], row["conversions"]) == (len(people), 2 * len(people),
+                                                                         len(converted))
+    control, b = rows["control"], rows["B"]
+    table = [[b["conversions"], b["exposed"] - b["conversions"]],
+             [control["conversions"], control["exposed"] - control["conversions"]]]
+    assert b["p_value"] == pytest.approx(scipy_stats.chi2_contingency(table, correction=False).pvalue, rel=1e-6)
+    assert b["uplift"] == pytest.approx(b["conversion_rate"] - control["conversion_rate"])
+    assert sum(row["probability_best"] for row in rows.values()) == pytest.approx(1)
+    assert body["sample_size"]["per_arm"] > 0 and body["verdict"] in ("keep running", "winner", "no difference")
+    assert call("get", f"/api/v1/campaigns/{campaign_id}/results/?mde=zero").json()["field"] == "mde"
