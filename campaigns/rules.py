@@ -116,8 +116,8 @@ def parse_variants(value: object, *, path: str = "variants") -> tuple[Variant, .
 
 
 def parse_share(value: object, *, path: str) -> float:
-    if not _is_number(value) or not 0 <= value < 1:
-        raise DefinitionError("a share is a number from 0 (nobody) to below 1", path)
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise DefinitionError("a share is a number from 0 (nobody) to 1 (everyone)", path)
     return float(value)
 
 
@@ -155,7 +155,7 @@ def allocate(*, salt: str, subject: str, control_share: float, variants: tuple[V
     """"control" for the first `control_share` of the unit interval, else a variant in proportion to the weights
     over the rest."""
     point = bucket(salt, subject)
-    if point < control_share:
+    if point < control_share or control_share >= 1:
         return "control"
     position = (point - control_share) / (1 - control_share) * 100
     running = 0.0

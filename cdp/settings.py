@@ -213,15 +213,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # The collection API is plain Django views (the hot path); this hook adds it to the schema.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "profiles.api.collect_schema.add_collection_api"],
+                             "profiles.api.collect_schema.add_collection_api",
+                             "campaigns.api.decide_schema.add_decide_api"],
     # Two models have a status field with different choices: each enum gets its own name.
     "ENUM_NAME_OVERRIDES": {"SegmentStatusEnum": "segments.models.Segment.Status",
-                            "DeliveryStatusEnum": "segments.models.Delivery.Status"},
+                            "DeliveryStatusEnum": "segments.models.Delivery.Status",
+                            "CampaignStatusEnum": "campaigns.models.Campaign.Status"},
     "TAGS": [{"name": "collection", "description": "The Segment-compatible collection API."},
              {"name": "profiles"}, {"name": "consent"}, {"name": "privacy requests"},
              {"name": "segments"},
              {"name": "destinations", "description": "Webhook destinations of segment enter and exit events, "
-                                                     "and their deliveries."}],
+                                                     "and their deliveries."},
+             {"name": "campaigns", "description": "Placements, campaigns, their results, and the programme's "
+                                                  "settings; decisions are POST /v1/decide."}],
 }
 
 LOGGING = {

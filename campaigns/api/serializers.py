@@ -1,13 +1,15 @@
 """Campaigns API bodies: targeting, variants, caps and goals are checked by campaigns.rules (the error names the
 JSON path inside them), not here."""
 from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
 
 from campaigns.models import Campaign, Placement, ProgrammeSettings
 from profiles.common.fields import NOT_BLANK
 
 
 class PlacementSerializer(serializers.ModelSerializer):
-    key = serializers.SlugField(max_length=100, help_text="Letters, digits, - and _; what /v1/decide names.")
+    key = serializers.SlugField(max_length=100, help_text="Letters, digits, - and _; what /v1/decide names.",
+                                validators=[UniqueValidator(queryset=Placement.objects.all())])
     default_content = serializers.JSONField(required=False, help_text="A JSON object: what a person gets here when "
                                             "no campaign applies, and what control and holdout people get.")
 
@@ -18,7 +20,7 @@ class PlacementSerializer(serializers.ModelSerializer):
 
 
 class CampaignSerializer(serializers.ModelSerializer):
-    key = serializers.SlugField(max_length=100)
+    key = serializers.SlugField(max_length=100, validators=[UniqueValidator(queryset=Campaign.objects.all())])
     name = serializers.CharField(max_length=200, validators=[NOT_BLANK])
     placements = serializers.SlugRelatedField(many=True, slug_field="key", queryset=Placement.objects.all(),
                                               help_text="Keys of the placements it runs in.")
@@ -34,8 +36,9 @@ class CampaignSerializer(serializers.ModelSerializer):
                                  "lifetime, per person.")
     goal = serializers.JSONField(required=False, allow_null=True, help_text='{"event": "Order Completed", "where": '
                                  '[...], "within": "7d"}: what counts as a conversion after an exposure.')
-    control_share = serializers.FloatField(required=False, help_text="Share (0 to below 1) of eligible people who "
-                                           "get the placement's default content, counted as control.")
+    control_share = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Share (0 to 1) of "
+                                           "eligible people who get the placement's default content, counted as "
+                                           "control.")
 
     class Meta:
         model = Campaign
@@ -51,8 +54,8 @@ class CampaignUpdateSerializer(CampaignSerializer):
 
 
 class ProgrammeSettingsSerializer(serializers.ModelSerializer):
-    holdout_share = serializers.FloatField(required=False, help_text="Share (0 to below 1) of all people, by a "
-                                           "stable hash, who get no campaign at all.")
+    holdout_share = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Share (0 to 1) of "
+                                           "all people, by a stable hash, who get no campaign at all.")
     channel_caps = serializers.JSONField(required=False, help_text='{"email": {"count": 3, "per": "week"}}: no person '
                                          "gets more on a channel from all campaigns together.")
 

@@ -10,11 +10,9 @@ and each rate as a ratio of that limit. `bench _process` is the worker (internal
 """
 from __future__ import annotations
 
-import http.client
 import os
 import resource
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,65 +26,39 @@ from django.db import connection
 
 from cdp.bench.cleanup import bench_cleanup
 from cdp.bench.copy_limit import copy_limit, copy_rows
+from cdp.bench.decide import bench_decide
 from cdp.bench.messages import BATCH_SIZE, bench_messages
 from cdp.bench.privacy import bench_privacy
 from cdp.bench.segments import bench_segments
+from cdp.bench.server import ServerError, free_port, last_json, stop, wait_ready
 from cdp.pipeline import pipeline_drain
 from profiles.models import Event, PendingEvent, Source
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(proc: subprocess.Popen, port: int, log_path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise CommandError(f"gunicorn exited with {proc.returncode}:\n{open(log_path).read()[-3000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/v1/batch")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise CommandError(f"gunicorn was not ready after {timeout}s:\n{open(log_path).read()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _last_json(output: str) -> dict:
-    lines = [line for line in output.strip().splitlines() if line.startswith("{")]
-    if not lines:
-        raise CommandError(f"no JSON result in:\n{output[-3000:]}")
-    return orjson.loads(lines[-1])
+    try:
+        return last_json(output)
+    except ServerError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 class Command(BaseCommand):
-    help = "Benchmarks ingestion on PostgreSQL: HTTP accept, pipeline processing, and the COPY limit."
+    help = ("Benchmarks on PostgreSQL: ingestion (HTTP accept, pipeline processing, the COPY limit), privacy, "
+            "segments, and the decision API.")
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["ingest", "privacy", "segments", "_process"],
+        parser.add_argument("action", choices=["ingest", "privacy", "segments", "decide", "_process"],
                             help="ingest, privacy or segments (_process is internal)")
         parser.add_argument("--events", type=int, default=None,
                             help="events in the run (ingest: 100,000) or in the database (privacy: 1,000,000; "
                                  "segments: 1,000,000)")
         parser.add_argument("--subject-events", type=int, default=100_000, help="privacy: the erased subject's events")
         parser.add_argument("--profiles", type=int, default=None,
-                            help="privacy: other people in the database (10,000); segments: people (100,000)")
+                            help="privacy: other people in the database (10,000); segments and decide: people "
+                                 "(100,000)")
         parser.add_argument("--samples", type=int, default=40, help="segments: events timed for realtime latency")
+        parser.add_argument("--requests", type=int, default=20_000,
+                            help="decide: requests of each flat-out run (the paced run: at most 6,000)")
         parser.add_argument("--json", action="store_true", help="also print one JSON object on the last line")
         parser.add_argument("--workers", type=int, default=None,
                             help="gunicorn workers (default 2 on 2 CPUs or fewer, else 3)")
@@ -104,6 +76,8 @@ class Command(BaseCommand):
             return self._privacy(**{**options, "profiles": options["profiles"] or 10_000})
         if action == "segments":
             return self._segments(**options)
+        if action == "decide":
+            return self._decide(**options)
         return self._ingest(**{**options, "events": options["events"] or 100_000})
 
     def _privacy(self, *, events, subject_events, profiles, json, keep, **_):
@@ -131,6 +105,26 @@ class Command(BaseCommand):
           "marketing_email)")
         if json:
             result.pop("other_ids")
+            w(orjson.dumps(result).decode())
+
+    def _decide(self, *, profiles, requests, workers, connections, json, keep, **_):
+        try:
+            result = bench_decide(profiles=profiles or 100_000, requests=requests, workers=workers,
+                                  connections=connections, keep=keep, log=self.stderr.write)
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from exc
+        w = self.stdout.write
+        w(f"bench decide: {result['profiles']:,} profiles, {result['campaigns']} active campaigns on "
+          f"{result['placements']} placements, gunicorn -w {result['workers']}, {result['connections']} connections")
+        p50, p95, p99 = result["decide_loaded_latency_ms"]
+        w(f"flat out   /v1/decide {result['decide_rps']:,.0f} requests/s (p50 {p50} ms, p95 {p95} ms, "
+          f"p99 {p99} ms), bare view {result['bare_rps']:,.0f} requests/s: x{result['ratio_to_bare']}")
+        w(f"200 rps    p50 {result['decide_p50_ms']} ms, p95 {result['decide_p95_ms']} ms, "
+          f"p99 {result['decide_p99_ms']} ms ({result['paced_rps']} requests/s held)")
+        w("reasons    " + ", ".join(f"{k} {v:,}" for k, v in sorted(result["reasons"].items())))
+        w(f"exposures  {result['exposures_queued']:,} queued during the runs, {result['exposures_recorded']:,} "
+          "recorded afterwards")
+        if json:
             w(orjson.dumps(result).decode())
 
     def _segments(self, *, events, profiles, samples, json, keep, **_):
@@ -190,7 +184,7 @@ class Command(BaseCommand):
         base = str(settings.BASE_DIR)
 
         # 1. Accept: gunicorn in its own process, the client in another.
-        port = _free_port()
+        port = free_port()
         with tempfile.NamedTemporaryFile("w+", prefix="bench-gunicorn-", suffix=".log", delete=False) as glog:
             log_path = glog.name
         with open(log_path, "w") as glog:
@@ -200,14 +194,17 @@ class Command(BaseCommand):
                 cwd=base, env=env, stdout=glog, stderr=subprocess.STDOUT,
             )
         try:
-            _wait_ready(server, port, log_path)
+            try:
+                wait_ready(server, port, log_path)
+            except ServerError as exc:
+                raise CommandError(str(exc)) from exc
             client = subprocess.run(
                 [sys.executable, "-m", "cdp.bench.client", str(port), source.write_key, tag, str(events),
                  str(connections)],
                 cwd=base, env=env, capture_output=True, text=True, timeout=3600,
             )
         finally:
-            _stop(server)
+            stop(server)
         if client.returncode != 0:
             raise CommandError(f"the load client failed:\n{client.stderr[-3000:]}")
         accept = _last_json(client.stdout)
