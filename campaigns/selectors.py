@@ -13,10 +13,15 @@ from django.db.models import QuerySet
 
 from campaigns import rules, stats
 from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings
-from campaigns.services.exposures import exposures_pending, pending_key
+from campaigns.services.exposures import exposures_pending, pending_key, redis
 from campaigns.stats import Arm
+from consent.selectors import consent_allowed_sql
+from profiles.common.prepared import fetch_prepared
+from profiles.selectors import identifier_normalise
+from segments.selectors import segment_ids_by_key
 
 VERSION_KEY = "campaigns:snapshot-version"
+SNAPSHOT_MAX_AGE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,17 @@ class Snapshot:
     campaigns: dict[int, list[LiveCampaign]] = field(default_factory=dict)
     holdout_share: float = 0.0
     channel_caps: dict[str, tuple[rules.Cap, ...]] = field(default_factory=dict)
+    # What targeting compiles against, read with the campaigns: segment ids by key (a segment created later can
+    # only be named by a campaign saved later, which reloads this), and each purpose's consent SQL.
+    segment_ids: dict[str, int] = field(default_factory=dict)
+    loaded_at: float = 0.0
+    _consent: dict = field(default_factory=dict)
+
+    def consent_sql(self, purpose: str, alias: str) -> tuple[str, list]:
+        key = (purpose, alias)
+        if key not in self._consent:
+            self._consent[key] = consent_allowed_sql(purpose=purpose, profile_alias=alias)
+        return self._consent[key]
 
 
 _local = threading.local()
@@ -63,6 +79,10 @@ _local = threading.local()
 def snapshot_invalidate() -> None:
     """Every process reloads its snapshot at its next decision, once the current transaction commits."""
     def bump():
+        client = redis()
+        if client is not None:
+            client.incr(VERSION_KEY)
+            return
         try:
             cache.incr(VERSION_KEY)
         except ValueError:
@@ -73,12 +93,21 @@ def snapshot_invalidate() -> None:
 def snapshot() -> Snapshot:
     """The placements and active campaigns as of the shared version: one cache read per decision, a reload only
     after a change."""
-    version = cache.get(VERSION_KEY)
-    if version is None:
-        cache.add(VERSION_KEY, 1, timeout=None)
+    # Straight from Redis when there is one (one GET; Django's cache layer costs as much again), from the
+    # process's own cache in the embedded mode, where there is one process.
+    client = redis()
+    if client is not None:
+        version = client.get(VERSION_KEY)
+    else:
         version = cache.get(VERSION_KEY)
+        if version is None:
+            cache.add(VERSION_KEY, 1, timeout=None)
+            version = cache.get(VERSION_KEY)
     current: Snapshot | None = getattr(_local, "snapshot", None)
-    if current is not None and current.version == version:
+    # Reloaded after a change, and at least every SNAPSHOT_MAX_AGE_S for what changes elsewhere (a purpose's
+    # defaults, a deleted segment).
+    if current is not None and current.version == version and time.monotonic() - current.loaded_at < (
+            SNAPSHOT_MAX_AGE_S):
         return current
     _local.snapshot = loaded = _load(version)
     return loaded
@@ -106,7 +135,7 @@ def _load(version) -> Snapshot:
     settings_row = ProgrammeSettings.objects.filter(pk=1).first()
     holdout = settings_row.holdout_share if settings_row else 0.0
     channel_caps = rules.parse_channel_caps(settings_row.channel_caps) if settings_row else {}
-    return Snapshot(version, placements, by_placement, holdout, channel_caps)
+    return Snapshot(version, placements, by_placement, holdout, channel_caps, segment_ids_by_key(), time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -122,23 +151,28 @@ class Seen:
         return len(times) if cap.window is None else sum(1 for t in times if t > now - cap.window)
 
 
-def exposures_seen(*, profile_id: int | None, subject: str, now: datetime) -> Seen:
-    """One query over the person's recorded exposures (by profile, and by the id the request sent, which finds
-    the exposures of a first visit), plus the pending ones. Lifetime caps need every exposure, so the query
-    aggregates in PostgreSQL: per campaign and channel, the first variant and the times within the longest
-    window, and the lifetime count as that many copies of the oldest time."""
-    week = now - timedelta(weeks=1)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT campaign_id, channel, (array_agg(variant ORDER BY shown_at))[1], "
-            "array_agg(shown_at) FILTER (WHERE shown_at > %s), count(*), min(shown_at) "
-            f"FROM {Exposure._meta.db_table} WHERE (profile_id = %s OR subject = %s) GROUP BY campaign_id, channel",
-            [week, profile_id, subject])
-        rows = cursor.fetchall()
+def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime) -> tuple[int | None, Seen]:
+    """The person's live profile id (by the id sent) and their exposures so far, recorded and pending, in one
+    prepared statement and one read of the pending set. Recorded exposures are found by profile and by the id
+    the request sent (which finds a first visit's). Lifetime caps need every exposure, so the statement
+    aggregates: per campaign and channel, the first variant, the times within the longest window, and how many
+    there are in all."""
+    kind, value = ("user_id", user_id) if user_id else ("anonymous_id", anonymous_id)
+    rows = fetch_prepared(
+        "WITH who AS (SELECT i.profile_id FROM profiles_identifier i JOIN profiles_profile p ON p.id = i.profile_id "
+        "AND p.merged_into_id IS NULL WHERE i.type = %s AND i.value = %s LIMIT 1) "
+        "SELECT (SELECT profile_id FROM who), e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
+        "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(e.id), min(e.shown_at) "
+        f"FROM (SELECT 1) one LEFT JOIN {Exposure._meta.db_table} e ON e.profile_id = (SELECT profile_id FROM who) "
+        "OR e.subject = %s GROUP BY e.campaign_id, e.channel",
+        [kind, identifier_normalise(kind, value), now - timedelta(weeks=1), subject])
+    profile_id = rows[0][0] if rows else None
     first_variant: dict[int, str] = {}
     campaign_times: dict[int, list[datetime]] = {}
     channel_times: dict[str, list[datetime]] = {}
-    for campaign_id, channel, variant, recent, total, oldest in rows:
+    for _, campaign_id, channel, variant, recent, total, oldest in rows:
+        if not total:
+            continue  # the outer row of someone never exposed
         recent = list(recent or [])
         # Older than a week: only lifetime caps look at them, and only their number.
         times = recent + [oldest - timedelta(weeks=52)] * (total - len(recent))
@@ -146,16 +180,15 @@ def exposures_seen(*, profile_id: int | None, subject: str, now: datetime) -> Se
             first_variant[campaign_id] = variant
             campaign_times.setdefault(campaign_id, []).extend(times)
         channel_times.setdefault(channel, []).extend(times)
-    keys = [pending_key(None, subject)] + ([pending_key(profile_id, subject)] if profile_id is not None else [])
     # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
     # moment: caps err on the side of showing less.
-    for record in exposures_pending(keys=keys):
+    for record in exposures_pending(key=pending_key(subject)):
         shown = datetime.fromisoformat(record.shown_at)
         if record.campaign_id is not None:
             first_variant.setdefault(record.campaign_id, record.variant)
             campaign_times.setdefault(record.campaign_id, []).append(shown)
         channel_times.setdefault(record.channel, []).append(shown)
-    return Seen(first_variant, campaign_times, channel_times)
+    return profile_id, Seen(first_variant, campaign_times, channel_times)
 
 
 def placement_list() -> QuerySet[Placement]:

@@ -43,6 +43,11 @@ DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"] or "")
 # Persistent connections: opening a PostgreSQL connection costs more than accepting a batch of 100.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Server-side prepared statements for the few statements on a request's critical path (profiles.common.prepared;
+# Django's own queries bind on the client and are never prepared). Off for a pooler that cannot keep them across
+# transactions (PgBouncer in transaction mode before 1.21).
+if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 REDIS_URL = env.str("REDIS_URL", default="")
 
 INSTALLED_APPS = [

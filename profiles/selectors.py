@@ -12,6 +12,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from profiles.messages import normalise_email, normalise_phone
+from profiles.common.prepared import fetch_prepared
 from profiles.models import Event, Identifier, IdentityRule, MergeRecord, Profile, Source
 
 # Resolving a tombstone chain is bounded: merges always point at a live survivor, but a chain may
@@ -108,20 +109,13 @@ def profile_lookup(*, identifier_type: str, value: str) -> Profile | None:
     return profile_get(profile_id=row) if row is not None else None
 
 
-def profile_id_holding(*, identifier_type: str, value: str) -> int | None:
-    """The id of the live profile holding an identifier (email and phone values normalised), in one query."""
-    normalised = identifier_normalise(identifier_type, value)
-    if not normalised:
-        return None
-    return (Identifier.objects.filter(type=identifier_type, value=normalised, profile__merged_into__isnull=True)
-            .values_list("profile_id", flat=True).first())
-
-
 def source_id_for_write_key(*, write_key: str) -> int | None:
     """The active source a write key authenticates (the collection and decision APIs)."""
     if not write_key:
         return None
-    return Source.objects.filter(write_key=write_key, is_active=True).values_list("id", flat=True).first()
+    rows = fetch_prepared(f"SELECT id FROM {Source._meta.db_table} WHERE write_key = %s AND is_active LIMIT 1",
+                          [write_key])
+    return rows[0][0] if rows else None
 
 
 def profile_merged_ids(*, profile: Profile) -> set[int]:

@@ -11,6 +11,7 @@ from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from consent.selectors import consent_allowed_sql
+from profiles.common.prepared import fetch_prepared
 from profiles.models import Profile
 from segments import rules
 from segments.compiler import compile_members, compile_realtime
@@ -131,26 +132,26 @@ def segment_ids_by_key() -> dict[str, int]:
 
 
 def targeting_matches(*, nodes: dict[int, object], profile_id: int | None, context: dict | None,
-                      now: datetime | None = None) -> set[int]:
+                      now: datetime | None = None, segment_ids: dict[str, int] | None = None,
+                      consent_sql=None) -> set[int]:
     """Which of these targeting nodes (by any integer label, a campaign id) hold for one person now, with the
-    request's context: one query whatever their number. Segment conditions read the membership table as it
-    stands. A person without a profile (a first visit) has no traits, events, identifiers or memberships, and
-    no consent given: only conditions on the context, or that hold for someone with nothing, can match."""
+    request's context: one prepared statement whatever their number. Segment conditions read the membership
+    table as it stands. A person without a profile (a first visit) has no traits, events, identifiers or
+    memberships, and no consent given: only conditions on the context, or that hold for someone with nothing,
+    can match. `segment_ids` and `consent_sql` may come from the caller's cache (they change rarely)."""
     if not nodes:
         return set()
     now = now or timezone.now()
     person = profile_id if profile_id is not None else 0  # no profile has id 0: nothing of it is found
-    segment_ids = segment_ids_by_key()
+    segment_ids = segment_ids if segment_ids is not None else segment_ids_by_key()
     # A node naming a segment deleted since it was saved cannot hold; the others are still decided.
     nodes = {label: node for label, node in nodes.items() if rules.references(node) <= set(segment_ids)}
     if not nodes:
         return set()
     compiled = compile_realtime([(label, node, [person]) for label, node in nodes.items()], now=now,
-                                segment_ids=segment_ids, consent_sql=_consent, context=context,
+                                segment_ids=segment_ids, consent_sql=consent_sql or _consent, context=context,
                                 visitors=profile_id is None)
-    with connection.cursor() as cursor:
-        cursor.execute(compiled.sql, compiled.params)
-        return {label for label, _ in cursor.fetchall()}
+    return {label for label, _ in fetch_prepared(compiled.sql, compiled.params)}
 
 
 def _consent(purpose: str, alias: str):

@@ -2,9 +2,10 @@
 targeting, consent, exclusivity and frequency caps, arbitration by priority, then a sticky allocation to control
 or a variant; the exposure is queued, not written, on the way out.
 
-The cost is a fixed number of queries whatever the number of campaigns: the person's profile id, their targeting
-(one statement for every campaign), consent (one per purpose the candidates need, usually one), and their
-exposures; the snapshot of campaigns costs one cache read.
+The cost is fixed whatever the number of campaigns: two prepared statements (the person's profile id with their
+exposures; the targeting of every running campaign with the person's consent to each purpose they need), a read
+of the cache's version of the campaigns, and two Redis round trips (the person's pending exposures; queueing
+this one).
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from django.utils import timezone
 
 from campaigns import rules
 from campaigns.models import Campaign
-from campaigns.selectors import LiveCampaign, exposures_seen, snapshot, variant_stats
+from campaigns.selectors import LiveCampaign, person_seen, snapshot, variant_stats
 from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
-from consent.selectors import consent_granted, visitor_allowed
-from profiles.selectors import profile_id_holding
+from consent.selectors import visitor_allowed
+from segments.rules import Consent
 from segments.selectors import targeting_matches
 
 
@@ -53,8 +54,7 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
         return None
     # The id the request sent: what a first visit is allocated by, and what finds its exposures later.
     subject = f"user_id:{user_id}" if user_id else f"anonymous_id:{anonymous_id}"
-    profile_id = (profile_id_holding(identifier_type="user_id", value=user_id) if user_id else
-                  profile_id_holding(identifier_type="anonymous_id", value=anonymous_id))
+    profile_id, seen = person_seen(user_id=user_id, anonymous_id=anonymous_id, subject=subject, now=now)
 
     def shown(campaign: LiveCampaign | None, variant: str, content: dict, reason: str) -> Decision:
         decision_id = new_decision_id()
@@ -70,16 +70,26 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     if live.holdout_share and rules.bucket("holdout", subject) < live.holdout_share:
         return shown(None, "holdout", placement.default_content, "global_holdout")
     running = [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
-    targeted = targeting_matches(nodes={c.id: c.targeting for c in running if c.targeting is not None},
-                                 profile_id=profile_id, context=context, now=now)
-    eligible = [c for c in running if c.targeting is None or c.id in targeted]
+    if not running:
+        return nothing("no_eligible_campaign")
+    purposes = sorted({c.purpose for c in running})
+    # Targeting and, for a known person, consent to each purpose the campaigns need: one statement. Consent
+    # conditions are labelled below zero, campaigns by their (positive) ids.
+    nodes = {c.id: c.targeting for c in running if c.targeting is not None}
+    if profile_id is not None:
+        nodes.update({-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)})
+    held = targeting_matches(nodes=nodes, profile_id=profile_id, context=context, now=now,
+                             segment_ids=live.segment_ids, consent_sql=live.consent_sql)
+    eligible = [c for c in running if c.targeting is None or c.id in held]
     if not eligible:
         return nothing("no_eligible_campaign")
-    allowed = _allowed_purposes({c.purpose for c in eligible}, profile_id=profile_id, context=context)
+    if profile_id is not None:
+        allowed = {purpose for n, purpose in enumerate(purposes) if -1 - n in held}
+    else:
+        allowed = {purpose for purpose in purposes if visitor_allowed(purpose=purpose, context=context)}
     eligible = [c for c in eligible if c.purpose in allowed]
     if not eligible:
         return nothing("no_consent")
-    seen = exposures_seen(profile_id=profile_id, subject=subject, now=now)
     running_ids = {c.id for campaigns in live.campaigns.values() for c in campaigns}
     # Never beside a campaign it excludes, once the person has seen that one (while it runs).
     eligible = [c for c in eligible if not (c.exclusive_with & running_ids & set(seen.first_variant))]
@@ -111,9 +121,3 @@ def _variant(campaign: LiveCampaign, subject: str, earlier: str | None) -> str:
     if allocated == "control" or campaign.allocation != Campaign.Allocation.THOMPSON:
         return allocated
     return rules.thompson_pick(campaign.variants, variant_stats(campaign_id=campaign.id), random.Random())
-
-
-def _allowed_purposes(purposes: set[str], *, profile_id: int | None, context: dict | None) -> set[str]:
-    if profile_id is None:
-        return {p for p in purposes if visitor_allowed(purpose=p, context=context)}
-    return {p for p in purposes if consent_granted(profile_ids=[profile_id], purpose=p)}

@@ -41,12 +41,13 @@ class ExposureRecord:
 
     @property
     def counted_as(self) -> str:
-        """The key of the person's pending set: by profile when known, else by the id the request sent."""
-        return pending_key(self.profile_id, self.subject)
+        return pending_key(self.subject)
 
 
-def pending_key(profile_id: int | None, subject: str) -> str:
-    return f"{PENDING}p{profile_id}" if profile_id is not None else f"{PENDING}{subject}"
+def pending_key(subject: str) -> str:
+    """A person's pending set, by the id the request sent: read with the same id in the next decision (the
+    recorded exposures are also found by profile; pending ones wait a second or so)."""
+    return f"{PENDING}{subject}"
 
 
 _redis_client = None
@@ -64,19 +65,30 @@ def redis():
     return _redis_client
 
 
+# Queues an exposure in one round trip: onto the queue, into its person's pending set (with its expiry), and
+# whether the recorder needs a kick (at most one per second). Returns 1 when it does.
+_QUEUE_SCRIPT = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if redis.call('SET', KEYS[3], 1, 'NX', 'EX', 1) then return 1 end
+return 0
+"""
+_queue_script = None
+
+
 def exposure_queue(*, record: ExposureRecord, schedule) -> None:
     """Queues one exposure (and counts it as pending for its person); `schedule` queues the recorder. When Redis
     is missing or fails, the exposure is written to PostgreSQL at once: a failure to queue must not lose it."""
+    global _queue_script
     client = redis()
     if client is not None:
         payload = orjson.dumps(asdict(record))
         try:
-            pipe = client.pipeline(transaction=False)
-            pipe.rpush(QUEUE, payload)
-            pipe.zadd(record.counted_as, {payload: datetime.fromisoformat(record.shown_at).timestamp()})
-            pipe.expire(record.counted_as, PENDING_TTL_S)
-            pipe.set(_SCHEDULED, 1, nx=True, ex=1)
-            _, _, _, first = pipe.execute()
+            if _queue_script is None:
+                _queue_script = client.register_script(_QUEUE_SCRIPT)
+            first = _queue_script(keys=[QUEUE, record.counted_as, _SCHEDULED], args=[
+                payload, datetime.fromisoformat(record.shown_at).timestamp(), PENDING_TTL_S])
         except Exception as exc:  # noqa: BLE001 - any failure of the queue falls back to the database
             logger.warning("exposure queue unavailable (%s): writing the exposure directly", type(exc).__name__)
         else:
@@ -137,28 +149,18 @@ def exposures_record_queued(*, limit: int = RECORD_BATCH) -> int:
     return len(raw)
 
 
-def exposures_pending(*, keys: list[str]) -> list[ExposureRecord]:
-    """The queued, not yet recorded exposures of these pending sets (a person's), for caps. Empty when Redis is
-    missing or does not answer: the recorded ones still count."""
+def exposures_pending(*, key: str) -> list[ExposureRecord]:
+    """The queued, not yet recorded exposures of a pending set (a person's), for caps. Empty when Redis is missing
+    or does not answer: the recorded ones still count."""
     client = redis()
-    if client is None or not keys:
+    if client is None:
         return []
     try:
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.zrange(key, 0, -1)
-        found = pipe.execute()
+        found = client.zrange(key, 0, -1)
     except Exception as exc:  # noqa: BLE001 - caps fall back to what PostgreSQL holds
         logger.warning("pending exposures unreadable (%s)", type(exc).__name__)
         return []
-    seen, records = set(), []
-    for payloads in found:
-        for payload in payloads:
-            record = ExposureRecord(**orjson.loads(payload))
-            if record.decision_id not in seen:
-                seen.add(record.decision_id)
-                records.append(record)
-    return records
+    return [ExposureRecord(**orjson.loads(payload)) for payload in found]
 
 
 def new_decision_id() -> str:

@@ -251,8 +251,8 @@ def test_a_decision_costs_the_same_queries_for_two_campaigns_or_twelve(call, dec
     for n in range(2, 12):
         active(call, key=f"c{n}", caps=[{"count": 5, "per": "day"}],
                targeting={"any": [{"trait": "plan", "op": "eq", "value": "pro"}, {"event": "Order Completed"}]})
-    # The profile id, the segment keys, the targeting of all campaigns, the purpose and its consent, the exposures.
-    assert queries() == with_two == 6
+    # The person with their exposures; the targeting of every campaign with the person's consent.
+    assert queries() == with_two == 2
 
 
 def test_a_goal_event_converts_the_latest_exposure_within_the_window_once(call, decide, banner, ann, post_collect,
