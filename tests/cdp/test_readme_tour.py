@@ -34,7 +34,8 @@ def test_the_readme_tour_works_as_written(in_process_tasks, gunicorn_server):
         answer, end = decoder.raw_decode(text)
         answers.append(answer)
         text = text[end:].lstrip()
-    accepted_page, accepted_identify, profile, segment, accepted_view, memberships = answers
+    (accepted_page, accepted_identify, profile, segment, accepted_view, memberships, placement, activated,
+     accepted_consent, decision, accepted_order, results) = answers
     assert accepted_page["accepted"] == accepted_identify["accepted"] == 1
     assert {(i["type"], i["value"]) for i in profile["identifiers"]} == {
         ("anonymous_id", "a-123"), ("user_id", "u-1"), ("email", "a•••@example.com")}  # a marketer's token: masked
@@ -46,3 +47,10 @@ def test_the_readme_tour_works_as_written(in_process_tasks, gunicorn_server):
     assert membership["key"] == "browsing-now" and membership["exited_at"] is None
     assert membership["reasons"] == [{"path": "definition", "condition": '"Product Viewed" count in 1h >= 1',
                                       "value": 1, "held": True}]
+    # The campaign: Ann is browsing now and allows personalisation, so she gets a variant; her order converts it.
+    assert placement["key"] == "homepage_banner" and activated["status"] == "active"
+    assert accepted_consent["accepted"] == accepted_order["accepted"] == 1
+    assert decision["reason"] == "matched" and decision["campaign"]["key"] == "spring"
+    assert decision["content"]["text"].startswith("Spring")
+    rows = {row["variant"]: row for row in results["variants"]}
+    assert rows[decision["variant"]]["exposed"] == rows[decision["variant"]]["conversions"] == 1
