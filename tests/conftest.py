@@ -18,7 +18,8 @@ from profiles.models import Source
 SEED_MIGRATIONS = [("profiles", "0002_rules_and_roles"), ("profiles", "0007_personal_data_permission"),
                    ("consent", "0002_purposes_roles_append_only"), ("consent", "0004_privacy_request_roles"),
                    ("consent", "0007_retention"), ("consent", "0010_consent_sources_and_audit_viewer"),
-                   ("segments", "0002_destination_roles"), ("segments", "0003_segment_roles")]
+                   ("segments", "0002_destination_roles"), ("segments", "0003_segment_roles"),
+                   ("campaigns", "0002_campaign_roles")]
 
 
 @pytest.fixture(autouse=True)
