@@ -252,6 +252,12 @@ def campaign_timeline(*, campaign_id: int, days: int = 30) -> list[dict]:
                 for day, variant, exposures, conversions in cursor.fetchall()]
 
 
+def campaign_recent_exposures(*, campaign_id: int, limit: int = 20) -> list[Exposure]:
+    """The latest recorded exposures of a campaign, newest first, with whether each converted (the report)."""
+    return list(Exposure.objects.filter(campaign_id=campaign_id).select_related("placement", "conversion")
+                .order_by("-shown_at", "-id")[:limit])
+
+
 # The minimum detectable effect the sample-size calculator uses unless asked otherwise: one percentage point.
 DEFAULT_MDE = 0.01
 

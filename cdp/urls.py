@@ -31,6 +31,7 @@ urlpatterns = [
     path("profiles/<int:profile_id>/consent/", views.profile_consent_record, name="profile-consent-record"),
     path("privacy/", include("consent.urls")),
     path("segments/", include("segments.urls")),
+    path("campaigns/", include("campaigns.urls")),
 ]
 
 handler403 = views.permission_denied
