@@ -62,6 +62,10 @@ class Campaign(models.Model):
     # {"event": "Order Completed", "where": [...], "within": "7d"}: what counts as a conversion of an exposure.
     goal = models.JSONField(null=True, blank=True)
     exclusive_with = models.ManyToManyField("self", symmetrical=True, blank=True)
+    # {"segment": "cart-abandoners", "placement": "email_cart", "destination": 3, "payload": {...}, "delay": "1h",
+    # "quiet_hours": {"start": "21:00", "end": "08:00"}}: on entering the segment, a person's content is sent to
+    # the destination (a webhook) instead of waiting to be asked for (campaigns.rules.parse_trigger).
+    trigger = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -112,3 +116,51 @@ class Conversion(models.Model):
     exposure = models.OneToOneField(Exposure, on_delete=models.CASCADE, related_name="conversion")
     event_id = models.BigIntegerField()
     converted_at = models.DateTimeField()
+
+
+class TriggeredSend(models.Model):
+    """One entry of a person into a triggered campaign's segment, and what became of it: at most one per
+    (campaign, entry), the entry being the segment membership row that recorded it.
+
+    pending -> sending -> sent | retrying -> sending ... | failed; pending -> skipped (no consent, capped, left
+    the segment, control or holdout, ...). A send left in `sending` by a worker that died mid-request becomes
+    `unknown` and is never sent again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        RETRYING = "retrying", "Retrying"
+        SENT = "sent", "Sent"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown (sender stopped mid-request)"
+
+    # The idempotency key of the webhook (X-CDP-Delivery) and the decision id of its exposure.
+    send_id = models.UUIDField(unique=True)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="sends")
+    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The segment membership row of the entry (segments owns it: no foreign key, so no write crosses apps).
+    membership_id = models.BigIntegerField()
+    segment_id = models.BigIntegerField()
+    entered_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    # Why it was skipped or failed: no_consent, frequency_cap, left_segment, control, global_holdout, ...
+    reason = models.CharField(max_length=40, blank=True, default="")
+    variant = models.CharField(max_length=50, blank=True, default="")
+    due_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "membership_id"], name="one_send_per_entry")]
+        indexes = [
+            models.Index(fields=["due_at"], name="send_due",
+                         condition=models.Q(status__in=["pending", "retrying"])),
+            models.Index(fields=["claimed_at"], name="send_in_flight", condition=models.Q(status="sending")),
+            models.Index(fields=["campaign", "-created_at"], name="send_by_campaign"),
+            models.Index(fields=["profile"], name="send_by_profile"),
+        ]

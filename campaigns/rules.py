@@ -6,8 +6,9 @@ Every error names the JSON path of the first bad place (`variants[1].weight`), a
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from segments import rules as segment_rules
 from segments.rules import DefinitionError
@@ -178,3 +179,136 @@ def thompson_pick(variants: tuple[Variant, ...], stats: dict[str, tuple[int, int
         if draw > best_draw:
             best, best_draw = variant.key, draw
     return best
+
+
+# --- triggered actions ----------------------------------------------------------------------------------------
+
+# A placeholder in a payload: {{ profile.traits.first_name }}. A string that is nothing but one placeholder takes
+# the value as it is (a number, an object); inside longer text the value is written as text.
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*\}\}")
+# What a payload can name: the person (id, user_id, email, phone, traits), the campaign (id, key), the variant's
+# key and content, the segment entered (id, key), when (entered_at), and the send's id.
+PAYLOAD_ROOTS = ("profile", "campaign", "variant", "content", "segment", "entered_at", "send_id")
+CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+TRIGGER_FIELDS = {"segment", "placement", "destination", "payload", "delay", "quiet_hours"}
+MAX_DELAY = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time
+    end: time
+
+    def holds(self, local: datetime) -> bool:
+        """Whether a local time falls in the quiet hours (which may run across midnight: 21:00 to 08:00)."""
+        now = local.time().replace(tzinfo=None)
+        if self.start <= self.end:
+            return self.start <= now < self.end
+        return now >= self.start or now < self.end
+
+    def next_end(self, local: datetime) -> datetime:
+        """The first moment after `local` at which the quiet hours are over."""
+        end = local.replace(hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0)
+        return end if end > local else end + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    segment: str
+    placement: str
+    destination: int
+    payload: object | None
+    delay: timedelta
+    quiet_hours: QuietHours | None
+
+
+def _clock(value: object, path: str) -> time:
+    if not isinstance(value, str) or not (match := CLOCK.fullmatch(value.strip())):
+        raise DefinitionError("a time of day, HH:MM on a 24-hour clock (\"21:00\")", path)
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def _placeholders(value: object, path: str) -> None:
+    if isinstance(value, str):
+        for match in PLACEHOLDER.finditer(value):
+            root = match.group(1).split(".")[0]
+            if root not in PAYLOAD_ROOTS:
+                raise DefinitionError(f"unknown placeholder \"{match.group(1)}\"; a payload can name "
+                                      f"{', '.join(PAYLOAD_ROOTS)}", path)
+        if "{{" in PLACEHOLDER.sub("", value):
+            raise DefinitionError("an unclosed or malformed placeholder: {{ name.path }}", path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _placeholders(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _placeholders(item, f"{path}[{i}]")
+
+
+def parse_trigger(value: object, *, path: str = "trigger") -> Trigger | None:
+    """A trigger, or None for a campaign that only answers decisions. Which segment, placement and destination
+    it names are checked against the database by the service that saves it."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DefinitionError("a trigger is {\"segment\", \"placement\", \"destination\", \"payload\", \"delay\", "
+                              "\"quiet_hours\"}", path)
+    unknown = set(value) - TRIGGER_FIELDS
+    if unknown:
+        raise DefinitionError(f"unknown field \"{sorted(unknown)[0]}\" in a trigger", f"{path}.{sorted(unknown)[0]}")
+    for name in ("segment", "placement"):
+        if not isinstance(value.get(name), str) or not value[name].strip():
+            raise DefinitionError(f"a trigger names its {name} by key", f"{path}.{name}")
+    destination = value.get("destination")
+    if not _is_int(destination) or destination < 1:
+        raise DefinitionError("a trigger names its destination (a webhook) by id", f"{path}.destination")
+    payload = value.get("payload")
+    if payload is not None:
+        if not isinstance(payload, dict):
+            raise DefinitionError("a payload is a JSON object, with {{ placeholders }} in its strings",
+                                  f"{path}.payload")
+        _placeholders(payload, f"{path}.payload")
+    delay = timedelta(0)
+    if value.get("delay") is not None:
+        delay = segment_rules.parse_duration(value["delay"], path=f"{path}.delay")
+        if delay > MAX_DELAY:
+            raise DefinitionError("a delay is at most 30 days", f"{path}.delay")
+    quiet = None
+    if value.get("quiet_hours") is not None:
+        hours = value["quiet_hours"]
+        if not isinstance(hours, dict) or set(hours) != {"start", "end"}:
+            raise DefinitionError("quiet hours are {\"start\": \"21:00\", \"end\": \"08:00\"} in the person's "
+                                  "time zone", f"{path}.quiet_hours")
+        quiet = QuietHours(_clock(hours["start"], f"{path}.quiet_hours.start"),
+                           _clock(hours["end"], f"{path}.quiet_hours.end"))
+        if quiet.start == quiet.end:
+            raise DefinitionError("quiet hours that start when they end are no quiet hours", f"{path}.quiet_hours.end")
+    return Trigger(value["segment"].strip(), value["placement"].strip(), destination, payload, delay, quiet)
+
+
+def _lookup(values: dict, dotted: str):
+    found: object = values
+    for part in dotted.split("."):
+        if not isinstance(found, dict) or part not in found:
+            return None
+        found = found[part]
+    return found
+
+
+def render_payload(template: object, values: dict) -> object:
+    """The payload with its placeholders filled from `values`; a name with no value gives null (alone) or
+    nothing (inside text)."""
+    if isinstance(template, str):
+        whole = PLACEHOLDER.fullmatch(template.strip())
+        if whole:
+            return _lookup(values, whole.group(1))
+
+        def text(match: re.Match) -> str:
+            found = _lookup(values, match.group(1))
+            return "" if found is None else str(found)
+        return PLACEHOLDER.sub(text, template)
+    if isinstance(template, dict):
+        return {key: render_payload(item, values) for key, item in template.items()}
+    if isinstance(template, list):
+        return [render_payload(item, values) for item in template]
+    return template

@@ -7,17 +7,20 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import orjson
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from campaigns import rules, stats
-from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings
+from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings, TriggeredSend
 from campaigns.services.exposures import exposures_pending, pending_key, redis
 from campaigns.stats import Arm
 from consent.selectors import consent_allowed_sql
 from profiles.common.prepared import fetch_prepared
+from profiles.models import Identifier, Profile
 from profiles.selectors import identifier_normalise
+from segments.models import SegmentMembership
 from segments.selectors import segment_ids_by_key
 
 VERSION_KEY = "campaigns:snapshot-version"
@@ -53,6 +56,13 @@ class LiveCampaign:
 
 
 @dataclass(frozen=True)
+class LiveTrigger:
+    campaign: LiveCampaign
+    trigger: rules.Trigger
+    placement: LivePlacement
+
+
+@dataclass(frozen=True)
 class Snapshot:
     version: object
     placements: dict[str, LivePlacement]
@@ -63,6 +73,8 @@ class Snapshot:
     # What targeting compiles against, read with the campaigns: segment ids by key (a segment created later can
     # only be named by a campaign saved later, which reloads this), and each purpose's consent SQL.
     segment_ids: dict[str, int] = field(default_factory=dict)
+    # Per segment id: the running campaigns that act when someone enters it, each with its trigger and placement.
+    triggers: dict[int, list[LiveTrigger]] = field(default_factory=dict)
     loaded_at: float = 0.0
     _consent: dict = field(default_factory=dict)
 
@@ -119,23 +131,33 @@ def _load(version) -> Snapshot:
     by_placement: dict[int, list[LiveCampaign]] = {}
     active = (Campaign.objects.filter(status=Campaign.Status.ACTIVE).prefetch_related("placements", "exclusive_with")
               .order_by("-priority", "created_at", "id"))
+    segment_ids = segment_ids_by_key()
+    triggers: dict[int, list[LiveTrigger]] = {}
     for campaign in active:
         try:
             targeting = rules.parse_targeting(campaign.targeting)
             variants = rules.parse_variants(campaign.variants)
             caps = rules.parse_caps(campaign.caps)
+            trigger = rules.parse_trigger(campaign.trigger)
         except rules.DefinitionError:
             continue  # refused on save; a definition that no longer parses (a rule change) is skipped, not fatal
         for placement in campaign.placements.all():
             purpose = campaign.purpose or rules.CHANNEL_PURPOSES[channels[placement.id]]
-            by_placement.setdefault(placement.id, []).append(LiveCampaign(
+            live = LiveCampaign(
                 campaign.id, campaign.key, campaign.priority, campaign.created_at, campaign.starts_at,
                 campaign.ends_at, targeting, purpose, caps, variants, campaign.control_share, campaign.allocation,
-                frozenset(c.id for c in campaign.exclusive_with.all())))
+                frozenset(c.id for c in campaign.exclusive_with.all()))
+            if trigger is None:
+                by_placement.setdefault(placement.id, []).append(live)
+            elif placement.key == trigger.placement and trigger.segment in segment_ids:
+                # A triggered campaign acts on entries only: it never answers a decision.
+                triggers.setdefault(segment_ids[trigger.segment], []).append(
+                    LiveTrigger(live, trigger, placements[placement.key]))
     settings_row = ProgrammeSettings.objects.filter(pk=1).first()
     holdout = settings_row.holdout_share if settings_row else 0.0
     channel_caps = rules.parse_channel_caps(settings_row.channel_caps) if settings_row else {}
-    return Snapshot(version, placements, by_placement, holdout, channel_caps, segment_ids_by_key(), time.monotonic())
+    return Snapshot(version, placements, by_placement, holdout, channel_caps, segment_ids, triggers,
+                    time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -149,6 +171,38 @@ class Seen:
 
     def count(self, times: list[datetime], cap: rules.Cap, now: datetime) -> int:
         return len(times) if cap.window is None else sum(1 for t in times if t > now - cap.window)
+
+
+def _seen_from(rows) -> Seen:
+    """Seen from rows of (campaign id, channel, first variant, times within a week, count, oldest time)."""
+    first_variant: dict[int, str] = {}
+    campaign_times: dict[int, list[datetime]] = {}
+    channel_times: dict[str, list[datetime]] = {}
+    for campaign_id, channel, variant, recent, total, oldest in rows:
+        if not total:
+            continue  # the outer row of someone never exposed
+        recent = list(recent or [])
+        # Older than a week: only lifetime caps look at them, and only their number.
+        times = recent + [oldest - timedelta(weeks=52)] * (total - len(recent))
+        if campaign_id is not None:
+            first_variant[campaign_id] = variant
+            campaign_times.setdefault(campaign_id, []).extend(times)
+        channel_times.setdefault(channel, []).extend(times)
+    return Seen(first_variant, campaign_times, channel_times)
+
+
+def people_seen(*, profile_ids: list[int], now: datetime) -> dict[int, Seen]:
+    """The recorded exposures of many people by profile, in one query (triggered actions decide in batches)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.profile_id, e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
+            "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(*), min(e.shown_at) "
+            f"FROM {Exposure._meta.db_table} e WHERE e.profile_id = ANY(%s::bigint[]) GROUP BY 1, 2, 3",
+            [now - timedelta(weeks=1), "{" + ",".join(str(int(p)) for p in set(profile_ids)) + "}"])
+        rows: dict[int, list] = {}
+        for profile_id, *rest in cursor.fetchall():
+            rows.setdefault(profile_id, []).append(rest)
+    return {profile_id: _seen_from(rows.get(profile_id, [])) for profile_id in profile_ids}
 
 
 def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime) -> tuple[int | None, Seen]:
@@ -167,28 +221,64 @@ def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime)
         "OR e.subject = %s GROUP BY e.campaign_id, e.channel",
         [kind, identifier_normalise(kind, value), now - timedelta(weeks=1), subject])
     profile_id = rows[0][0] if rows else None
-    first_variant: dict[int, str] = {}
-    campaign_times: dict[int, list[datetime]] = {}
-    channel_times: dict[str, list[datetime]] = {}
-    for _, campaign_id, channel, variant, recent, total, oldest in rows:
-        if not total:
-            continue  # the outer row of someone never exposed
-        recent = list(recent or [])
-        # Older than a week: only lifetime caps look at them, and only their number.
-        times = recent + [oldest - timedelta(weeks=52)] * (total - len(recent))
-        if campaign_id is not None:
-            first_variant[campaign_id] = variant
-            campaign_times.setdefault(campaign_id, []).extend(times)
-        channel_times.setdefault(channel, []).extend(times)
+    seen = _seen_from([row[1:] for row in rows])
     # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
     # moment: caps err on the side of showing less.
     for record in exposures_pending(key=pending_key(subject)):
         shown = datetime.fromisoformat(record.shown_at)
         if record.campaign_id is not None:
-            first_variant.setdefault(record.campaign_id, record.variant)
-            campaign_times.setdefault(record.campaign_id, []).append(shown)
-        channel_times.setdefault(record.channel, []).append(shown)
-    return profile_id, Seen(first_variant, campaign_times, channel_times)
+            seen.first_variant.setdefault(record.campaign_id, record.variant)
+            seen.campaign_times.setdefault(record.campaign_id, []).append(shown)
+        seen.channel_times.setdefault(record.channel, []).append(shown)
+    return profile_id, seen
+
+
+@dataclass(frozen=True)
+class ClaimedSend:
+    id: int
+    send_id: object
+    campaign_id: int
+    segment_id: int
+    entered_at: datetime
+    attempts: int
+    variant: str
+    # The person now: the live profile the entry's profile is or was merged into (None once erased).
+    profile_id: int | None
+    traits: dict
+    user_id: str | None
+    email: str | None
+    phone: str | None
+    # Whether the person is still in the segment (an open membership, theirs or their survivor's).
+    member: bool
+
+
+def triggered_sends_claimed(*, send_ids: list[int]) -> list[ClaimedSend]:
+    """Claimed triggered sends with what deciding them needs, in one query."""
+    def first(kind: str) -> str:
+        return (f"(SELECT i.value FROM {Identifier._meta.db_table} i WHERE i.profile_id = p.id AND i.type = '{kind}' "
+                "ORDER BY i.first_seen, i.id LIMIT 1)")
+    profiles = Profile._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.id, s.send_id, s.campaign_id, s.segment_id, s.entered_at, s.attempts, s.variant, p.id, "
+            f"p.traits, {first('user_id')}, {first('email')}, {first('phone')}, "
+            f"EXISTS (SELECT 1 FROM {SegmentMembership._meta.db_table} m WHERE m.segment_id = s.segment_id "
+            "AND m.profile_id = p.id AND m.exited_at IS NULL) "
+            f"FROM {TriggeredSend._meta.db_table} s LEFT JOIN {profiles} t ON t.id = s.profile_id "
+            # Merges point a tombstone at its live survivor, so one hop is enough.
+            f"LEFT JOIN {profiles} p ON p.id = coalesce(t.merged_into_id, t.id) AND p.merged_into_id IS NULL "
+            "WHERE s.id = ANY(%s::bigint[]) ORDER BY s.id",
+            ["{" + ",".join(str(int(i)) for i in send_ids) + "}"])
+        # Django leaves jsonb as text on a raw cursor.
+        return [ClaimedSend(*row[:8], orjson.loads(row[8]) if isinstance(row[8], str) else (row[8] or {}),
+                            *row[9:12], bool(row[12])) for row in cursor.fetchall()]
+
+
+def campaign_sends(*, campaign_id: int, limit: int = 20) -> tuple[dict[str, int], list[TriggeredSend]]:
+    """A triggered campaign's sends by status, and the latest ones (the report)."""
+    sends = TriggeredSend.objects.filter(campaign_id=campaign_id)
+    counts = dict(sends.order_by().values_list("status").annotate(n=Count("id")))
+    return counts, list(sends.order_by("-created_at", "-id")[:limit])
 
 
 def placement_list() -> QuerySet[Placement]:

@@ -2,6 +2,7 @@
 from celery import shared_task
 
 from campaigns.services.exposures import RECORD_TASK, exposures_record_queued
+from campaigns.services.triggers import SEND_TASK, triggered_sends_due
 
 # One run moves at most this many batches; the beat and the next decision's kick pick up the rest.
 RECORD_ROUNDS = 20
@@ -17,3 +18,9 @@ def record_exposures() -> int:
         if not taken:
             break
     return moved
+
+
+@shared_task(name=SEND_TASK, soft_time_limit=60, time_limit=90)
+def send_triggered() -> dict:
+    """Idempotent: each send is claimed before it is posted, so a repeated or concurrent run posts nothing twice."""
+    return triggered_sends_due()

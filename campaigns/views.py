@@ -1,5 +1,5 @@
-"""The campaigns screens: the list (with the placements), the editor (variants and caps as rows, targeting and goal
-beside them; an error is shown at its field's path), and a campaign's report (exposures and conversions over time
+"""The campaigns screens: the list (with the placements), the editor (variants and caps as rows, targeting, goal
+and trigger beside them; an error is shown at its field's path), and a campaign's report (exposures and conversions over time
 per variant, uplift with its interval, the verdict) with its lifecycle buttons."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from campaigns.services import definitions
 from consent.selectors import purpose_choices
 from profiles.selectors import event_names_seen
 from segments.rules import DefinitionError
-from segments.selectors import segment_ids_by_key
+from segments.selectors import destinations_all, segment_ids_by_key
 
 STATUS_ACTIONS = {"draft": ["activate", "end"], "active": ["pause", "end"], "paused": ["activate", "end"],
                   "ended": []}
@@ -109,7 +109,25 @@ def _form_from(request) -> dict:
             "targeting": post.get("targeting", ""), "variants": variants, "caps": caps,
             "control_percent": post.get("control_percent", "0"), "allocation": post.get("allocation", "fixed"),
             "goal_event": post.get("goal_event", "").strip(), "goal_within": post.get("goal_within", "").strip(),
-            "goal_where": post.get("goal_where", ""), "exclusive_with": post.getlist("exclusive_with")}
+            "goal_where": post.get("goal_where", ""), "exclusive_with": post.getlist("exclusive_with"),
+            "trigger_segment": post.get("trigger_segment", ""), "trigger_placement": post.get("trigger_placement", ""),
+            "trigger_destination": post.get("trigger_destination", ""),
+            "trigger_payload": post.get("trigger_payload", ""), "trigger_delay": post.get("trigger_delay", "").strip(),
+            "quiet_start": post.get("quiet_start", ""), "quiet_end": post.get("quiet_end", "")}
+
+
+def _trigger_from(form: dict) -> dict | None:
+    if not form["trigger_segment"]:
+        return None
+    trigger = {"segment": form["trigger_segment"], "placement": form["trigger_placement"],
+               "destination": _number(form["trigger_destination"] or "0", "trigger.destination", kind=int)}
+    if form["trigger_payload"].strip():
+        trigger["payload"] = _json(form["trigger_payload"], "trigger.payload")
+    if form["trigger_delay"]:
+        trigger["delay"] = form["trigger_delay"]
+    if form["quiet_start"] or form["quiet_end"]:
+        trigger["quiet_hours"] = {"start": form["quiet_start"], "end": form["quiet_end"]}
+    return trigger
 
 
 def _definition_from(form: dict) -> dict:
@@ -136,7 +154,7 @@ def _definition_from(form: dict) -> dict:
             "targeting": _json(form["targeting"], "targeting") if form["targeting"].strip() else None,
             "variants": variants, "caps": caps,
             "control_share": _percent(form["control_percent"] or "0", "control_share"),
-            "allocation": form["allocation"], "goal": goal, "placements": placements,
+            "allocation": form["allocation"], "goal": goal, "placements": placements, "trigger": _trigger_from(form),
             "exclusive_with": list(Campaign.objects.filter(key__in=form["exclusive_with"]))}
 
 
@@ -177,7 +195,17 @@ def _form_of(campaign: Campaign) -> dict:
             "control_percent": _plain_number(round(campaign.control_share * 100, 6)),
             "allocation": campaign.allocation, "goal_event": goal.get("event", ""),
             "goal_within": goal.get("within", ""), "goal_where": _pretty(goal["where"]) if goal.get("where") else "",
-            "exclusive_with": [c.key for c in campaign.exclusive_with.all()]}
+            "exclusive_with": [c.key for c in campaign.exclusive_with.all()], **_trigger_form(campaign.trigger)}
+
+
+def _trigger_form(trigger: dict | None) -> dict:
+    trigger = trigger if isinstance(trigger, dict) else {}
+    quiet = trigger.get("quiet_hours") or {}
+    return {"trigger_segment": trigger.get("segment", ""), "trigger_placement": trigger.get("placement", ""),
+            "trigger_destination": str(trigger.get("destination", "")),
+            "trigger_payload": _pretty(trigger["payload"]) if trigger.get("payload") else "",
+            "trigger_delay": trigger.get("delay", ""), "quiet_start": quiet.get("start", ""),
+            "quiet_end": quiet.get("end", "")}
 
 
 def _plain_number(value) -> str:
@@ -192,7 +220,7 @@ NEW_FORM = {"key": "", "name": "", "description": "", "placements": [], "priorit
             "starts_at": "", "ends_at": "", "targeting": "",
             "variants": [{"key": "A", "weight": "50", "content": "{}"}, {"key": "B", "weight": "50", "content": "{}"}],
             "caps": [], "control_percent": "10", "allocation": "fixed", "goal_event": "", "goal_within": "7d",
-            "goal_where": "", "exclusive_with": []}
+            "goal_where": "", "exclusive_with": [], **_trigger_form(None)}
 
 
 def _editor_context(campaign: Campaign | None, form: dict, error: DefinitionError | None = None) -> dict:
@@ -203,7 +231,8 @@ def _editor_context(campaign: Campaign | None, form: dict, error: DefinitionErro
             "other_campaigns": Campaign.objects.exclude(pk=campaign.pk if campaign else None).order_by("key"),
             "purposes": [key for key, _ in purpose_choices()], "cap_periods": list(rules.CAP_PERIODS),
             "allocations": Campaign.Allocation.choices, "events": event_names_seen(),
-            "segment_keys": sorted(segment_ids_by_key())}
+            "segment_keys": sorted(segment_ids_by_key()), "destinations": destinations_all(),
+            "payload_names": rules.PAYLOAD_ROOTS}
 
 
 @login_required
@@ -269,7 +298,9 @@ def campaign_report(request, campaign_id: int):
         arm["exposures"][at], arm["conversions"][at] = row["exposures"], row["conversions"]
     uplift = [{"variant": row["variant"], "uplift": row["uplift"], "interval": row["uplift_interval"]}
               for row in results["variants"] if row["uplift"] is not None]
+    send_counts, sends = selectors.campaign_sends(campaign_id=campaign.pk) if campaign.trigger else ({}, [])
     return render(request, "campaigns/campaign_report.html", {
+        "send_counts": sorted(send_counts.items()), "sends": sends,
         "campaign": campaign, "results": results, "timeline": timeline, "actions": STATUS_ACTIONS[campaign.status],
         "recent": selectors.campaign_recent_exposures(campaign_id=campaign.pk),
         "chart": {"days": days, "series": series, "uplift": uplift, "baseline": results["baseline"]},

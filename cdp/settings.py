@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -144,6 +145,13 @@ SEGMENT_BATCH_SECONDS = env.int("SEGMENT_BATCH_SECONDS", default=3600)
 # (doubled after each one, capped at an hour): 8 tries span about an hour at the default.
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=8)
 DELIVERY_RETRY_BASE_SECONDS = env.int("DELIVERY_RETRY_BASE_SECONDS", default=30)
+# Triggered campaigns keep quiet hours in the person's `timezone` trait, else in this IANA time zone.
+CAMPAIGNS_TIME_ZONE = env.str("CAMPAIGNS_TIME_ZONE", default="UTC")
+try:
+    ZoneInfo(CAMPAIGNS_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError) as exc:
+    raise ImproperlyConfigured(f"CAMPAIGNS_TIME_ZONE must be an IANA time zone (Europe/Berlin), not "
+                               f"{CAMPAIGNS_TIME_ZONE!r}") from exc
 if CONSENT_DEFAULT_REGIME not in ("gdpr", "ccpa"):
     raise ImproperlyConfigured(f"CONSENT_DEFAULT_REGIME must be gdpr or ccpa, not {CONSENT_DEFAULT_REGIME!r}")
 if DELIVERY_MAX_ATTEMPTS < 1 or DELIVERY_RETRY_BASE_SECONDS < 1:
@@ -174,6 +182,7 @@ CELERY_TASK_ROUTES = {
     "consent.*": {"queue": "privacy"},
     # Deliveries wait on other people's servers: their own queue, so a slow receiver never delays a recompute.
     "segments.deliver*": {"queue": "webhooks"},
+    "campaigns.send_triggered": {"queue": "webhooks"},
     "segments.*": {"queue": "segments"},
     "campaigns.*": {"queue": "campaigns"},
 }
@@ -193,6 +202,8 @@ CELERY_BEAT_SCHEDULE = {
     "deliveries-due": {"task": "segments.deliver_due", "schedule": 30.0, "options": {"expires": 30}},
     # Decisions kick the recorder themselves; this only catches a kick lost to a restart.
     "exposures": {"task": "campaigns.record_exposures", "schedule": 10.0, "options": {"expires": 10}},
+    # Triggered sends after their delay, quiet hours or backoff; entries without a delay are sent at once.
+    "triggered-sends": {"task": "campaigns.send_triggered", "schedule": 30.0, "options": {"expires": 30}},
 }
 
 REST_FRAMEWORK = {

@@ -36,6 +36,11 @@ class CampaignSerializer(serializers.ModelSerializer):
                                  "lifetime, per person.")
     goal = serializers.JSONField(required=False, allow_null=True, help_text='{"event": "Order Completed", "where": '
                                  '[...], "within": "7d"}: what counts as a conversion after an exposure.')
+    trigger = serializers.JSONField(required=False, allow_null=True, help_text='{"segment": "cart-abandoners", '
+                                    '"placement": "email_cart", "destination": 3, "payload": {"to": "{{ profile.email '
+                                    '}}", ...}, "delay": "1h", "quiet_hours": {"start": "21:00", "end": "08:00"}}: '
+                                    "on entering the segment, a person's content is sent to the destination (a "
+                                    "webhook). A triggered campaign answers no decisions; null for none.")
     control_share = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Share (0 to 1) of "
                                            "eligible people who get the placement's default content, counted as "
                                            "control.")
@@ -44,7 +49,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = Campaign
         fields = ["id", "key", "name", "description", "status", "starts_at", "ends_at", "placements", "targeting",
                   "priority", "purpose", "caps", "variants", "control_share", "allocation", "goal", "exclusive_with",
-                  "created_at", "updated_at"]
+                  "trigger", "created_at", "updated_at"]
         read_only_fields = ["status", "created_at", "updated_at"]
 
 

@@ -103,14 +103,14 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     if not eligible:
         return nothing("frequency_cap")
     winner = eligible[0]
-    variant = _variant(winner, subject, seen.first_variant.get(winner.id))
+    variant = variant_for(winner, subject, seen.first_variant.get(winner.id))
     if variant == "control":
         return shown(winner, "control", placement.default_content, "control")
     content = next(v.content for v in winner.variants if v.key == variant)
     return shown(winner, variant, content, "matched")
 
 
-def _variant(campaign: LiveCampaign, subject: str, earlier: str | None) -> str:
+def variant_for(campaign: LiveCampaign, subject: str, earlier: str | None) -> str:
     """Sticky: what the person got before (while that variant still exists). Otherwise control by the stable hash
     of the campaign and the id sent, then a variant: by the same hash in proportion to the weights (`fixed`), or
     by Thompson sampling on the variants' conversions so far (`thompson`)."""

@@ -12,7 +12,7 @@ from campaigns.selectors import snapshot_invalidate
 from consent.selectors import purpose_exists
 from segments import rules as segment_rules
 from segments.rules import DefinitionError
-from segments.selectors import segment_ids_by_key
+from segments.selectors import destination_get, segment_ids_by_key
 
 # What a campaign's status may become, by the action that changes it.
 TRANSITIONS = {"activate": ({Campaign.Status.DRAFT, Campaign.Status.PAUSED}, Campaign.Status.ACTIVE),
@@ -46,7 +46,7 @@ def placement_delete(*, placement: Placement) -> None:
 
 
 def campaign_check(*, targeting, variants, caps, control_share, goal, purpose: str, placements: list[Placement],
-                   starts_at: datetime | None, ends_at: datetime | None) -> None:
+                   starts_at: datetime | None, ends_at: datetime | None, trigger=None) -> None:
     """Raises DefinitionError at the first place a campaign cannot work."""
     node = rules.parse_targeting(targeting)
     if node is not None:
@@ -66,6 +66,19 @@ def campaign_check(*, targeting, variants, caps, control_share, goal, purpose: s
         raise DefinitionError("a campaign runs in at least one placement", "placements")
     if starts_at and ends_at and ends_at <= starts_at:
         raise DefinitionError("ends_at is after starts_at", "ends_at")
+    _trigger_check(trigger, placements)
+
+
+def _trigger_check(value, placements: list[Placement]) -> None:
+    trigger = rules.parse_trigger(value)
+    if trigger is None:
+        return
+    if trigger.segment not in segment_ids_by_key():
+        raise DefinitionError(f'no segment has the key "{trigger.segment}"', "trigger.segment")
+    if trigger.placement not in {p.key for p in placements}:
+        raise DefinitionError(f'"{trigger.placement}" is not one of the campaign\'s placements', "trigger.placement")
+    if destination_get(destination_id=trigger.destination) is None:
+        raise DefinitionError(f"no destination has the id {trigger.destination}", "trigger.destination")
 
 
 @transaction.atomic
@@ -79,7 +92,8 @@ def campaign_save(*, campaign: Campaign | None = None, placements: list[Placemen
         list(campaign.placements.all()) if campaign.pk else [])
     campaign_check(targeting=campaign.targeting, variants=campaign.variants, caps=campaign.caps,
                    control_share=campaign.control_share, goal=campaign.goal, purpose=campaign.purpose,
-                   placements=current_placements, starts_at=campaign.starts_at, ends_at=campaign.ends_at)
+                   placements=current_placements, starts_at=campaign.starts_at, ends_at=campaign.ends_at,
+                   trigger=campaign.trigger)
     if exclusive_with is not None and campaign.pk and any(c.pk == campaign.pk for c in exclusive_with):
         raise DefinitionError("a campaign cannot exclude itself", "exclusive_with")
     campaign.save()

@@ -162,6 +162,16 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> _Response:
     return _Response(code, error, elapsed, int(retry_after) if retry_after.isdigit() else None)
 
 
+def signed_post(*, url: str, secret: str, body: bytes, delivery_id: str, now: datetime) -> _Response:
+    """POSTs a JSON body signed with `secret` (segments.webhooks) under its delivery id, which a receiver
+    deduplicates on; one try, its outcome returned, never raised. Campaigns' triggered actions send the same way."""
+    timestamp = int(now.timestamp())
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-CDP-Delivery": delivery_id,
+               "Idempotency-Key": delivery_id, "X-CDP-Timestamp": str(timestamp),
+               "X-CDP-Signature": webhooks.sign(secret, timestamp, body)}
+    return _post(url, body, headers)
+
+
 def _sharing_rule() -> tuple[str, list]:
     """Whether the profile `%s` (a merged one stands for its survivor) may be shared now, as one query."""
     allowed, params = consent_allowed_sql(purpose=SALE_SHARING, profile_alias="p")
@@ -207,12 +217,8 @@ def _send_one(which: Q, rule: tuple[str, list], now: datetime) -> str | None:
             delivery.last_error = "Not sent: the person may not be shared (sale_sharing)."
             delivery.save(update_fields=fields)
             return delivery.status
-        body = orjson.dumps(delivery.payload)
-        timestamp = int(now.timestamp())
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-                   "X-CDP-Delivery": str(delivery.delivery_id), "X-CDP-Timestamp": str(timestamp),
-                   "X-CDP-Signature": webhooks.sign(delivery.destination.secret, timestamp, body)}
-        answer = _post(delivery.destination.url, body, headers)
+        answer = signed_post(url=delivery.destination.url, secret=delivery.destination.secret,
+                             body=orjson.dumps(delivery.payload), delivery_id=str(delivery.delivery_id), now=now)
         delivery.attempts += 1
         delivery.last_error = answer.error
         code = answer.status_code

@@ -21,6 +21,7 @@ from consent.selectors import consent_allowed_sql
 from profiles.common.locks import SEGMENT_RECOMPUTE, xact_lock
 from segments import rules
 from segments.compiler import Compiled, compile_members, compile_realtime, compile_reasons
+from segments.entries import segment_entries_notify
 from segments.models import Segment, SegmentMembership, SegmentSize, StaticMember
 from segments.services.deliveries import deliveries_enqueue
 
@@ -143,6 +144,7 @@ def _after_diff(segment: Segment, diff: Diff, *, now: datetime, segment_ids: dic
     _record_reasons(segment, diff.entered, now=now, segment_ids=segment_ids)
     if diff.entered or diff.exited:
         deliveries_enqueue(segment_id=segment.pk, entered=diff.entered, exited=diff.exited, occurred_at=now)
+    segment_entries_notify(segment_id=segment.pk, profile_ids=diff.entered, occurred_at=now)
 
 
 def _size(segment_id: int) -> int:
@@ -364,6 +366,7 @@ def _evaluate_level(items: list[tuple[_Realtime, list[int]]], moved: dict[str, s
     for segment, diff in diffs.items():
         if segment.pk in delivers:
             deliveries_enqueue(segment_id=segment.pk, entered=diff.entered, exited=diff.exited, occurred_at=now)
+        segment_entries_notify(segment_id=segment.pk, profile_ids=diff.entered, occurred_at=now)
         moved[segment.key] = set(diff.entered) | set(diff.exited)
         growth[segment.pk] = len(diff.entered) - len(diff.exited)
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Conversion, Exposure, Placement
 from campaigns.services import definitions
+from segments.models import Destination, Segment
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +76,10 @@ def test_the_editor_saves_a_whole_campaign_and_shows_it_again_for_editing(market
     ({"control_percent": "150"}, "control_share", "a percentage from 0 to 100"),
     ({"goal_within": "soon"}, "goal.within", ""),
     ({"key": "no spaces"}, "key", "letters, digits"),
+    ({"trigger_segment": "nobody", "trigger_placement": "homepage_banner", "trigger_destination": "1"},
+     "trigger.segment", 'no segment has the key &quot;nobody&quot;'),
+    ({"trigger_segment": "x", "trigger_placement": "homepage_banner", "trigger_destination": "1",
+      "trigger_payload": '{"to": "{{ secret }}"}'}, "trigger.payload.to", "unknown placeholder"),
 ])
 def test_a_refused_form_comes_back_as_typed_with_the_error_at_its_field(marketer, banner, change, field, message):
     answer = marketer.post("/campaigns/new/", editor_form(**change))
@@ -133,3 +138,22 @@ def test_the_report_shows_each_arms_numbers_the_timeline_and_the_latest_exposure
     assert html.count("<tr data-variant=") == 3  # control (10% of people) is listed even before its first exposure
     assert html.count("user_id") == 0 and html.count("first visit") == 20
     assert 'id="verdict-text">keep running<' in html
+
+
+def test_the_editor_saves_a_trigger_and_the_report_lists_its_sends(marketer, banner):
+    Segment.objects.create(key="open-cart", name="Open cart", mode="realtime",
+                           definition={"trait": "cart", "op": "eq", "value": "open"})
+    mailer = Destination.objects.create(name="mailer", url="http://127.0.0.1:9/send", secret="s" * 20)
+    answer = marketer.post("/campaigns/new/", editor_form(
+        trigger_segment="open-cart", trigger_placement="homepage_banner", trigger_destination=str(mailer.pk),
+        trigger_payload='{"to": "{{ profile.email }}"}', trigger_delay="30m", quiet_start="21:00",
+        quiet_end="08:00"))
+    assert answer.status_code == 302
+    campaign = Campaign.objects.get()
+    assert campaign.trigger == {"segment": "open-cart", "placement": "homepage_banner", "destination": mailer.pk,
+                                "payload": {"to": "{{ profile.email }}"}, "delay": "30m",
+                                "quiet_hours": {"start": "21:00", "end": "08:00"}}
+    page = marketer.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
+    assert '<option value="open-cart" selected>' in page and 'value="21:00"' in page and 'value="30m"' in page
+    report = marketer.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert 'id="sends"' in report and "Nobody has entered the segment" in report

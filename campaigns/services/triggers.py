@@ -1,0 +1,289 @@
+"""Triggered actions: when a person enters a triggered campaign's segment, the campaign's content is sent to its
+destination (a webhook: an email or SMS service) with a templated payload.
+
+1. An entry becomes a pending send inside the transaction that recorded it (segments calls `triggers_on_entries`
+   for every entry), one per (campaign, membership row): a replayed batch or recompute adds nothing.
+2. A sender claims due sends (`sending`, committed, FOR UPDATE SKIP LOCKED): two workers never hold the same one.
+3. It decides the claimed batch together, set-based: the person now (merges followed), still in the segment,
+   the global holdout, targeting and consent in one statement, exclusivity, quiet hours in the person's time zone
+   (the `timezone` trait, else CAMPAIGNS_TIME_ZONE), frequency caps over everything already shown, and a sticky
+   variant. Control and holdout people are recorded as exposures and sent nothing, so the trigger's effect can
+   be measured.
+4. Each remaining send is one signed POST; its outcome (sent with its exposure, a retry with backoff, or failed)
+   is committed right after it.
+
+At most once: a send is posted only by the worker that claimed it, and only from `sending`. A retry after a
+failed try carries the same id (X-CDP-Delivery and Idempotency-Key), so a receiver that processed a request it
+then failed to answer can deduplicate. A worker that dies mid-request leaves its send in `sending`; it becomes
+`unknown` after SENDING_LEASE and is never sent again, because whether it arrived cannot be known.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from campaigns import rules
+from campaigns.models import TriggeredSend
+from campaigns.selectors import LiveTrigger, Seen, people_seen, snapshot, triggered_sends_claimed
+from campaigns.services.decisions import variant_for
+from campaigns.services.exposures import ExposureRecord, exposures_write
+from profiles.common.queueing import enqueue_after_commit
+from segments.models import SegmentMembership
+from segments.rules import Consent
+from segments.selectors import destination_get, targeting_matches_many
+from segments.services.deliveries import RETRY_CAP_S, RETRYABLE_4XX, retry_delay, signed_post
+
+logger = logging.getLogger(__name__)
+SEND_TASK = "campaigns.send_triggered"
+# Sends claimed at once: each may wait for its receiver's full timeout, and the last of a batch must be posted
+# well within SENDING_LEASE of its claim.
+CLAIM_BATCH = 20
+SENDING_LEASE = timedelta(minutes=15)
+_SENDS = TriggeredSend._meta.db_table
+
+
+def triggers_on_entries(*, segment_id: int, profile_ids: list[int], occurred_at: datetime) -> int:
+    """A pending send for each running campaign triggered by this segment and each profile that has just entered
+    it (their open membership rows), due after the trigger's delay; one statement, inside the caller's
+    transaction. Returns how many were created."""
+    triggered = [t for t in snapshot().triggers.get(segment_id, ()) if t.campaign.running(occurred_at)]
+    if not triggered or not profile_ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_SENDS} (send_id, campaign_id, profile_id, membership_id, segment_id, entered_at, status, "
+            "reason, variant, due_at, attempts, last_error, created_at) "
+            "SELECT gen_random_uuid(), c.campaign_id, m.profile_id, m.id, m.segment_id, m.entered_at, 'pending', '', "
+            "'', m.entered_at + make_interval(secs => c.delay_s), 0, '', %s "
+            f"FROM {SegmentMembership._meta.db_table} m "
+            "CROSS JOIN unnest(%s::bigint[], %s::float8[]) AS c(campaign_id, delay_s) "
+            "WHERE m.segment_id = %s AND m.profile_id = ANY(%s::bigint[]) AND m.exited_at IS NULL "
+            "ON CONFLICT (campaign_id, membership_id) DO NOTHING",
+            [timezone.now(), [t.campaign.id for t in triggered], [t.trigger.delay.total_seconds() for t in triggered],
+             segment_id, "{" + ",".join(str(int(p)) for p in profile_ids) + "}"])
+        created = cursor.rowcount
+    if created and any(not t.trigger.delay for t in triggered):
+        enqueue_after_commit(SEND_TASK)
+    return created
+
+
+# --- sending ------------------------------------------------------------------------------------------------
+
+
+def _claim(now: datetime, limit: int) -> list[int]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_SENDS} SET status = 'sending', claimed_at = %s WHERE id IN (SELECT id FROM {_SENDS} "
+            "WHERE status IN ('pending', 'retrying') AND due_at <= %s ORDER BY due_at LIMIT %s "
+            "FOR UPDATE SKIP LOCKED) RETURNING id", [now, now, limit])
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _expire_abandoned(now: datetime) -> int:
+    """Sends left in `sending` past the lease by a worker that stopped: never sent again (see the module)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_SENDS} SET status = 'unknown', reason = 'sender_stopped', last_error = 'The sender stopped "
+            "while this send was in flight; it may or may not have arrived, so it is not sent again.' "
+            "WHERE status = 'sending' AND claimed_at < %s", [now - SENDING_LEASE])
+        if cursor.rowcount:
+            logger.warning("%s triggered sends abandoned mid-request are now unknown", cursor.rowcount)
+        return cursor.rowcount
+
+
+def _time_zone(traits: dict) -> ZoneInfo:
+    name = traits.get("timezone") if isinstance(traits, dict) else None
+    if isinstance(name, str) and name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass  # a trait that is no time zone: the setting's
+    return ZoneInfo(settings.CAMPAIGNS_TIME_ZONE)
+
+
+@dataclass
+class _Outcome:
+    send_id: int
+    status: str
+    reason: str = ""
+    variant: str = ""
+    due_at: datetime | None = None
+    exposure: ExposureRecord | None = None
+
+
+def _finish(outcomes: list[_Outcome]) -> None:
+    """Writes decided outcomes (skips, deferrals) and their exposures in one transaction, set-based."""
+    if not outcomes:
+        return
+    with transaction.atomic():
+        exposures_write([o.exposure for o in outcomes if o.exposure is not None])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_SENDS} s SET status = o.status, reason = o.reason, variant = o.variant, "
+                "due_at = coalesce(o.due_at, s.due_at), claimed_at = NULL FROM jsonb_to_recordset(%s::jsonb) "
+                "AS o(id bigint, status text, reason text, variant text, due_at timestamptz) "
+                "WHERE s.id = o.id AND s.status = 'sending'",
+                [orjson.dumps([{"id": o.send_id, "status": o.status, "reason": o.reason, "variant": o.variant,
+                                "due_at": o.due_at.isoformat() if o.due_at else None} for o in outcomes]).decode()])
+
+
+def _decide(claimed: list, live, now: datetime) -> tuple[list[_Outcome], list[tuple]]:
+    """The outcome of every claimed send that is not posted, and those to post as (row, trigger, variant)."""
+    outcomes, to_post = [], []
+    triggers = {t.campaign.id: t for ts in live.triggers.values() for t in ts}
+    people = sorted({row.profile_id for row in claimed if row.profile_id is not None})
+    # Targeting and consent for the whole batch in one statement: campaigns by id, purposes labelled below zero.
+    purposes = sorted({t.campaign.purpose for t in triggers.values()})
+    nodes = {cid: t.campaign.targeting for cid, t in triggers.items() if t.campaign.targeting is not None}
+    nodes.update({-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)})
+    held = targeting_matches_many(nodes=nodes, profile_ids=people, now=now, segment_ids=live.segment_ids,
+                                  consent_sql=live.consent_sql)
+    seen: dict[int, Seen] = people_seen(profile_ids=people, now=now)
+    running_ids = {c.id for campaigns in live.campaigns.values() for c in campaigns} | set(triggers)
+    for row in claimed:
+        trigger: LiveTrigger | None = triggers.get(row.campaign_id)
+        campaign = trigger.campaign if trigger else None
+
+        def outcome(status: str, reason: str = "", variant: str = "", exposed: bool = False, holdout=False,
+                    due_at=None) -> None:
+            exposure = None
+            if exposed:
+                exposure = ExposureRecord(str(row.send_id), None if holdout else campaign.id, trigger.placement.id,
+                                          row.profile_id, f"profile:{row.profile_id}", variant,
+                                          trigger.placement.channel, now.isoformat())
+            outcomes.append(_Outcome(row.id, status, reason, variant, due_at, exposure))
+
+        if trigger is None or not campaign.running(now):
+            outcome("skipped", "campaign_not_running")
+            continue
+        if row.profile_id is None:
+            outcome("skipped", "profile_gone")
+            continue
+        if not row.member:
+            outcome("skipped", "left_segment")
+            continue
+        subject = f"profile:{row.profile_id}"
+        if live.holdout_share and rules.bucket("holdout", subject) < live.holdout_share:
+            outcome("skipped", "global_holdout", "holdout", exposed=True, holdout=True)
+            continue
+        if campaign.targeting is not None and (campaign.id, row.profile_id) not in held:
+            outcome("skipped", "not_targeted")
+            continue
+        if (-1 - purposes.index(campaign.purpose), row.profile_id) not in held:
+            outcome("skipped", "no_consent")
+            continue
+        quiet = trigger.trigger.quiet_hours
+        if quiet is not None:
+            local = now.astimezone(_time_zone(row.traits))
+            if quiet.holds(local):
+                outcome("pending", "quiet_hours", row.variant, due_at=quiet.next_end(local))
+                continue
+        person = seen.setdefault(row.profile_id, Seen({}, {}, {}))
+        if campaign.exclusive_with & running_ids & set(person.first_variant):
+            outcome("skipped", "exclusive")
+            continue
+        channel = trigger.placement.channel
+        channel_times = person.channel_times.get(channel, [])
+        if any(person.count(channel_times, cap, now) >= cap.count for cap in live.channel_caps.get(channel, ())) \
+                or any(person.count(person.campaign_times.get(campaign.id, []), cap, now) >= cap.count
+                       for cap in campaign.caps):
+            outcome("skipped", "frequency_cap")
+            continue
+        variant = row.variant or variant_for(campaign, subject, person.first_variant.get(campaign.id))
+        # What this batch sends counts for the rest of it: two triggers for one person stay within the caps.
+        person.first_variant.setdefault(campaign.id, variant)
+        person.campaign_times.setdefault(campaign.id, []).append(now)
+        person.channel_times.setdefault(channel, []).append(now)
+        if variant == "control":
+            outcome("skipped", "control", "control", exposed=True)
+            continue
+        to_post.append((row, trigger, variant))
+    return outcomes, to_post
+
+
+def _payload(row, trigger: LiveTrigger, variant: str) -> bytes:
+    content = next(v.content for v in trigger.campaign.variants if v.key == variant)
+    values = {"profile": {"id": row.profile_id, "user_id": row.user_id, "email": row.email, "phone": row.phone,
+                          "traits": row.traits or {}},
+              "campaign": {"id": trigger.campaign.id, "key": trigger.campaign.key}, "variant": variant,
+              "content": content, "segment": {"id": row.segment_id, "key": trigger.trigger.segment},
+              "entered_at": row.entered_at.isoformat(), "send_id": str(row.send_id)}
+    template = trigger.trigger.payload
+    if template is None:
+        template = {"type": "campaign.triggered", "send_id": "{{ send_id }}", "campaign": "{{ campaign }}",
+                    "variant": "{{ variant }}", "content": "{{ content }}", "segment": "{{ segment }}",
+                    "entered_at": "{{ entered_at }}", "profile": "{{ profile }}"}
+    return orjson.dumps(rules.render_payload(template, values))
+
+
+def _post_one(row, trigger: LiveTrigger, variant: str, destinations: dict, now: datetime | None) -> str:
+    """One signed POST of a claimed send, its outcome committed at once; returns the new status. `destinations`
+    caches the destinations read so far in this run; `now` fixes the clock (tests), else each post reads it."""
+    now = now or timezone.now()
+    if trigger.trigger.destination not in destinations:
+        destinations[trigger.trigger.destination] = destination_get(destination_id=trigger.trigger.destination)
+    destination = destinations[trigger.trigger.destination]
+    send = TriggeredSend.objects.filter(pk=row.id, status=TriggeredSend.Status.SENDING)
+    if destination is None or not destination.active:
+        send.update(status=TriggeredSend.Status.FAILED, reason="destination_inactive", variant=variant,
+                    last_error="The destination is missing or inactive.", claimed_at=None)
+        return TriggeredSend.Status.FAILED
+    answer = signed_post(url=destination.url, secret=destination.secret, body=_payload(row, trigger, variant),
+                         delivery_id=str(row.send_id), now=now)
+    attempts = row.attempts + 1
+    code = answer.status_code
+    fields = {"attempts": attempts, "last_status_code": code, "last_error": answer.error, "variant": variant,
+              "claimed_at": None}
+    with transaction.atomic():
+        if code is not None and 200 <= code < 300:
+            exposures_write([ExposureRecord(str(row.send_id), trigger.campaign.id, trigger.placement.id,
+                                            row.profile_id, f"profile:{row.profile_id}", variant,
+                                            trigger.placement.channel, now.isoformat())])
+            send.update(status=TriggeredSend.Status.SENT, reason="", sent_at=now, **fields)
+            return TriggeredSend.Status.SENT
+        if (code is not None and 400 <= code < 500 and code not in RETRYABLE_4XX) \
+                or attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+            send.update(status=TriggeredSend.Status.FAILED, reason="refused" if code else "unreachable", **fields)
+            return TriggeredSend.Status.FAILED
+        wait = retry_delay(attempt=attempts, key=str(row.send_id))
+        if answer.retry_after_s is not None:
+            wait = max(wait, min(answer.retry_after_s, RETRY_CAP_S))
+        send.update(status=TriggeredSend.Status.RETRYING, due_at=now + timedelta(seconds=wait), **fields)
+        return TriggeredSend.Status.RETRYING
+
+
+def triggered_sends_due(*, now: datetime | None = None, budget_s: float = 25.0) -> dict[str, int]:
+    """Claims, decides and sends due triggered sends in batches until none is due or `budget_s` has passed;
+    returns how many ended in each status. Several may run at once: each claims its own sends."""
+    outcomes: Counter = Counter()
+    destinations: dict = {}
+    deadline = time.monotonic() + budget_s
+    _expire_abandoned(now or timezone.now())
+    while time.monotonic() < deadline:
+        at = now or timezone.now()
+        claimed_ids = _claim(at, CLAIM_BATCH)
+        if not claimed_ids:
+            break
+        decided, to_post = _decide(triggered_sends_claimed(send_ids=claimed_ids), snapshot(), at)
+        _finish(decided)
+        outcomes.update(o.status for o in decided)
+        for row, trigger, variant in to_post:
+            outcomes[_post_one(row, trigger, variant, destinations, now)] += 1
+    return dict(outcomes)
+
+
+# --- erasure and export ---------------------------------------------------------------------------------------
+
+
+def triggered_sends_erase(*, profile_ids: list[int], limit: int) -> int:
+    ids = list(TriggeredSend.objects.filter(profile_id__in=profile_ids).values_list("id", flat=True)[:limit])
+    return TriggeredSend.objects.filter(id__in=ids).delete()[0] if ids else 0
