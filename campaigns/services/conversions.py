@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from campaigns import rules
 from campaigns.models import Campaign, Conversion, Exposure
+from profiles.models import Event, Identifier, Profile
 from segments.compiler import event_condition
 
 
@@ -29,17 +30,10 @@ def conversions_after_batch(*, events: list[GoalEvent]) -> int:
     """Attributes the batch's goal events, in one statement for all campaigns; idempotent (an exposure converts
     once, so a batch processed again adds nothing). Returns how many conversions it recorded.
 
-    Exposures still queued are not seen: the recorder writes them within about a second of the decision, and
-    the pipeline runs inside this batch's transaction, where recording (which trims the queue in Redis) cannot
-    be undone with a rollback."""
-    goals = []
-    for campaign_id, goal in Campaign.objects.exclude(goal=None).exclude(status=Campaign.Status.DRAFT).values_list(
-            "id", "goal"):
-        try:
-            leaf = rules.parse_goal(goal)
-        except rules.DefinitionError:
-            continue
-        goals.append((campaign_id, leaf))
+    Exposures still queued are not seen here: the pipeline runs inside this batch's transaction, where recording
+    (which trims the queue in Redis) cannot be undone with a rollback. The recorder attributes the goal events
+    that arrived before their exposure was written (`conversions_for_recorded`)."""
+    goals = _goals()
     names = {leaf.name for _, leaf in goals}
     candidates = [e for e in events if e.name in names]
     if not candidates:
@@ -68,6 +62,55 @@ def conversions_after_batch(*, events: list[GoalEvent]) -> int:
             "ORDER BY x.shown_at DESC LIMIT 1) latest ORDER BY latest.id, g.\"timestamp\" "
             "ON CONFLICT (exposure_id) DO NOTHING",
             [rows, *params])
+        return cursor.rowcount
+
+
+def _goals(campaign_ids: list[int] | None = None) -> list[tuple[int, object]]:
+    found = []
+    campaigns = Campaign.objects.exclude(goal=None).exclude(status=Campaign.Status.DRAFT)
+    if campaign_ids is not None:
+        campaigns = campaigns.filter(pk__in=campaign_ids)
+    for campaign_id, goal in campaigns.values_list("id", "goal"):
+        try:
+            found.append((campaign_id, rules.parse_goal(goal)))
+        except rules.DefinitionError:
+            continue
+    return found
+
+
+def conversions_for_recorded(*, decision_ids: list[str], campaign_ids: list[int]) -> int:
+    """Attributes to exposures just recorded the goal events the pipeline processed while they waited in the queue:
+    for each, the first goal event of the person after it and within the goal's window that no exposure of the
+    campaign has converted with yet. One statement for all campaigns; idempotent. Returns how many it recorded."""
+    goals = _goals(sorted(set(campaign_ids)))
+    if not goals or not decision_ids:
+        return 0
+    now = timezone.now()
+    parts, params = [], []
+    for campaign_id, leaf in goals:
+        condition = event_condition(leaf, "e", now)
+        parts.append(
+            "SELECT f.id AS exposure_id, ev.id AS event_id, ev.\"timestamp\" FROM fresh f CROSS JOIN LATERAL ("
+            f"SELECT e.id, e.\"timestamp\" FROM {Event._meta.db_table} e WHERE e.profile_id = f.person "
+            "AND e.\"timestamp\" >= f.shown_at AND e.\"timestamp\" <= f.shown_at + %s "
+            f"AND {condition.sql} AND NOT EXISTS (SELECT 1 FROM {Conversion._meta.db_table} c "
+            f"JOIN {Exposure._meta.db_table} o ON o.id = c.exposure_id WHERE c.event_id = e.id "
+            "AND o.campaign_id = f.campaign_id) ORDER BY e.\"timestamp\", e.id LIMIT 1) ev WHERE f.campaign_id = %s")
+        params += [leaf.within, *condition.params, campaign_id]
+    identifiers, profiles = Identifier._meta.db_table, Profile._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # A first visit's exposure has no profile: the person is whoever holds the id the request sent now.
+            "WITH fresh AS MATERIALIZED (SELECT x.id, x.campaign_id, x.shown_at, coalesce(x.profile_id, ("
+            f"SELECT i.profile_id FROM {identifiers} i JOIN {profiles} p ON p.id = i.profile_id "
+            "AND p.merged_into_id IS NULL WHERE i.type = split_part(x.subject, ':', 1) "
+            "AND i.value = substr(x.subject, strpos(x.subject, ':') + 1) LIMIT 1)) AS person "
+            f"FROM {Exposure._meta.db_table} x WHERE x.decision_id = ANY(%s::uuid[]) AND x.campaign_id IS NOT NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM {Conversion._meta.db_table} c WHERE c.exposure_id = x.id)) "
+            f"INSERT INTO {Conversion._meta.db_table} (exposure_id, event_id, converted_at) "
+            f"SELECT exposure_id, event_id, \"timestamp\" FROM ({' UNION ALL '.join(parts)}) found "
+            "ON CONFLICT (exposure_id) DO NOTHING",
+            ["{" + ",".join(decision_ids) + "}", *params])
         return cursor.rowcount
 
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from campaigns.models import Exposure
+from campaigns.services.conversions import conversions_for_recorded
 from profiles.common.locks import EXPOSURE_RECORDER, session_try_lock
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,9 @@ def exposures_record_queued(*, limit: int = RECORD_BATCH) -> int:
                 logger.error("unreadable queued exposure dropped: %s", type(exc).__name__)
         with transaction.atomic():
             exposures_write(records)
+            # Goal events the pipeline processed while these waited are attributed now.
+            conversions_for_recorded(decision_ids=[r.decision_id for r in records],
+                                     campaign_ids=[r.campaign_id for r in records if r.campaign_id is not None])
         pipe = client.pipeline(transaction=False)
         pipe.ltrim(QUEUE, len(raw), -1)
         for payload, record in zip(readable, records):

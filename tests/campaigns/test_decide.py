@@ -10,7 +10,7 @@ from campaigns.models import Campaign, Exposure, Placement
 from campaigns.services import definitions
 from campaigns.services.exposures import exposures_record_queued
 from consent.services.ledger import ConsentChoice, consent_record
-from profiles.models import Identifier
+from profiles.models import Event, Identifier
 
 pytestmark = pytest.mark.django_db
 BANNER = {"key": "homepage_banner", "name": "Homepage banner", "channel": "web", "default_content": {"text": "Hi"}}
@@ -325,3 +325,28 @@ def test_results_count_people_exposures_and_conversions_per_arm(call, decide, ba
     assert sum(row["probability_best"] for row in rows.values()) == pytest.approx(1)
     assert body["sample_size"]["per_arm"] > 0 and body["verdict"] in ("keep running", "winner", "no difference")
     assert call("get", f"/api/v1/campaigns/{campaign_id}/results/?mde=zero").json()["field"] == "mde"
+
+
+def test_a_goal_event_processed_while_its_exposure_waited_in_the_queue_converts_it_when_recorded(
+        call, decide, banner, ann, post_collect, drain):
+    from campaigns.models import Conversion
+
+    active(call, goal={"event": "Order Completed", "where": [{"property": "revenue", "op": "gt", "value": 10}],
+                       "within": "7d"})
+    shown = decide({"userId": "ann", "placement": "homepage_banner"}).json()
+    decide({"anonymousId": "visitor-2", "placement": "homepage_banner",
+            "context": {"consent": {"categoryPreferences": {"personalization": True}}}})
+    for message_id, who, revenue in [("small", {"userId": "ann"}, 5), ("order", {"userId": "ann"}, 50),
+                                     ("second", {"userId": "ann"}, 60), ("visit", {"anonymousId": "visitor-2"}, 30)]:
+        post_collect("track", {**who, "event": "Order Completed", "properties": {"revenue": revenue},
+                               "messageId": message_id})
+    drain()
+    assert not Conversion.objects.exists()  # both exposures are still queued
+    exposures_record_queued()
+    converted = {c.exposure.subject: c for c in Conversion.objects.select_related("exposure")}
+    assert set(converted) == {"user_id:ann", "anonymous_id:visitor-2"}
+    assert str(converted["user_id:ann"].exposure.decision_id) == shown["decision_id"]
+    # The first order that meets the goal's `where`, not the small one nor the later one.
+    assert converted["user_id:ann"].converted_at == Event.objects.get(message_id="order").timestamp
+    exposures_record_queued()
+    assert Conversion.objects.count() == 2
