@@ -102,6 +102,12 @@ def snapshot_invalidate() -> None:
     transaction.on_commit(bump)
 
 
+def snapshot_forget() -> None:
+    """Drops this thread's snapshot, so its next decision reads the campaigns as its own open transaction sees them
+    (the shared version moves only once that transaction commits)."""
+    _local.snapshot = None
+
+
 def snapshot() -> Snapshot:
     """The placements and active campaigns as of the shared version: one cache read per decision, a reload only
     after a change."""

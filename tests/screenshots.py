@@ -31,7 +31,10 @@ def _prepare() -> dict:
 
     django.setup()
     from django.core.management import call_command
+    from django.utils import timezone
 
+    from campaigns.models import Campaign
+    from cdp.management.commands.seed_demo import demo_campaigns
     from consent.models import PrivacyRequest
     from consent.services.privacy import privacy_request_create
     from profiles.models import Profile
@@ -40,6 +43,7 @@ def _prepare() -> dict:
     call_command("migrate", verbosity=0)
     call_command("seed_demo", profiles=300, if_empty=True)
     call_command("create_demo_users")
+    demo_campaigns(seed=None, now=timezone.now())  # a database seeded before campaigns existed gets them now
     if not PrivacyRequest.objects.exists():
         privacy_request_create(kind="access", regime="gdpr",
                                identifiers=[{"type": "email", "value": "someone@example.com"}])
@@ -50,7 +54,9 @@ def _prepare() -> dict:
         Profile.objects.filter(merged_into__isnull=True).order_by("-event_count").first())
     return {"profile": profile.pk, "request": PrivacyRequest.objects.order_by("id").first().pk,
             "segment": Segment.objects.get(key="cart-abandoners").pk,
-            "edited": Segment.objects.get(key="window-shoppers").pk}
+            "edited": Segment.objects.get(key="window-shoppers").pk,
+            "campaign": Campaign.objects.get(key="spring-trails").pk,
+            "triggered": Campaign.objects.get(key="cart-reminder").pk}
 
 
 def _serve() -> tuple[subprocess.Popen, str]:
@@ -78,7 +84,9 @@ def _shoot(url: str, ids: dict) -> list[Path]:
                ("profile", f"/profiles/{ids['profile']}/", "marketer"),
                ("privacy-queue", "/privacy/", "privacy"), ("privacy-request", f"/privacy/{ids['request']}/", "privacy"),
                ("segments", "/segments/", "marketer"), ("segment", f"/segments/{ids['segment']}/", "marketer"),
-               ("segment-builder", f"/segments/{ids['edited']}/edit/", "marketer")]
+               ("segment-builder", f"/segments/{ids['edited']}/edit/", "marketer"),
+               ("campaigns", "/campaigns/", "marketer"), ("campaign", f"/campaigns/{ids['campaign']}/", "marketer"),
+               ("campaign-editor", f"/campaigns/{ids['triggered']}/edit/", "marketer")]
     written = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,

@@ -214,6 +214,21 @@ def test_seed_demo_builds_profiles_orders_and_merges():
         assert survivor.traits["email"] and survivor.traits["name"]
 
 
+def test_seed_demo_runs_a_banner_experiment_whose_report_has_exposures_and_clicks():
+    from campaigns.models import Campaign, Conversion, Exposure
+    from campaigns.selectors import campaign_results
+
+    call_command("seed_demo", profiles=60, seed=4)
+    spring = Campaign.objects.get(key="spring-trails")
+    assert spring.status == "active" and Campaign.objects.get(key="cart-reminder").status == "draft"
+    results = {row["variant"]: row for row in campaign_results(campaign=spring)["variants"]}
+    assert set(results) == {"control", "A", "B"}
+    assert sum(row["exposed"] for row in results.values()) == Exposure.objects.count() > 30
+    assert sum(row["conversions"] for row in results.values()) == Conversion.objects.count() > 0
+    oldest = Exposure.objects.order_by("shown_at").first().shown_at
+    assert oldest < timezone.now() - timedelta(days=3)  # spread over the last two weeks, not all today
+
+
 def test_seed_demo_is_deterministic_and_if_empty_skips():
     call_command("seed_demo", profiles=5, seed=11)
     first = sorted(Event.objects.values_list("message_id", flat=True))

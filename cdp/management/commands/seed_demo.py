@@ -12,15 +12,22 @@ from datetime import datetime, timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from campaigns.models import Campaign
+from campaigns.selectors import snapshot_forget
+from campaigns.services import definitions
+from campaigns.services.decisions import decide
+from campaigns.services.exposures import exposures_record_queued
 from cdp.pipeline import pipeline_drain
 from consent.models import ConsentSource, PrivacyRequest
 from consent.services import privacy
+from consent.services.ledger import ConsentChoice, consent_record
 from profiles.models import Event, Identifier, MergeRecord, PendingEvent, Profile
 from profiles.services.enrichment import profiles_enrich
 from profiles.services.ingest import events_accept
 from profiles.services.sources import source_get_or_create
 from segments.models import Segment
 from segments.services.definitions import segment_create
+from segments.services.destinations import destination_create
 from segments.services.membership import segment_recompute
 
 SOURCE_NAME = "Demo web shop"
@@ -251,6 +258,62 @@ def demo_segments() -> int:
     return created
 
 
+# The banner experiment: what each arm's people really do (Segment's e-commerce "Promotion Clicked"), so the report
+# has a winner to find.
+DEMO_CLICK_RATES = {"control": 0.04, "A": 0.06, "B": 0.11}
+DEMO_CONSENT_SHARE = 0.8
+DEMO_DAYS = 14
+
+
+def demo_campaigns(*, seed: int | None, now: datetime) -> int:
+    """A banner experiment with two variants and a control, run over the last two weeks for the demo's people who
+    allow personalisation, through the decision service; the clicks go through collection and the pipeline, which
+    attributes them. And a triggered cart reminder, left as a draft (its mailer is not real)."""
+    if Campaign.objects.exists():
+        return 0
+    rng = random.Random(seed if seed is not None else 7)
+    banner = definitions.placement_save(key="homepage_banner", name="Home page banner", channel="web",
+                                        default_content={"headline": "Welcome to the trail shop"})
+    email = definitions.placement_save(key="email_cart", name="Cart reminder email", channel="email",
+                                       default_content={})
+    spring = definitions.campaign_save(
+        key="spring-trails", name="Spring trails banner", placements=[banner], priority=10, control_share=0.2,
+        variants=[{"key": "A", "weight": 50, "content": {"headline": "New season, new trails", "cta": "Shop now"}},
+                  {"key": "B", "weight": 50, "content": {"headline": "Free shipping on trail gear", "cta": "Get it"}}],
+        goal={"event": "Promotion Clicked", "within": "2d"}, caps=[{"count": 5, "per": "day"}])
+    definitions.campaign_transition(campaign=spring, action="activate")
+    mailer = destination_create(name="Demo mailer", url="http://127.0.0.1:9/send", secret=uuid.uuid4().hex)
+    definitions.campaign_save(
+        key="cart-reminder", name="Cart reminder", placements=[email],
+        variants=[{"key": "A", "weight": 100, "content": {"subject": "You left something in your cart"}}],
+        control_share=0.1, goal={"event": "Order Completed", "within": "7d"},
+        trigger={"segment": "cart-abandoners", "placement": "email_cart", "destination": mailer.pk, "delay": "1h",
+                 "quiet_hours": {"start": "21:00", "end": "08:00"},
+                 "payload": {"to": "{{ profile.email }}", "subject": "{{ content.subject }}",
+                             "name": "{{ profile.traits.name }}"}})
+    people = sorted(Identifier.objects.filter(type="user_id", profile__merged_into__isnull=True)
+                    .values_list("value", "profile_id"))
+    allowed = [(user_id, profile_id) for user_id, profile_id in people if rng.random() < DEMO_CONSENT_SHARE]
+    consent_record(choices=[ConsentChoice(profile_id=profile_id, purpose="personalization", granted=True,
+                                          source=ConsentSource.WEB_FORM, recorded_at=now - timedelta(days=DEMO_DAYS))
+                            for _, profile_id in allowed])
+    snapshot_forget()
+    clicks = []
+    for user_id, _ in allowed:
+        shown_at = now - timedelta(days=rng.uniform(0.2, DEMO_DAYS))
+        decision = decide(placement_key="homepage_banner", user_id=user_id, now=shown_at)
+        if decision and decision.variant in DEMO_CLICK_RATES and rng.random() < DEMO_CLICK_RATES[decision.variant]:
+            clicks.append({"type": "track", "userId": user_id, "event": "Promotion Clicked",
+                           "messageId": f"demo-click-{user_id}", "properties": {"promotion_id": "spring-trails"},
+                           "timestamp": (shown_at + timedelta(minutes=rng.uniform(1, 600))).isoformat()})
+    while exposures_record_queued():
+        pass
+    if clicks:
+        events_accept(source=source_get_or_create(name=SOURCE_NAME), messages=clicks)
+        pipeline_drain()
+    return 2
+
+
 class Command(BaseCommand):
     help = "Sends synthetic web-shop traffic through the collection path, resolves it and computes traits."
 
@@ -276,8 +339,9 @@ class Command(BaseCommand):
         requests = demo_requests(now=timezone.now())
         enriched = profiles_enrich()
         segments = demo_segments()
+        campaigns = demo_campaigns(seed=seed, now=timezone.now())
         self.stdout.write(self.style.SUCCESS(
             f"Sent {len(messages)} messages ({accepted} new, {duplicates} duplicates) for {profiles} people; "
             f"processed {processed}; {Profile.objects.filter(merged_into__isnull=True).count()} live profiles, "
             f"{MergeRecord.objects.filter(outcome=MergeRecord.Outcome.MERGED).count()} merges, {enriched} enriched; "
-            f"{requests} privacy requests; {segments} segments."))
+            f"{requests} privacy requests; {segments} segments; {campaigns} campaigns."))
