@@ -2,6 +2,7 @@
 by a version in the shared cache), a person's exposures for caps and stickiness, and lists for the API."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from django.db.models import Count, QuerySet
 
 from campaigns import rules, stats
 from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings, TriggeredSend
-from campaigns.services.exposures import exposures_pending, pending_key, redis
+from campaigns.services.exposures import ExposureRecord, exposures_pending, pending_key, redis
 from campaigns.stats import Arm
 from consent.selectors import consent_allowed_sql
 from profiles.common.prepared import fetch_prepared
@@ -23,6 +24,7 @@ from profiles.selectors import identifier_normalise
 from segments.models import SegmentMembership
 from segments.selectors import segment_ids_by_key
 
+logger = logging.getLogger(__name__)
 VERSION_KEY = "campaigns:snapshot-version"
 SNAPSHOT_MAX_AGE_S = 60.0
 
@@ -77,6 +79,8 @@ class Snapshot:
     triggers: dict[int, list[LiveTrigger]] = field(default_factory=dict)
     loaded_at: float = 0.0
     _consent: dict = field(default_factory=dict)
+    # Compiled targeting statements, reused while this snapshot lasts (segments.selectors.targeting_matches).
+    targeting_statements: dict = field(default_factory=dict)
 
     def consent_sql(self, purpose: str, alias: str) -> tuple[str, list]:
         key = (purpose, alias)
@@ -108,19 +112,42 @@ def snapshot_forget() -> None:
     _local.snapshot = None
 
 
-def snapshot() -> Snapshot:
-    """The placements and active campaigns as of the shared version: one cache read per decision, a reload only
-    after a change."""
-    # Straight from Redis when there is one (one GET; Django's cache layer costs as much again), from the
-    # process's own cache in the embedded mode, where there is one process.
-    client = redis()
-    if client is not None:
-        version = client.get(VERSION_KEY)
-    else:
+_UNREAD = object()
+
+
+def _version_local():
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, 1, timeout=None)
         version = cache.get(VERSION_KEY)
-        if version is None:
-            cache.add(VERSION_KEY, 1, timeout=None)
-            version = cache.get(VERSION_KEY)
+    return version
+
+
+def shared_reads(*, subject: str) -> tuple[object, list[ExposureRecord]]:
+    """What a decision reads from Redis, in one round trip: the campaigns' version and the person's exposures still
+    queued. Without Redis, the process's own version and nothing queued. When Redis does not answer, the version
+    this process last loaded (its campaigns as they were) and nothing queued: caps count what PostgreSQL holds."""
+    client = redis()
+    if client is None:
+        return _version_local(), []
+    try:
+        version, found = client.pipeline(transaction=False).get(VERSION_KEY).zrange(pending_key(subject), 0, -1) \
+            .execute()
+    except Exception as exc:  # noqa: BLE001 - a decision goes on without the shared cache
+        logger.warning("campaign version and pending exposures unreadable (%s)", type(exc).__name__)
+        current = getattr(_local, "snapshot", None)
+        return (current.version if current is not None else None), []
+    return version, [ExposureRecord(**orjson.loads(payload)) for payload in found]
+
+
+def snapshot(*, version=_UNREAD) -> Snapshot:
+    """The placements and active campaigns as of the shared version (read here unless the caller has): a reload
+    only after a change."""
+    if version is _UNREAD:
+        # Straight from Redis when there is one (one GET; Django's cache layer costs as much again), from the
+        # process's own cache in the embedded mode, where there is one process.
+        client = redis()
+        version = client.get(VERSION_KEY) if client is not None else _version_local()
     current: Snapshot | None = getattr(_local, "snapshot", None)
     # Reloaded after a change, and at least every SNAPSHOT_MAX_AGE_S for what changes elsewhere (a purpose's
     # defaults, a deleted segment).
@@ -211,9 +238,10 @@ def people_seen(*, profile_ids: list[int], now: datetime) -> dict[int, Seen]:
     return {profile_id: _seen_from(rows.get(profile_id, [])) for profile_id in profile_ids}
 
 
-def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime) -> tuple[int | None, Seen]:
-    """The person's live profile id (by the id sent) and their exposures so far, recorded and pending, in one
-    prepared statement and one read of the pending set. Recorded exposures are found by profile and by the id
+def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime,
+                pending: list[ExposureRecord] | None = None) -> tuple[int | None, Seen]:
+    """The person's live profile id (by the id sent) and their exposures so far, recorded and pending (`pending`,
+    when the caller has read them: shared_reads), in one prepared statement. Recorded exposures are found by profile and by the id
     the request sent (which finds a first visit's). Lifetime caps need every exposure, so the statement
     aggregates: per campaign and channel, the first variant, the times within the longest window, and how many
     there are in all."""
@@ -230,7 +258,7 @@ def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime)
     seen = _seen_from([row[1:] for row in rows])
     # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
     # moment: caps err on the side of showing less.
-    for record in exposures_pending(key=pending_key(subject)):
+    for record in (exposures_pending(key=pending_key(subject)) if pending is None else pending):
         shown = datetime.fromisoformat(record.shown_at)
         if record.campaign_id is not None:
             seen.first_variant.setdefault(record.campaign_id, record.variant)

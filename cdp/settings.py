@@ -48,7 +48,12 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Django's own queries bind on the client and are never prepared). Off for a pooler that cannot keep them across
 # transactions (PgBouncer in transaction mode before 1.21).
 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["prepare_threshold"] = 5
+    # Those statements look up a handful of rows by id: one generic plan serves every set of parameters, and
+    # planning each execution afresh (PostgreSQL's choice for the first five, and often after) costs more than
+    # running it. Only server-side prepared statements have parameters to plan for, so nothing else changes.
+    _options["options"] = (_options.get("options", "") + " -c plan_cache_mode=force_generic_plan").strip()
 REDIS_URL = env.str("REDIS_URL", default="")
 
 INSTALLED_APPS = [

@@ -215,6 +215,24 @@ def _is_any_occurrence(measure: Measure) -> bool:
             and number_holds(measure.compare, 1) and not number_holds(measure.compare, 0))
 
 
+@dataclass(frozen=True)
+class ContextValue:
+    """A parameter standing for the value at `key` of a request's context, for a statement compiled once and run
+    for many requests (compile_realtime with context=DEFERRED_CONTEXT); `resolve` gives the parameter itself."""
+
+    key: tuple[str, ...]
+
+    def resolve(self, context: dict | None) -> str:
+        value = context or {}
+        for part in self.key:
+            value = value.get(part) if isinstance(value, dict) else None
+        return orjson.dumps(value).decode()
+
+
+# compile_realtime(context=DEFERRED_CONTEXT): context conditions become ContextValue parameters.
+DEFERRED_CONTEXT = {"\x00deferred": True}
+
+
 class _Compiler:
     def __init__(self, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
                  scope: str | None, context: dict | None, measured: dict[str, str] | None = None):
@@ -253,10 +271,9 @@ class _Compiler:
             column = "computed" if leaf.computed else "traits"
             return compare_sql(_at(f"p.{column}", leaf.key), leaf.compare, self.now)
         if isinstance(leaf, Context):
-            value = self.context
-            for part in leaf.key:
-                value = value.get(part) if isinstance(value, dict) else None
-            return compare_sql(_Sql("%s::jsonb", [orjson.dumps(value).decode()]), leaf.compare, self.now)
+            value = ContextValue(tuple(leaf.key))
+            resolved = value if self.context is DEFERRED_CONTEXT else value.resolve(self.context)
+            return compare_sql(_Sql("%s::jsonb", [resolved]), leaf.compare, self.now)
         if isinstance(leaf, Event) and self.measured is not None:
             value = _Sql(f"a.{self.measured[repr(leaf)]}")
             if leaf.measure.kind in ("count", "sum"):

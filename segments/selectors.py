@@ -14,7 +14,7 @@ from consent.selectors import consent_allowed_sql
 from profiles.common.prepared import fetch_prepared
 from profiles.models import Profile
 from segments import rules
-from segments.compiler import compile_members, compile_realtime
+from segments.compiler import DEFERRED_CONTEXT, ContextValue, compile_members, compile_realtime
 from segments.models import Delivery, Destination, Segment, SegmentMembership, SegmentSize
 
 PREVIEW_SAMPLE = 20
@@ -133,12 +133,14 @@ def segment_ids_by_key() -> dict[str, int]:
 
 def targeting_matches(*, nodes: dict[int, object], profile_id: int | None, context: dict | None,
                       now: datetime | None = None, segment_ids: dict[str, int] | None = None,
-                      consent_sql=None) -> set[int]:
+                      consent_sql=None, reuse: dict | None = None, reuse_key: object = None) -> set[int]:
     """Which of these targeting nodes (by any integer label, a campaign id) hold for one person now, with the
     request's context: one prepared statement whatever their number. Segment conditions read the membership
     table as it stands. A person without a profile (a first visit) has no traits, events, identifiers or
     memberships, and no consent given: only conditions on the context, or that hold for someone with nothing,
-    can match. `segment_ids` and `consent_sql` may come from the caller's cache (they change rarely)."""
+    can match. `segment_ids` and `consent_sql` may come from the caller's cache (they change rarely), and so may
+    `reuse`, a dict where the compiled statement is kept (per `reuse_key` and nodes) for as long as the nodes it
+    was compiled from live."""
     if not nodes:
         return set()
     now = now or timezone.now()
@@ -148,10 +150,48 @@ def targeting_matches(*, nodes: dict[int, object], profile_id: int | None, conte
     nodes = {label: node for label, node in nodes.items() if rules.references(node) <= set(segment_ids)}
     if not nodes:
         return set()
-    compiled = compile_realtime([(label, node, [person]) for label, node in nodes.items()], now=now,
-                                segment_ids=segment_ids, consent_sql=consent_sql or _consent, context=context,
-                                visitors=profile_id is None)
-    return {label for label, _ in fetch_prepared(compiled.sql, compiled.params)}
+    if reuse is None:
+        compiled = compile_realtime([(label, node, [person]) for label, node in nodes.items()], now=now,
+                                    segment_ids=segment_ids, consent_sql=consent_sql or _consent, context=context,
+                                    visitors=profile_id is None)
+        return {label for label, _ in fetch_prepared(compiled.sql, compiled.params)}
+    # Compiled once a second for any person and context, then filled in: a clock a second old changes no
+    # window that matters, and compiling costs more than the statement.
+    second = now.replace(microsecond=0)
+    key = (reuse_key, profile_id is None, tuple((label, _identity(node)) for label, node in nodes.items()))
+    cached = reuse.get(key)
+    if cached is None or cached[0] != second:
+        compiled = compile_realtime([(label, node, [_ANYONE]) for label, node in nodes.items()], now=second,
+                                    segment_ids=segment_ids, consent_sql=consent_sql or _consent,
+                                    context=DEFERRED_CONTEXT, visitors=profile_id is None)
+        cached = reuse[key] = (second, compiled.sql, compiled.params)
+    _, sql, params = cached
+    filled = [_fill(param, person, context) for param in params]
+    return {label for label, _ in fetch_prepared(sql, filled)}
+
+
+# The person a reusable targeting statement is compiled for: no profile has this id, and the scope literals that
+# name it (its id alone, once per node) are replaced by the real person's.
+_ANYONE = -7_777_777_777
+
+
+def _identity(node) -> object:
+    """A node by value when it can be hashed (a consent condition made afresh for each decision), else by identity
+    (a campaign's parsed targeting, which lives as long as the cache it is reused from)."""
+    try:
+        hash(node)
+    except TypeError:
+        return id(node)
+    return node
+
+
+def _fill(param, person: int, context: dict | None):
+    if isinstance(param, ContextValue):
+        return param.resolve(context)
+    if isinstance(param, str) and param.startswith("{") and param.endswith("}") and param != "{}" and all(
+            part == str(_ANYONE) for part in param[1:-1].split(",")):
+        return "{" + ",".join([str(person)] * (param.count(",") + 1)) + "}"
+    return param
 
 
 def targeting_matches_many(*, nodes: dict[int, object], profile_ids: list[int], now: datetime | None = None,

@@ -3,9 +3,8 @@ targeting, consent, exclusivity and frequency caps, arbitration by priority, the
 or a variant; the exposure is queued, not written, on the way out.
 
 The cost is fixed whatever the number of campaigns: two prepared statements (the person's profile id with their
-exposures; the targeting of every running campaign with the person's consent to each purpose they need), a read
-of the cache's version of the campaigns, and two Redis round trips (the person's pending exposures; queueing
-this one).
+exposures; the targeting of every running campaign with the person's consent to each purpose they need) and two
+Redis round trips (the campaigns' version with the person's pending exposures; queueing this one).
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from django.utils import timezone
 
 from campaigns import rules
 from campaigns.models import Campaign
-from campaigns.selectors import LiveCampaign, person_seen, snapshot, variant_stats
+from campaigns.selectors import LiveCampaign, person_seen, shared_reads, snapshot, variant_stats
 from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
 from consent.selectors import visitor_allowed
 from segments.rules import Consent
@@ -48,13 +47,15 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     """The decision for one person (by user id, else anonymous id) in one placement; None for an unknown
     placement. Content that is shown (a variant, control, the holdout's default) is queued as an exposure."""
     now = now or timezone.now()
-    live = snapshot()
+    # The id the request sent: what a first visit is allocated by, and what finds its exposures later.
+    subject = f"user_id:{user_id}" if user_id else f"anonymous_id:{anonymous_id}"
+    version, pending = shared_reads(subject=subject)
+    live = snapshot(version=version)
     placement = live.placements.get(placement_key)
     if placement is None:
         return None
-    # The id the request sent: what a first visit is allocated by, and what finds its exposures later.
-    subject = f"user_id:{user_id}" if user_id else f"anonymous_id:{anonymous_id}"
-    profile_id, seen = person_seen(user_id=user_id, anonymous_id=anonymous_id, subject=subject, now=now)
+    profile_id, seen = person_seen(user_id=user_id, anonymous_id=anonymous_id, subject=subject, now=now,
+                                   pending=pending)
 
     def shown(campaign: LiveCampaign | None, variant: str, content: dict, reason: str) -> Decision:
         decision_id = new_decision_id()
@@ -79,7 +80,8 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     if profile_id is not None:
         nodes.update({-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)})
     held = targeting_matches(nodes=nodes, profile_id=profile_id, context=context, now=now,
-                             segment_ids=live.segment_ids, consent_sql=live.consent_sql)
+                             segment_ids=live.segment_ids, consent_sql=live.consent_sql,
+                             reuse=live.targeting_statements, reuse_key=placement.id)
     eligible = [c for c in running if c.targeting is None or c.id in held]
     if not eligible:
         return nothing("no_eligible_campaign")

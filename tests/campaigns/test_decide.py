@@ -350,3 +350,47 @@ def test_a_goal_event_processed_while_its_exposure_waited_in_the_queue_converts_
     assert converted["user_id:ann"].converted_at == Event.objects.get(message_id="order").timestamp
     exposures_record_queued()
     assert Conversion.objects.count() == 2
+
+
+def test_a_targeting_statement_reused_for_other_people_and_contexts_decides_as_one_compiled_for_each(
+        post_collect, drain):
+    """Decisions compile a placement's targeting once a second and fill in the person and the context: for every
+    person (and a first visit) and context, the result is the one a statement compiled for them gives."""
+    from segments.rules import Consent, parse
+    from segments.selectors import targeting_matches
+
+    people = {}
+    for n, (plan, views, path_pref) in enumerate([("pro", 3, True), ("free", 0, False), ("pro", 0, False),
+                                                  ("enterprise", 5, True)]):
+        post_collect("identify", {"userId": f"p{n}", "messageId": f"p{n}", "traits": {"plan": plan, "country": "US"}})
+        for v in range(views):
+            post_collect("track", {"userId": f"p{n}", "event": "Product Viewed", "messageId": f"p{n}-{v}",
+                                   "properties": {"category": "shoes"}})
+        drain()
+        people[n] = Identifier.objects.get(type="user_id", value=f"p{n}").profile_id
+    nodes = {
+        1: parse({"all": [{"trait": "plan", "op": "eq", "value": "pro"},
+                          {"context": "page.path", "op": "starts_with", "value": "/shoes"}]}, context_allowed=True),
+        2: parse({"event": "Product Viewed", "where": [{"property": "category", "op": "eq", "value": "shoes"}],
+                  "within": "1d", "count": {"op": "gte", "value": 3}}),
+        3: parse({"any": [{"context": "campaign.source", "op": "in", "value": ["mail", "ads"]},
+                          {"not": {"context": "page.path", "op": "exists"}}]}, context_allowed=True),
+        -1: Consent("personalization", True),
+    }
+    contexts = [None, {}, {"page": {"path": "/shoes/red"}}, {"page": {"path": "/hats"}, "campaign": {"source": "ads"}},
+                {"page": "not an object"}, {"campaign": {"source": "mail"}}]
+    reuse = {}
+    for person in [*people.values(), None]:
+        for context in contexts:
+            fresh = targeting_matches(nodes=nodes, profile_id=person, context=context)
+            reused = targeting_matches(nodes=nodes, profile_id=person, context=context, reuse=reuse, reuse_key=7)
+            assert reused == fresh, (person, context)
+    # One compiled statement for people with a profile and one for first visits, not one per call.
+    assert len(reuse) == 2
+    # And the cases differ, so the comparison above could fail.
+    assert targeting_matches(nodes=nodes, profile_id=people[0], context={"page": {"path": "/shoes"}},
+                             reuse=reuse, reuse_key=7) == {1, 2, -1}
+    assert targeting_matches(nodes=nodes, profile_id=people[3], context={"campaign": {"source": "ads"}},
+                             reuse=reuse, reuse_key=7) == {2, 3, -1}
+    assert targeting_matches(nodes=nodes, profile_id=people[1], context={"page": {"path": "/x"}},
+                             reuse=reuse, reuse_key=7) == {-1}
