@@ -8,9 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from campaigns.services.decisions import decide
+from campaigns.services.decisions import WriteKeyRefused, decide
 from profiles.collect import write_key_from_header
-from profiles.selectors import source_id_for_write_key
 
 MAX_BODY = 64 * 1024
 MAX_ID = 255
@@ -19,6 +18,10 @@ MAX_ID = 255
 def _error(status: int, code: str, message: str, field: str = "") -> HttpResponse:
     body = {"code": code, "message": message, **({"field": field} if field else {})}
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _refused() -> HttpResponse:
+    return _error(401, "invalid_write_key", "A valid source write key is required as the HTTP Basic username.")
 
 
 def _identifier(data: dict, name: str) -> str | HttpResponse:
@@ -44,8 +47,8 @@ def decide_view(request: HttpRequest) -> HttpResponse:
     if not isinstance(data, dict):
         return _error(400, "invalid_body", "The body must be a JSON object.")
     write_key = write_key_from_header(request) or data.get("writeKey") or ""
-    if not isinstance(write_key, str) or "\x00" in write_key or source_id_for_write_key(write_key=write_key) is None:
-        return _error(401, "invalid_write_key", "A valid source write key is required as the HTTP Basic username.")
+    if not isinstance(write_key, str) or "\x00" in write_key or not write_key:
+        return _refused()
     user_id, anonymous_id = _identifier(data, "userId"), _identifier(data, "anonymousId")
     for value in (user_id, anonymous_id):
         if isinstance(value, HttpResponse):
@@ -60,7 +63,11 @@ def decide_view(request: HttpRequest) -> HttpResponse:
         return _error(400, "invalid_field", "context is a JSON object", "context")
     if request.headers.get("Sec-GPC", "").strip() == "1":
         context = {**context, "gpc": True}
-    decision = decide(placement_key=placement, user_id=user_id, anonymous_id=anonymous_id, context=context)
+    try:
+        decision = decide(placement_key=placement, user_id=user_id, anonymous_id=anonymous_id, context=context,
+                          write_key=write_key)
+    except WriteKeyRefused:
+        return _refused()
     if decision is None:
         return HttpResponse(orjson.dumps({
             "decision_id": None, "placement": placement, "campaign": None, "variant": None, "content": {},

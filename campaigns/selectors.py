@@ -20,7 +20,7 @@ from campaigns.stats import Arm
 from consent.selectors import consent_allowed_sql
 from profiles.common.prepared import fetch_prepared
 from profiles.models import Identifier, Profile
-from profiles.selectors import identifier_normalise
+from profiles.selectors import WRITE_KEY_SOURCE_SQL, identifier_normalise
 from segments.models import SegmentMembership
 from segments.selectors import segment_ids_by_key
 
@@ -239,9 +239,10 @@ def people_seen(*, profile_ids: list[int], now: datetime) -> dict[int, Seen]:
 
 
 def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime,
-                pending: list[ExposureRecord] | None = None) -> tuple[int | None, Seen]:
-    """The person's live profile id (by the id sent) and their exposures so far, recorded and pending (`pending`,
-    when the caller has read them: shared_reads), in one prepared statement. Recorded exposures are found by profile and by the id
+                pending: list[ExposureRecord] | None = None, write_key: str = "") -> tuple[bool, int | None, Seen]:
+    """Whether `write_key` authenticates an active source, the person's live profile id (by the id sent) and their
+    exposures so far, recorded and pending (`pending`, when the caller has read them: shared_reads), in one
+    prepared statement. Recorded exposures are found by profile and by the id
     the request sent (which finds a first visit's). Lifetime caps need every exposure, so the statement
     aggregates: per campaign and channel, the first variant, the times within the longest window, and how many
     there are in all."""
@@ -249,13 +250,15 @@ def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime,
     rows = fetch_prepared(
         "WITH who AS (SELECT i.profile_id FROM profiles_identifier i JOIN profiles_profile p ON p.id = i.profile_id "
         "AND p.merged_into_id IS NULL WHERE i.type = %s AND i.value = %s LIMIT 1) "
-        "SELECT (SELECT profile_id FROM who), e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
+        f"SELECT ({WRITE_KEY_SOURCE_SQL}) IS NOT NULL, "
+        "(SELECT profile_id FROM who), e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
         "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(e.id), min(e.shown_at) "
         f"FROM (SELECT 1) one LEFT JOIN {Exposure._meta.db_table} e ON e.profile_id = (SELECT profile_id FROM who) "
         "OR e.subject = %s GROUP BY e.campaign_id, e.channel",
-        [kind, identifier_normalise(kind, value), now - timedelta(weeks=1), subject])
-    profile_id = rows[0][0] if rows else None
-    seen = _seen_from([row[1:] for row in rows])
+        [kind, identifier_normalise(kind, value), write_key, now - timedelta(weeks=1), subject])
+    authenticated = bool(rows and rows[0][0])
+    profile_id = rows[0][1] if rows else None
+    seen = _seen_from([row[2:] for row in rows])
     # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
     # moment: caps err on the side of showing less.
     for record in (exposures_pending(key=pending_key(subject)) if pending is None else pending):
@@ -264,7 +267,7 @@ def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime,
             seen.first_variant.setdefault(record.campaign_id, record.variant)
             seen.campaign_times.setdefault(record.campaign_id, []).append(shown)
         seen.channel_times.setdefault(record.channel, []).append(shown)
-    return profile_id, seen
+    return authenticated, profile_id, seen
 
 
 @dataclass(frozen=True)

@@ -109,12 +109,16 @@ def profile_lookup(*, identifier_type: str, value: str) -> Profile | None:
     return profile_get(profile_id=row) if row is not None else None
 
 
+# The active source a write key `%s` authenticates: a statement of its own, or a scalar subquery of a caller's
+# (the decision API folds it into its first statement).
+WRITE_KEY_SOURCE_SQL = f"SELECT id FROM {Source._meta.db_table} WHERE write_key = %s AND is_active LIMIT 1"
+
+
 def source_id_for_write_key(*, write_key: str) -> int | None:
     """The active source a write key authenticates (the collection and decision APIs)."""
     if not write_key:
         return None
-    rows = fetch_prepared(f"SELECT id FROM {Source._meta.db_table} WHERE write_key = %s AND is_active LIMIT 1",
-                          [write_key])
+    rows = fetch_prepared(WRITE_KEY_SOURCE_SQL, [write_key])
     return rows[0][0] if rows else None
 
 

@@ -20,6 +20,7 @@ from campaigns.models import Campaign
 from campaigns.selectors import LiveCampaign, person_seen, shared_reads, snapshot, variant_stats
 from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
 from consent.selectors import visitor_allowed
+from profiles.selectors import source_id_for_write_key
 from segments.rules import Consent
 from segments.selectors import targeting_matches
 
@@ -42,10 +43,16 @@ def _schedule_recorder() -> None:
     current_app.tasks[RECORD_TASK].apply_async(countdown=1)
 
 
+class WriteKeyRefused(Exception):
+    """The write key authenticates no active source."""
+
+
 def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", context: dict | None = None,
-           now: datetime | None = None) -> Decision | None:
+           now: datetime | None = None, write_key: str | None = None) -> Decision | None:
     """The decision for one person (by user id, else anonymous id) in one placement; None for an unknown
-    placement. Content that is shown (a variant, control, the holdout's default) is queued as an exposure."""
+    placement. Content that is shown (a variant, control, the holdout's default) is queued as an exposure.
+    With `write_key` (the decision API), raises WriteKeyRefused before anything is decided unless it authenticates
+    an active source: checked in the statement that reads the person, which saves the API a round trip."""
     now = now or timezone.now()
     # The id the request sent: what a first visit is allocated by, and what finds its exposures later.
     subject = f"user_id:{user_id}" if user_id else f"anonymous_id:{anonymous_id}"
@@ -53,9 +60,13 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     live = snapshot(version=version)
     placement = live.placements.get(placement_key)
     if placement is None:
+        if write_key is not None and source_id_for_write_key(write_key=write_key) is None:
+            raise WriteKeyRefused
         return None
-    profile_id, seen = person_seen(user_id=user_id, anonymous_id=anonymous_id, subject=subject, now=now,
-                                   pending=pending)
+    authenticated, profile_id, seen = person_seen(user_id=user_id, anonymous_id=anonymous_id, subject=subject,
+                                                  now=now, pending=pending, write_key=write_key or "")
+    if write_key is not None and not authenticated:
+        raise WriteKeyRefused
 
     def shown(campaign: LiveCampaign | None, variant: str, content: dict, reason: str) -> Decision:
         decision_id = new_decision_id()

@@ -84,6 +84,20 @@ def test_unknown_placement_and_bad_requests(decide, banner):
     assert decide({"userId": ["x"], "placement": "homepage_banner"}).json()["field"] == "userId"
 
 
+def test_a_key_that_authenticates_no_active_source_gets_nothing_decided_nor_shown(call, decide, banner, ann, source):
+    active(call)
+    assert decide({"userId": "ann", "placement": "sidebar"}, write_key="wrong").status_code == 401  # not a 404
+    source.is_active = False
+    source.save()
+    refused = decide({"userId": "ann", "placement": "homepage_banner"})
+    assert refused.status_code == 401 and refused.json()["code"] == "invalid_write_key"
+    assert not exposures_record_queued() and not Exposure.objects.exists()
+    source.is_active = True
+    source.save()
+    assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["reason"] == "matched"
+    assert exposures_record_queued() == 1
+
+
 def test_no_campaign_gives_the_placements_default(decide, banner, ann):
     body = decide({"userId": "ann", "placement": "homepage_banner"}).json()
     assert body == {"decision_id": None, "placement": "homepage_banner", "campaign": None, "variant": None,
