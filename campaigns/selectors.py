@@ -15,12 +15,11 @@ from django.db.models import Count, QuerySet
 
 from campaigns import rules, stats
 from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings, TriggeredSend
-from campaigns.services.exposures import ExposureRecord, exposures_pending, pending_key, redis
+from campaigns.services.exposures import ExposureRecord, pending_key, redis
 from campaigns.stats import Arm
 from consent.selectors import consent_allowed_sql
-from profiles.common.prepared import fetch_prepared
 from profiles.models import Identifier, Profile
-from profiles.selectors import WRITE_KEY_SOURCE_SQL, identifier_normalise
+from profiles.selectors import LIVE_PROFILE_BY_IDENTIFIER_SQL, WRITE_KEY_SOURCE_SQL, identifier_normalise
 from segments.models import SegmentMembership
 from segments.selectors import segment_ids_by_key
 
@@ -238,30 +237,39 @@ def people_seen(*, profile_ids: list[int], now: datetime) -> dict[int, Seen]:
     return {profile_id: _seen_from(rows.get(profile_id, [])) for profile_id in profile_ids}
 
 
-def person_seen(*, user_id: str, anonymous_id: str, subject: str, now: datetime,
-                pending: list[ExposureRecord] | None = None, write_key: str = "") -> tuple[bool, int | None, Seen]:
-    """Whether `write_key` authenticates an active source, the person's live profile id (by the id sent) and their
-    exposures so far, recorded and pending (`pending`, when the caller has read them: shared_reads), in one
-    prepared statement. Recorded exposures are found by profile and by the id
-    the request sent (which finds a first visit's). Lifetime caps need every exposure, so the statement
-    aggregates: per campaign and channel, the first variant, the times within the longest window, and how many
-    there are in all."""
-    kind, value = ("user_id", user_id) if user_id else ("anonymous_id", anonymous_id)
-    rows = fetch_prepared(
-        "WITH who AS (SELECT i.profile_id FROM profiles_identifier i JOIN profiles_profile p ON p.id = i.profile_id "
-        "AND p.merged_into_id IS NULL WHERE i.type = %s AND i.value = %s LIMIT 1) "
+def person_seen_statement(*, user_id: str, anonymous_id: str, subject: str, now: datetime,
+                          write_key: str = "") -> tuple[str, list]:
+    """The statement that reads, for a decision: whether `write_key` authenticates an active source, the person's
+    live profile id (by the id sent) and their recorded exposures, found by profile and by the id the request sent
+    (which finds a first visit's). Lifetime caps need every exposure, so it aggregates: per campaign and channel,
+    the first variant, the times within the longest window, and how many there are in all. Read by person_seen_read.
+    """
+    kind, value = identifier_sent(user_id=user_id, anonymous_id=anonymous_id)
+    return (
+        f"WITH who AS ({LIVE_PROFILE_BY_IDENTIFIER_SQL}) "
         f"SELECT ({WRITE_KEY_SOURCE_SQL}) IS NOT NULL, "
         "(SELECT profile_id FROM who), e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
         "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(e.id), min(e.shown_at) "
         f"FROM (SELECT 1) one LEFT JOIN {Exposure._meta.db_table} e ON e.profile_id = (SELECT profile_id FROM who) "
         "OR e.subject = %s GROUP BY e.campaign_id, e.channel",
-        [kind, identifier_normalise(kind, value), write_key, now - timedelta(weeks=1), subject])
+        [kind, value, write_key, now - timedelta(weeks=1), subject])
+
+
+def identifier_sent(*, user_id: str, anonymous_id: str) -> tuple[str, str]:
+    """The identifier a decision request names the person by, normalised as identifiers are stored."""
+    kind, value = ("user_id", user_id) if user_id else ("anonymous_id", anonymous_id)
+    return kind, identifier_normalise(kind, value)
+
+
+def person_seen_read(rows: list[tuple], pending: list[ExposureRecord]) -> tuple[bool, int | None, Seen]:
+    """person_seen_statement's rows, with the person's exposures still queued (shared_reads): whether the key
+    authenticated, the profile id, and everything seen so far."""
     authenticated = bool(rows and rows[0][0])
     profile_id = rows[0][1] if rows else None
     seen = _seen_from([row[2:] for row in rows])
     # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
     # moment: caps err on the side of showing less.
-    for record in (exposures_pending(key=pending_key(subject)) if pending is None else pending):
+    for record in pending:
         shown = datetime.fromisoformat(record.shown_at)
         if record.campaign_id is not None:
             seen.first_variant.setdefault(record.campaign_id, record.variant)

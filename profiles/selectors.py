@@ -109,6 +109,10 @@ def profile_lookup(*, identifier_type: str, value: str) -> Profile | None:
     return profile_get(profile_id=row) if row is not None else None
 
 
+# The live profile holding identifier (type `%s`, normalised value `%s`), as a subquery of a caller's statement.
+LIVE_PROFILE_BY_IDENTIFIER_SQL = (
+    f"SELECT i.profile_id FROM {Identifier._meta.db_table} i JOIN {Profile._meta.db_table} p ON p.id = i.profile_id "
+    "AND p.merged_into_id IS NULL WHERE i.type = %s AND i.value = %s LIMIT 1")
 # The active source a write key `%s` authenticates: a statement of its own, or a scalar subquery of a caller's
 # (the decision API folds it into its first statement).
 WRITE_KEY_SOURCE_SQL = f"SELECT id FROM {Source._meta.db_table} WHERE write_key = %s AND is_active LIMIT 1"

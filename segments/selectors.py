@@ -3,6 +3,7 @@ reasons, the size history; destinations and their deliveries."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,6 +14,7 @@ from django.utils import timezone
 from consent.selectors import consent_allowed_sql
 from profiles.common.prepared import fetch_prepared
 from profiles.models import Profile
+from profiles.selectors import LIVE_PROFILE_BY_IDENTIFIER_SQL
 from segments import rules
 from segments.compiler import DEFERRED_CONTEXT, ContextValue, compile_members, compile_realtime
 from segments.models import Delivery, Destination, Segment, SegmentMembership, SegmentSize
@@ -146,28 +148,35 @@ def targeting_matches(*, nodes: dict[int, object], profile_id: int | None, conte
     now = now or timezone.now()
     person = profile_id if profile_id is not None else 0  # no profile has id 0: nothing of it is found
     segment_ids = segment_ids if segment_ids is not None else segment_ids_by_key()
-    # A node naming a segment deleted since it was saved cannot hold; the others are still decided.
-    nodes = {label: node for label, node in nodes.items() if rules.references(node) <= set(segment_ids)}
-    if not nodes:
-        return set()
     if reuse is None:
-        compiled = compile_realtime([(label, node, [person]) for label, node in nodes.items()], now=now,
+        kept = _decidable(nodes, segment_ids)
+        if not kept:
+            return set()
+        compiled = compile_realtime([(label, node, [person]) for label, node in kept.items()], now=now,
                                     segment_ids=segment_ids, consent_sql=consent_sql or _consent, context=context,
                                     visitors=profile_id is None)
         return {label for label, _ in fetch_prepared(compiled.sql, compiled.params)}
     # Compiled once a second for any person and context, then filled in: a clock a second old changes no
     # window that matters, and compiling costs more than the statement.
     second = now.replace(microsecond=0)
-    key = (reuse_key, profile_id is None, tuple((label, _identity(node)) for label, node in nodes.items()))
-    cached = reuse.get(key)
-    if cached is None or cached[0] != second:
-        compiled = compile_realtime([(label, node, [_ANYONE]) for label, node in nodes.items()], now=second,
-                                    segment_ids=segment_ids, consent_sql=consent_sql or _consent,
-                                    context=DEFERRED_CONTEXT, visitors=profile_id is None)
-        cached = reuse[key] = (second, compiled.sql, compiled.params)
-    _, sql, params = cached
-    filled = [_fill(param, person, context) for param in params]
-    return {label for label, _ in fetch_prepared(sql, filled)}
+    key = (reuse_key, profile_id is None, tuple((label, node if isinstance(node, rules.Consent) else id(node))
+                                                for label, node in nodes.items()))
+    statement = reuse.get(key)
+    if statement is None or statement.second != second:
+        statement = reuse[key] = _reusable(nodes, second, segment_ids, consent_sql, visitors=profile_id is None)
+    if statement.sql is None:
+        return set()
+    params = list(statement.params)
+    for at in statement.people:
+        params[at] = "{" + ",".join([str(person)] * (params[at].count(",") + 1)) + "}"
+    for at in statement.contexts:
+        params[at] = params[at].resolve(context)
+    return {label for label, _ in fetch_prepared(statement.sql, params)}
+
+
+def _decidable(nodes: dict, segment_ids: dict[str, int]) -> dict:
+    # A node naming a segment deleted since it was saved cannot hold; the others are still decided.
+    return {label: node for label, node in nodes.items() if rules.references(node) <= set(segment_ids)}
 
 
 # The person a reusable targeting statement is compiled for: no profile has this id, and the scope literals that
@@ -175,23 +184,85 @@ def targeting_matches(*, nodes: dict[int, object], profile_id: int | None, conte
 _ANYONE = -7_777_777_777
 
 
-def _identity(node) -> object:
-    """A node by value when it can be hashed (a consent condition made afresh for each decision), else by identity
-    (a campaign's parsed targeting, which lives as long as the cache it is reused from)."""
-    try:
-        hash(node)
-    except TypeError:
-        return id(node)
-    return node
+@dataclass(frozen=True)
+class _Reusable:
+    second: datetime
+    sql: str | None
+    params: tuple
+    people: tuple[int, ...]  # positions of the scope literals naming the person
+    contexts: tuple[int, ...]  # positions of the request's context values
+    # The same statement finding the person itself by an identifier (two parameters first, then `params` without
+    # the people's): it needs no earlier round trip for the person's id. Only for people with a profile.
+    by_identifier_sql: str | None = None
+    by_identifier_params: tuple = ()
+    by_identifier_contexts: tuple[int, ...] = ()
 
 
-def _fill(param, person: int, context: dict | None):
-    if isinstance(param, ContextValue):
-        return param.resolve(context)
-    if isinstance(param, str) and param.startswith("{") and param.endswith("}") and param != "{}" and all(
-            part == str(_ANYONE) for part in param[1:-1].split(",")):
-        return "{" + ",".join([str(person)] * (param.count(",") + 1)) + "}"
-    return param
+def _reusable(nodes: dict, second: datetime, segment_ids: dict[str, int], consent_sql, *, visitors: bool) -> _Reusable:
+    """The targeting statement of these nodes for anyone, with where the person and the context go. Nodes are
+    taken by identity (except consent conditions, made afresh for each decision): the caller keeps them, and the
+    cache, alive together."""
+    kept = _decidable(nodes, segment_ids)
+    if not kept:
+        return _Reusable(second, None, (), (), ())
+    compiled = compile_realtime([(label, node, [_ANYONE]) for label, node in kept.items()], now=second,
+                                segment_ids=segment_ids, consent_sql=consent_sql or _consent,
+                                context=DEFERRED_CONTEXT, visitors=visitors)
+    anyone = str(_ANYONE)
+    people = tuple(at for at, param in enumerate(compiled.params) if isinstance(param, str) and param.startswith("{")
+                   and param.endswith("}") and param != "{}" and all(p == anyone for p in param[1:-1].split(",")))
+    contexts = tuple(at for at, param in enumerate(compiled.params) if isinstance(param, ContextValue))
+    if visitors:
+        return _Reusable(second, compiled.sql, tuple(compiled.params), people, contexts)
+    # Each scope literal naming the person becomes an array of the person found in the statement (as many times
+    # as the literal names them); the others stay parameters.
+    pieces, params, at = [], [], 0
+    for token in re.finditer(r"%%|%s", compiled.sql):
+        if token.group() == "%s":
+            if at in people:
+                pieces.append((token.span(), "array_fill((SELECT profile_id FROM who), ARRAY[%d])"
+                               % (compiled.params[at].count(",") + 1)))
+            else:
+                params.append(compiled.params[at])
+            at += 1
+    text, last = [], 0
+    for (start, end), replacement in pieces:
+        text += [compiled.sql[last:start], replacement.replace("%", "%%")]
+        last = end
+    text.append(compiled.sql[last:])
+    rewritten = "".join(text)
+    assert rewritten.startswith("WITH "), "compile_realtime's statements open with their CTEs"
+    by_identifier = f"WITH who AS ({LIVE_PROFILE_BY_IDENTIFIER_SQL}), " + rewritten[len("WITH "):]
+    kept = tuple(params)
+    return _Reusable(second, compiled.sql, tuple(compiled.params), people, contexts, by_identifier, kept,
+                     tuple(at for at, param in enumerate(kept) if isinstance(param, ContextValue)))
+
+
+def targeting_statement(*, nodes: dict[int, object], identifier: tuple[str, str], context: dict | None,
+                        now: datetime, segment_ids: dict[str, int], consent_sql, reuse: dict,
+                        reuse_key: object) -> tuple[str, list] | None:
+    """targeting_matches' statement for the live profile holding `identifier` (type, normalised value), found by
+    the statement itself, so that it can be sent together with the caller's own reads of the person; None when no
+    node can hold. Its rows are read by targeting_held. No rows for someone without a profile: a first visit is
+    decided by targeting_matches(profile_id=None)."""
+    if not nodes:
+        return None
+    second = now.replace(microsecond=0)
+    key = (reuse_key, False, tuple((label, node if isinstance(node, rules.Consent) else id(node))
+                                   for label, node in nodes.items()))
+    statement = reuse.get(key)
+    if statement is None or statement.second != second:
+        statement = reuse[key] = _reusable(nodes, second, segment_ids, consent_sql, visitors=False)
+    if statement.sql is None:
+        return None
+    params = [*identifier, *statement.by_identifier_params]
+    for at in statement.by_identifier_contexts:
+        params[2 + at] = params[2 + at].resolve(context)
+    return statement.by_identifier_sql, params
+
+
+def targeting_held(rows: list[tuple]) -> set[int]:
+    return {label for label, _ in rows}
 
 
 def targeting_matches_many(*, nodes: dict[int, object], profile_ids: list[int], now: datetime | None = None,

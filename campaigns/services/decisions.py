@@ -2,9 +2,10 @@
 targeting, consent, exclusivity and frequency caps, arbitration by priority, then a sticky allocation to control
 or a variant; the exposure is queued, not written, on the way out.
 
-The cost is fixed whatever the number of campaigns: two prepared statements (the person's profile id with their
-exposures; the targeting of every running campaign with the person's consent to each purpose they need) and two
-Redis round trips (the campaigns' version with the person's pending exposures; queueing this one).
+The cost is fixed whatever the number of campaigns: two prepared statements sent together in one round trip (the
+person's profile id with their exposures; the targeting of every running campaign with the person's consent to
+each purpose they need), a second for a first visit's targeting, and two Redis round trips (the campaigns'
+version with the person's pending exposures; queueing this one).
 """
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from django.utils import timezone
 
 from campaigns import rules
 from campaigns.models import Campaign
-from campaigns.selectors import LiveCampaign, person_seen, shared_reads, snapshot, variant_stats
+from campaigns.selectors import (LiveCampaign, identifier_sent, person_seen_read, person_seen_statement,
+                                 shared_reads, snapshot, variant_stats)
 from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
 from consent.selectors import visitor_allowed
+from profiles.common.prepared import fetch_prepared, fetch_prepared_many
 from profiles.selectors import source_id_for_write_key
 from segments.rules import Consent
-from segments.selectors import targeting_matches
+from segments.selectors import targeting_held, targeting_matches, targeting_statement
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,23 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
         if write_key is not None and source_id_for_write_key(write_key=write_key) is None:
             raise WriteKeyRefused
         return None
-    authenticated, profile_id, seen = person_seen(user_id=user_id, anonymous_id=anonymous_id, subject=subject,
-                                                  now=now, pending=pending, write_key=write_key or "")
+    in_holdout = bool(live.holdout_share) and rules.bucket("holdout", subject) < live.holdout_share
+    running = [] if in_holdout else [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
+    purposes = sorted({c.purpose for c in running})
+    # Targeting and consent to each purpose the campaigns need (labelled below zero; campaigns by their positive
+    # ids) are one statement, sent with the one that reads the person: one round trip for someone with a profile.
+    targeting = {c.id: c.targeting for c in running if c.targeting is not None}
+    nodes = {**targeting, **{-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)}}
+    statements = [person_seen_statement(user_id=user_id, anonymous_id=anonymous_id, subject=subject, now=now,
+                                        write_key=write_key or "")]
+    if running:
+        statement = targeting_statement(
+            nodes=nodes, identifier=identifier_sent(user_id=user_id, anonymous_id=anonymous_id), context=context,
+            now=now, segment_ids=live.segment_ids, consent_sql=live.consent_sql, reuse=live.targeting_statements,
+            reuse_key=placement.id)
+        statements += [statement] if statement is not None else []
+    rows = fetch_prepared_many(statements) if len(statements) > 1 else [fetch_prepared(*statements[0])]
+    authenticated, profile_id, seen = person_seen_read(rows[0], pending)
     if write_key is not None and not authenticated:
         raise WriteKeyRefused
 
@@ -79,20 +97,17 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     def nothing(reason: str) -> Decision:
         return Decision(None, placement.key, None, None, placement.default_content, reason)
 
-    if live.holdout_share and rules.bucket("holdout", subject) < live.holdout_share:
+    if in_holdout:
         return shown(None, "holdout", placement.default_content, "global_holdout")
-    running = [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
     if not running:
         return nothing("no_eligible_campaign")
-    purposes = sorted({c.purpose for c in running})
-    # Targeting and, for a known person, consent to each purpose the campaigns need: one statement. Consent
-    # conditions are labelled below zero, campaigns by their (positive) ids.
-    nodes = {c.id: c.targeting for c in running if c.targeting is not None}
     if profile_id is not None:
-        nodes.update({-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)})
-    held = targeting_matches(nodes=nodes, profile_id=profile_id, context=context, now=now,
-                             segment_ids=live.segment_ids, consent_sql=live.consent_sql,
-                             reuse=live.targeting_statements, reuse_key=placement.id)
+        held = targeting_held(rows[1]) if len(rows) > 1 else set()
+    else:
+        # A first visit: the context alone, in a statement of its own (they are few); consent from the request.
+        held = targeting_matches(nodes=targeting, profile_id=None, context=context, now=now,
+                                 segment_ids=live.segment_ids, consent_sql=live.consent_sql,
+                                 reuse=live.targeting_statements, reuse_key=placement.id)
     eligible = [c for c in running if c.targeting is None or c.id in held]
     if not eligible:
         return nothing("no_eligible_campaign")

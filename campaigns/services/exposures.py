@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -84,7 +84,7 @@ def exposure_queue(*, record: ExposureRecord, schedule) -> None:
     global _queue_script
     client = redis()
     if client is not None:
-        payload = orjson.dumps(asdict(record))
+        payload = orjson.dumps(record)  # orjson writes a dataclass as its fields, natively
         try:
             if _queue_script is None:
                 _queue_script = client.register_script(_QUEUE_SCRIPT)
@@ -115,7 +115,7 @@ def exposures_write(records: list[ExposureRecord]) -> int:
             "WHERE EXISTS (SELECT 1 FROM campaigns_placement pl WHERE pl.id = x.placement_id) "
             "AND (x.campaign_id IS NULL OR EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = x.campaign_id)) "
             "ON CONFLICT (decision_id) DO NOTHING",
-            [orjson.dumps([asdict(r) for r in records]).decode()])
+            [orjson.dumps(records).decode()])
         return cursor.rowcount
 
 

@@ -370,8 +370,9 @@ def test_a_targeting_statement_reused_for_other_people_and_contexts_decides_as_o
         post_collect, drain):
     """Decisions compile a placement's targeting once a second and fill in the person and the context: for every
     person (and a first visit) and context, the result is the one a statement compiled for them gives."""
+    from profiles.common.prepared import fetch_prepared
     from segments.rules import Consent, parse
-    from segments.selectors import targeting_matches
+    from segments.selectors import segment_ids_by_key, targeting_held, targeting_matches, targeting_statement
 
     people = {}
     for n, (plan, views, path_pref) in enumerate([("pro", 3, True), ("free", 0, False), ("pro", 0, False),
@@ -394,11 +395,25 @@ def test_a_targeting_statement_reused_for_other_people_and_contexts_decides_as_o
     contexts = [None, {}, {"page": {"path": "/shoes/red"}}, {"page": {"path": "/hats"}, "campaign": {"source": "ads"}},
                 {"page": "not an object"}, {"campaign": {"source": "mail"}}]
     reuse = {}
+    now = timezone.now()
+    segment_ids = segment_ids_by_key()
+
+    def by_identifier(user_id, context):
+        sql, params = targeting_statement(nodes=nodes, identifier=("user_id", user_id), context=context, now=now,
+                                          segment_ids=segment_ids, consent_sql=None, reuse=reuse, reuse_key=7)
+        return targeting_held(fetch_prepared(sql, params))
+
     for person in [*people.values(), None]:
         for context in contexts:
-            fresh = targeting_matches(nodes=nodes, profile_id=person, context=context)
-            reused = targeting_matches(nodes=nodes, profile_id=person, context=context, reuse=reuse, reuse_key=7)
+            fresh = targeting_matches(nodes=nodes, profile_id=person, context=context, now=now)
+            reused = targeting_matches(nodes=nodes, profile_id=person, context=context, reuse=reuse, reuse_key=7,
+                                       now=now)
             assert reused == fresh, (person, context)
+            if person is not None:
+                # The statement that finds the person itself, sent beside the read of their exposures.
+                user_id = Identifier.objects.get(profile_id=person, type="user_id").value
+                assert by_identifier(user_id, context) == fresh, (person, context)
+    assert by_identifier("nobody", {"page": {"path": "/shoes"}}) == set()
     # One compiled statement for people with a profile and one for first visits, not one per call.
     assert len(reuse) == 2
     # And the cases differ, so the comparison above could fail.
