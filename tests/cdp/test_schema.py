@@ -20,7 +20,7 @@ from tests.factories import ApiTokenFactory, UserFactory
 ADMIN_KEY = "cdp_schema_admin_key"
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, positive_data_acceptance]
 # SCHEMA_FUZZ_EXAMPLES raises it for a longer hunt.
-EXAMPLES_PER_OPERATION = int(os.environ.get("SCHEMA_FUZZ_EXAMPLES", "25"))
+EXAMPLES_PER_OPERATION = int(os.environ.get("SCHEMA_FUZZ_EXAMPLES", "15"))
 COLLECTION = {f"POST /v1/{kind}" for kind in ("identify", "track", "page", "screen", "group", "alias", "batch")}
 # Executing a request carries out an erasure or an export whose work depends on what earlier examples created
 # (ids come from sequences that other tests advance too); its contract is covered in tests/consent.

@@ -104,7 +104,11 @@ def cases(world):
 def test_every_privacy_form_refuses_bad_input_without_a_500_and_without_a_change(client, world, role):
     login(client, role)
     failures = []
-    for method, path, data in cases(world):
+    every = cases(world)
+    if role in ("marketer", "anonymous"):
+        # Refused before any field is read: each form once, with its first bad value, is enough.
+        every = list({(method, path): (method, path, data) for method, path, data in reversed(every)}.values())
+    for method, path, data in every:
         before = state()
         response = getattr(client, method)(path, data)
         status = response.status_code
