@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns.models import Campaign
 from consent.services.ledger import ConsentChoice, consent_record
 from consent.services.privacy import privacy_request_create
 from profiles.models import Identifier, Profile
@@ -103,6 +104,12 @@ def test_every_screen_is_offline_fits_a_phone_and_has_no_serious_accessibility_v
     page.click("text=Log out")
     log_in(page, live_server, "marketer", "marketer-demo")
     check_screen(page, base + reverse("privacy-queue"), "403", problems)
+    spring, reminder = (Campaign.objects.get(key=key).pk for key in ("spring-trails", "cart-reminder"))
+    for name, url in (("campaigns", reverse("campaign-list")), ("campaign report", reverse("campaign-report",
+                                                                                          args=[spring])),
+                      ("new campaign", reverse("campaign-new")),
+                      ("campaign editor", reverse("campaign-edit", args=[reminder]))):
+        check_screen(page, base + url, name, problems)
 
     assert problems == {}, json.dumps(problems, indent=1)
     assert refused == [] and errors == []
