@@ -237,22 +237,25 @@ def people_seen(*, profile_ids: list[int], now: datetime) -> dict[int, Seen]:
     return {profile_id: _seen_from(rows.get(profile_id, [])) for profile_id in profile_ids}
 
 
-def person_seen_statement(*, user_id: str, anonymous_id: str, subject: str, now: datetime,
-                          write_key: str = "") -> tuple[str, list]:
-    """The statement that reads, for a decision: whether `write_key` authenticates an active source, the person's
-    live profile id (by the id sent) and their recorded exposures, found by profile and by the id the request sent
-    (which finds a first visit's). Lifetime caps need every exposure, so it aggregates: per campaign and channel,
-    the first variant, the times within the longest window, and how many there are in all. Read by person_seen_read.
-    """
+def person_seen_statement(*, user_id: str, anonymous_id: str, subject: str, now: datetime, write_key: str = "",
+                          targeting: tuple[str, list] | None = None) -> tuple[str, list]:
+    """The one statement a decision reads PostgreSQL with: whether `write_key` authenticates an active source, the
+    person's live profile id (by the id sent), the labels of the `targeting` that hold for them (a subquery of
+    segments.selectors.targeting_statement, which reads the person from the CTE `who` defined here), and their
+    recorded exposures, found by profile and by the id the request sent (which finds a first visit's). Lifetime
+    caps need every exposure, so it aggregates: per campaign and channel, the first variant, the times within the
+    longest window, and how many there are in all. Read by person_seen_read."""
     kind, value = identifier_sent(user_id=user_id, anonymous_id=anonymous_id)
+    held_sql, held_params = ((f"(SELECT array_agg(t.label) FROM ({targeting[0]}) t(label, profile_id))", targeting[1])
+                             if targeting is not None else ("NULL::int[]", []))
     return (
         f"WITH who AS ({LIVE_PROFILE_BY_IDENTIFIER_SQL}) "
-        f"SELECT ({WRITE_KEY_SOURCE_SQL}) IS NOT NULL, "
-        "(SELECT profile_id FROM who), e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
+        f"SELECT ({WRITE_KEY_SOURCE_SQL}) IS NOT NULL, (SELECT profile_id FROM who), {held_sql}, "
+        "e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
         "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(e.id), min(e.shown_at) "
         f"FROM (SELECT 1) one LEFT JOIN {Exposure._meta.db_table} e ON e.profile_id = (SELECT profile_id FROM who) "
         "OR e.subject = %s GROUP BY e.campaign_id, e.channel",
-        [kind, value, write_key, now - timedelta(weeks=1), subject])
+        [kind, value, write_key, *held_params, now - timedelta(weeks=1), subject])
 
 
 def identifier_sent(*, user_id: str, anonymous_id: str) -> tuple[str, str]:
@@ -261,12 +264,18 @@ def identifier_sent(*, user_id: str, anonymous_id: str) -> tuple[str, str]:
     return kind, identifier_normalise(kind, value)
 
 
-def person_seen_read(rows: list[tuple], pending: list[ExposureRecord]) -> tuple[bool, int | None, Seen]:
-    """person_seen_statement's rows, with the person's exposures still queued (shared_reads): whether the key
-    authenticated, the profile id, and everything seen so far."""
-    authenticated = bool(rows and rows[0][0])
-    profile_id = rows[0][1] if rows else None
-    seen = _seen_from([row[2:] for row in rows])
+@dataclass(frozen=True)
+class PersonRead:
+    authenticated: bool  # whether the write key sent authenticates an active source
+    profile_id: int | None
+    held: set[int]  # the labels of the targeting that holds for them
+    seen: Seen
+
+
+def person_seen_read(rows: list[tuple], pending: list[ExposureRecord]) -> PersonRead:
+    """person_seen_statement's rows, with the person's exposures still queued (shared_reads)."""
+    first = rows[0] if rows else (False, None, None)
+    seen = _seen_from([row[3:] for row in rows])
     # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
     # moment: caps err on the side of showing less.
     for record in pending:
@@ -275,7 +284,7 @@ def person_seen_read(rows: list[tuple], pending: list[ExposureRecord]) -> tuple[
             seen.first_variant.setdefault(record.campaign_id, record.variant)
             seen.campaign_times.setdefault(record.campaign_id, []).append(shown)
         seen.channel_times.setdefault(record.channel, []).append(shown)
-    return authenticated, profile_id, seen
+    return PersonRead(bool(first[0]), first[1], set(first[2] or ()), seen)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from django.utils import timezone
 from consent.selectors import consent_allowed_sql
 from profiles.common.prepared import fetch_prepared
 from profiles.models import Profile
-from profiles.selectors import LIVE_PROFILE_BY_IDENTIFIER_SQL
 from segments import rules
 from segments.compiler import DEFERRED_CONTEXT, ContextValue, compile_members, compile_realtime
 from segments.models import Delivery, Destination, Segment, SegmentMembership, SegmentSize
@@ -191,11 +190,12 @@ class _Reusable:
     params: tuple
     people: tuple[int, ...]  # positions of the scope literals naming the person
     contexts: tuple[int, ...]  # positions of the request's context values
-    # The same statement finding the person itself by an identifier (two parameters first, then `params` without
-    # the people's): it needs no earlier round trip for the person's id. Only for people with a profile.
-    by_identifier_sql: str | None = None
-    by_identifier_params: tuple = ()
-    by_identifier_contexts: tuple[int, ...] = ()
+    # The same statement reading the person from a CTE `who` (profile_id) of the statement it is put into, so the
+    # caller finds them and reads everything else of theirs in that one statement; `params` without the people's.
+    # Only for people with a profile.
+    of_who_sql: str | None = None
+    of_who_params: tuple = ()
+    of_who_contexts: tuple[int, ...] = ()
 
 
 def _reusable(nodes: dict, second: datetime, segment_ids: dict[str, int], consent_sql, *, visitors: bool) -> _Reusable:
@@ -230,21 +230,18 @@ def _reusable(nodes: dict, second: datetime, segment_ids: dict[str, int], consen
         text += [compiled.sql[last:start], replacement.replace("%", "%%")]
         last = end
     text.append(compiled.sql[last:])
-    rewritten = "".join(text)
-    assert rewritten.startswith("WITH "), "compile_realtime's statements open with their CTEs"
-    by_identifier = f"WITH who AS ({LIVE_PROFILE_BY_IDENTIFIER_SQL}), " + rewritten[len("WITH "):]
     kept = tuple(params)
-    return _Reusable(second, compiled.sql, tuple(compiled.params), people, contexts, by_identifier, kept,
+    return _Reusable(second, compiled.sql, tuple(compiled.params), people, contexts, "".join(text), kept,
                      tuple(at for at, param in enumerate(kept) if isinstance(param, ContextValue)))
 
 
-def targeting_statement(*, nodes: dict[int, object], identifier: tuple[str, str], context: dict | None,
-                        now: datetime, segment_ids: dict[str, int], consent_sql, reuse: dict,
-                        reuse_key: object) -> tuple[str, list] | None:
-    """targeting_matches' statement for the live profile holding `identifier` (type, normalised value), found by
-    the statement itself, so that it can be sent together with the caller's own reads of the person; None when no
-    node can hold. Its rows are read by targeting_held. No rows for someone without a profile: a first visit is
-    decided by targeting_matches(profile_id=None)."""
+def targeting_statement(*, nodes: dict[int, object], context: dict | None, now: datetime,
+                        segment_ids: dict[str, int], consent_sql, reuse: dict, reuse_key: object
+                        ) -> tuple[str, list] | None:
+    """targeting_matches' statement, as a subquery for the caller's own statement, which finds the person in a
+    CTE named `who` (one row of their live profile_id, or none): rows of (label, profile id) for the nodes that
+    hold. A decision so reads the person, their exposures and their targeting in one statement. None when no
+    node can hold; no rows when `who` is empty (a first visit is decided by targeting_matches(profile_id=None))."""
     if not nodes:
         return None
     second = now.replace(microsecond=0)
@@ -255,14 +252,10 @@ def targeting_statement(*, nodes: dict[int, object], identifier: tuple[str, str]
         statement = reuse[key] = _reusable(nodes, second, segment_ids, consent_sql, visitors=False)
     if statement.sql is None:
         return None
-    params = [*identifier, *statement.by_identifier_params]
-    for at in statement.by_identifier_contexts:
-        params[2 + at] = params[2 + at].resolve(context)
-    return statement.by_identifier_sql, params
-
-
-def targeting_held(rows: list[tuple]) -> set[int]:
-    return {label for label, _ in rows}
+    params = list(statement.of_who_params)
+    for at in statement.of_who_contexts:
+        params[at] = params[at].resolve(context)
+    return statement.of_who_sql, params
 
 
 def targeting_matches_many(*, nodes: dict[int, object], profile_ids: list[int], now: datetime | None = None,

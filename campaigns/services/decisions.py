@@ -2,10 +2,10 @@
 targeting, consent, exclusivity and frequency caps, arbitration by priority, then a sticky allocation to control
 or a variant; the exposure is queued, not written, on the way out.
 
-The cost is fixed whatever the number of campaigns: two prepared statements sent together in one round trip (the
-person's profile id with their exposures; the targeting of every running campaign with the person's consent to
-each purpose they need), a second for a first visit's targeting, and two Redis round trips (the campaigns'
-version with the person's pending exposures; queueing this one).
+The cost is fixed whatever the number of campaigns: one prepared statement (the write key, the person's profile
+id, the targeting of every running campaign with the person's consent to each purpose they need, and their
+exposures), a second for a first visit's targeting, and two Redis round trips (the campaigns' version with the
+person's pending exposures; queueing this one).
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from campaigns.selectors import (LiveCampaign, identifier_sent, person_seen_read
                                  shared_reads, snapshot, variant_stats)
 from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
 from consent.selectors import visitor_allowed
-from profiles.common.prepared import fetch_prepared, fetch_prepared_many
+from profiles.common.prepared import fetch_prepared
 from profiles.selectors import source_id_for_write_key
 from segments.rules import Consent
-from segments.selectors import targeting_held, targeting_matches, targeting_statement
+from segments.selectors import targeting_matches, targeting_statement
 
 
 @dataclass(frozen=True)
@@ -70,21 +70,18 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     running = [] if in_holdout else [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
     purposes = sorted({c.purpose for c in running})
     # Targeting and consent to each purpose the campaigns need (labelled below zero; campaigns by their positive
-    # ids) are one statement, sent with the one that reads the person: one round trip for someone with a profile.
+    # ids) are a subquery of the statement that reads the person: one round trip for someone with a profile.
     targeting = {c.id: c.targeting for c in running if c.targeting is not None}
     nodes = {**targeting, **{-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)}}
-    statements = [person_seen_statement(user_id=user_id, anonymous_id=anonymous_id, subject=subject, now=now,
-                                        write_key=write_key or "")]
-    if running:
-        statement = targeting_statement(
-            nodes=nodes, identifier=identifier_sent(user_id=user_id, anonymous_id=anonymous_id), context=context,
-            now=now, segment_ids=live.segment_ids, consent_sql=live.consent_sql, reuse=live.targeting_statements,
-            reuse_key=placement.id)
-        statements += [statement] if statement is not None else []
-    rows = fetch_prepared_many(statements) if len(statements) > 1 else [fetch_prepared(*statements[0])]
-    authenticated, profile_id, seen = person_seen_read(rows[0], pending)
-    if write_key is not None and not authenticated:
+    statement = targeting_statement(
+        nodes=nodes, context=context, now=now, segment_ids=live.segment_ids, consent_sql=live.consent_sql,
+        reuse=live.targeting_statements, reuse_key=placement.id) if running else None
+    person = person_seen_read(fetch_prepared(*person_seen_statement(
+        user_id=user_id, anonymous_id=anonymous_id, subject=subject, now=now, write_key=write_key or "",
+        targeting=statement)), pending)
+    if write_key is not None and not person.authenticated:
         raise WriteKeyRefused
+    profile_id, seen = person.profile_id, person.seen
 
     def shown(campaign: LiveCampaign | None, variant: str, content: dict, reason: str) -> Decision:
         decision_id = new_decision_id()
@@ -101,9 +98,8 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
         return shown(None, "holdout", placement.default_content, "global_holdout")
     if not running:
         return nothing("no_eligible_campaign")
-    if profile_id is not None:
-        held = targeting_held(rows[1]) if len(rows) > 1 else set()
-    else:
+    held = person.held
+    if profile_id is None:
         # A first visit: the context alone, in a statement of its own (they are few); consent from the request.
         held = targeting_matches(nodes=targeting, profile_id=None, context=context, now=now,
                                  segment_ids=live.segment_ids, consent_sql=live.consent_sql,

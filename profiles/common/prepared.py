@@ -25,25 +25,3 @@ def fetch_prepared(sql: str, params: list) -> list[tuple]:
     if connection.queries_logged:
         connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return rows
-
-
-def fetch_prepared_many(statements: list[tuple[str, list]]) -> list[list[tuple]]:
-    """The rows of several statements sent together, each prepared, in one round trip (psycopg's pipeline mode):
-    for statements that do not depend on each other's results."""
-    connection.ensure_connection()
-    started = time.monotonic()
-    raw = connection.connection
-    with connection.wrap_database_errors:
-        cursors = [psycopg.Cursor(raw) for _ in statements]
-        try:
-            with raw.pipeline():
-                for cursor, (sql, params) in zip(cursors, statements):
-                    cursor.execute(sql, params, prepare=True)
-            results = [cursor.fetchall() for cursor in cursors]
-        finally:
-            for cursor in cursors:
-                cursor.close()
-    if connection.queries_logged:
-        elapsed = f"{time.monotonic() - started:.3f}"
-        connection.queries_log.extend({"sql": sql, "time": elapsed} for sql, _ in statements)
-    return results

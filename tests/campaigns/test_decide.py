@@ -265,8 +265,8 @@ def test_a_decision_costs_the_same_queries_for_two_campaigns_or_twelve(call, dec
     for n in range(2, 12):
         active(call, key=f"c{n}", caps=[{"count": 5, "per": "day"}],
                targeting={"any": [{"trait": "plan", "op": "eq", "value": "pro"}, {"event": "Order Completed"}]})
-    # The person with their exposures; the targeting of every campaign with the person's consent.
-    assert queries() == with_two == 2
+    # One statement: the person, their exposures, the targeting of every campaign and the person's consent.
+    assert queries() == with_two == 1
 
 
 def test_a_goal_event_converts_the_latest_exposure_within_the_window_once(call, decide, banner, ann, post_collect,
@@ -372,7 +372,8 @@ def test_a_targeting_statement_reused_for_other_people_and_contexts_decides_as_o
     person (and a first visit) and context, the result is the one a statement compiled for them gives."""
     from profiles.common.prepared import fetch_prepared
     from segments.rules import Consent, parse
-    from segments.selectors import segment_ids_by_key, targeting_held, targeting_matches, targeting_statement
+    from profiles.selectors import LIVE_PROFILE_BY_IDENTIFIER_SQL
+    from segments.selectors import segment_ids_by_key, targeting_matches, targeting_statement
 
     people = {}
     for n, (plan, views, path_pref) in enumerate([("pro", 3, True), ("free", 0, False), ("pro", 0, False),
@@ -399,9 +400,11 @@ def test_a_targeting_statement_reused_for_other_people_and_contexts_decides_as_o
     segment_ids = segment_ids_by_key()
 
     def by_identifier(user_id, context):
-        sql, params = targeting_statement(nodes=nodes, identifier=("user_id", user_id), context=context, now=now,
-                                          segment_ids=segment_ids, consent_sql=None, reuse=reuse, reuse_key=7)
-        return targeting_held(fetch_prepared(sql, params))
+        sql, params = targeting_statement(nodes=nodes, context=context, now=now, segment_ids=segment_ids,
+                                          consent_sql=None, reuse=reuse, reuse_key=7)
+        # Put into a statement that finds the person itself, as the decision's read of the person does.
+        return {label for label, _ in fetch_prepared(
+            f"WITH who AS ({LIVE_PROFILE_BY_IDENTIFIER_SQL}) SELECT * FROM ({sql}) t", ["user_id", user_id, *params])}
 
     for person in [*people.values(), None]:
         for context in contexts:
