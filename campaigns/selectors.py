@@ -18,6 +18,7 @@ from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings, T
 from campaigns.services.exposures import ExposureRecord, pending_key, redis
 from campaigns.stats import Arm
 from consent.selectors import consent_allowed_sql
+from profiles.common.fast_redis import pipelined
 from profiles.models import Identifier, Profile
 from profiles.selectors import LIVE_PROFILE_BY_IDENTIFIER_SQL, WRITE_KEY_SOURCE_SQL, identifier_normalise
 from segments.models import SegmentMembership
@@ -130,8 +131,7 @@ def shared_reads(*, subject: str) -> tuple[object, list[ExposureRecord]]:
     if client is None:
         return _version_local(), []
     try:
-        version, found = client.pipeline(transaction=False).get(VERSION_KEY).zrange(pending_key(subject), 0, -1) \
-            .execute()
+        version, found = pipelined(client, [("GET", VERSION_KEY), ("ZRANGE", pending_key(subject), 0, -1)])
     except Exception as exc:  # noqa: BLE001 - a decision goes on without the shared cache
         logger.warning("campaign version and pending exposures unreadable (%s)", type(exc).__name__)
         current = getattr(_local, "snapshot", None)

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 
 from campaigns.models import Exposure
 from campaigns.services.conversions import conversions_for_recorded
+from profiles.common.fast_redis import Script
 from profiles.common.locks import EXPOSURE_RECORDER, session_try_lock
 
 logger = logging.getLogger(__name__)
@@ -68,27 +69,23 @@ def redis():
 
 # Queues an exposure in one round trip: onto the queue, into its person's pending set (with its expiry), and
 # whether the recorder needs a kick (at most one per second). Returns 1 when it does.
-_QUEUE_SCRIPT = """
+_QUEUE_SCRIPT = Script("""
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 if redis.call('SET', KEYS[3], 1, 'NX', 'EX', 1) then return 1 end
 return 0
-"""
-_queue_script = None
+""")
 
 
 def exposure_queue(*, record: ExposureRecord, schedule) -> None:
     """Queues one exposure (and counts it as pending for its person); `schedule` queues the recorder. When Redis
     is missing or fails, the exposure is written to PostgreSQL at once: a failure to queue must not lose it."""
-    global _queue_script
     client = redis()
     if client is not None:
         payload = orjson.dumps(record)  # orjson writes a dataclass as its fields, natively
         try:
-            if _queue_script is None:
-                _queue_script = client.register_script(_QUEUE_SCRIPT)
-            first = _queue_script(keys=[QUEUE, record.counted_as, _SCHEDULED], args=[
+            first = _QUEUE_SCRIPT(client, keys=[QUEUE, record.counted_as, _SCHEDULED], args=[
                 payload, datetime.fromisoformat(record.shown_at).timestamp(), PENDING_TTL_S])
         except Exception as exc:  # noqa: BLE001 - any failure of the queue falls back to the database
             logger.warning("exposure queue unavailable (%s): writing the exposure directly", type(exc).__name__)
