@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from campaigns import rules
 from campaigns.models import Campaign
-from campaigns.selectors import (LiveCampaign, identifier_sent, person_seen_read, person_seen_statement,
+from campaigns.selectors import (LiveCampaign, person_seen_read, person_seen_statement,
                                  shared_reads, snapshot, variant_stats)
 from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
 from consent.selectors import visitor_allowed
