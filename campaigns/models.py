@@ -107,6 +107,8 @@ class Exposure(models.Model):
             models.Index(fields=["profile", "shown_at"], name="exposure_by_profile"),
             models.Index(fields=["subject", "shown_at"], name="exposure_by_subject"),
             models.Index(fields=["campaign", "shown_at"], name="exposure_by_campaign"),
+            # What the pipeline probes for every id its events send: first visits' exposures, waiting for a profile.
+            models.Index(fields=["subject"], name="exposure_without_profile", condition=models.Q(profile=None)),
         ]
 
 

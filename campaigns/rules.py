@@ -18,7 +18,8 @@ CHANNEL_PURPOSES = {"web": "personalization", "push": "personalization", "email"
                     "sms": "marketing_sms"}
 VARIANT_KEY_MAX = 50
 # Names a variant cannot take: they are what a decision reports for people who got no variant.
-RESERVED_VARIANTS = {"control", "holdout"}
+HOLDOUT = "holdout"
+RESERVED_VARIANTS = {"control", HOLDOUT}
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,28 @@ def bucket(salt: str, subject: str) -> float:
     salt is the same, and different salts (campaigns) place people independently."""
     digest = hashlib.blake2b(f"{salt}\x00{subject}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2 ** 64
+
+
+def held_out(*, share: float, unit: str, earlier: bool | None) -> bool:
+    """Whether the person is in the global holdout: by the stable hash of their unit, unless they were held out
+    (or shown a campaign) before, which sticks while there is a holdout at all."""
+    if not share:
+        return False
+    if earlier is not None:
+        return earlier
+    return bucket(HOLDOUT, unit) < share
+
+
+def allocation_unit(*, user_id: str | None, anonymous_id: str | None = None, profile_id: int | None = None) -> str:
+    """What the global holdout and every allocation hash, the same for a decision and a triggered send: the
+    person's user id when one is known (sent, or held by their profile), else the anonymous id, else the profile.
+    A person whose unit changes (an anonymous visitor who logs in) keeps what they got first: stickiness comes
+    from their exposures, which follow them into their profile."""
+    if user_id:
+        return f"user_id:{user_id}"
+    if anonymous_id:
+        return f"anonymous_id:{anonymous_id}"
+    return f"profile:{profile_id}"
 
 
 def allocate(*, salt: str, subject: str, control_share: float, variants: tuple[Variant, ...]) -> str:

@@ -14,10 +14,12 @@ from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 
 from campaigns import rules, stats
+from campaigns.rules import HOLDOUT
 from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings, TriggeredSend
-from campaigns.services.exposures import ExposureRecord, pending_key, redis
+from campaigns.services.exposures import ExposureRecord, pending_key, redis, sequence_key
 from campaigns.stats import Arm
-from consent.selectors import consent_allowed_sql
+from consent.models import Purpose
+from consent.selectors import PurposeContextRule, consent_allowed_sql, purpose_context_rules
 from profiles.common.fast_redis import pipelined
 from profiles.models import Identifier, Profile
 from profiles.selectors import LIVE_PROFILE_BY_IDENTIFIER_SQL, WRITE_KEY_SOURCE_SQL, identifier_normalise
@@ -81,11 +83,19 @@ class Snapshot:
     _consent: dict = field(default_factory=dict)
     # Compiled targeting statements, reused while this snapshot lasts (segments.selectors.targeting_matches).
     targeting_statements: dict = field(default_factory=dict)
+    # Every consent purpose, with what reading a request's context for it needs.
+    purposes: dict[str, PurposeContextRule] = field(default_factory=dict)
+    # The ids of every active campaign, triggered ones included (what exclusivity looks at).
+    active_ids: frozenset[int] = frozenset()
 
     def consent_sql(self, purpose: str, alias: str) -> tuple[str, list]:
         key = (purpose, alias)
         if key not in self._consent:
-            self._consent[key] = consent_allowed_sql(purpose=purpose, profile_alias=alias)
+            try:
+                self._consent[key] = consent_allowed_sql(purpose=purpose, profile_alias=alias)
+            except Purpose.DoesNotExist:
+                # A purpose deleted since this snapshot loaded: nobody consents to it (failing closed).
+                self._consent[key] = ("FALSE", [])
         return self._consent[key]
 
 
@@ -123,20 +133,32 @@ def _version_local():
     return version
 
 
-def shared_reads(*, subject: str) -> tuple[object, list[ExposureRecord]]:
-    """What a decision reads from Redis, in one round trip: the campaigns' version and the person's exposures still
-    queued. Without Redis, the process's own version and nothing queued. When Redis does not answer, the version
-    this process last loaded (its campaigns as they were) and nothing queued: caps count what PostgreSQL holds."""
+@dataclass(frozen=True)
+class SharedReads:
+    version: object  # the campaigns' version
+    pending: list[ExposureRecord]  # the person's exposures still queued
+    # How many exposures have been queued under the first id sent (None: unread, no check on queueing).
+    sequence: str | None
+
+
+def shared_reads(*, subjects: list[str]) -> SharedReads:
+    """What a decision reads from Redis, in one round trip: the campaigns' version, the exposures still queued
+    under each id the request sent, and the first id's queueing sequence (exposures.exposure_queue checks it). Without
+    Redis, the process's own version and nothing queued. When Redis does not answer, the version this process last
+    loaded (its campaigns as they were) and nothing queued: caps count what PostgreSQL holds."""
     client = redis()
     if client is None:
-        return _version_local(), []
+        return SharedReads(_version_local(), [], None)
     try:
-        version, found = pipelined(client, [("GET", VERSION_KEY), ("ZRANGE", pending_key(subject), 0, -1)])
+        version, sequence, *found = pipelined(client, [
+            ("GET", VERSION_KEY), ("GET", sequence_key(subjects[0])),
+            *(("ZRANGE", pending_key(subject), 0, -1) for subject in subjects)])
     except Exception as exc:  # noqa: BLE001 - a decision goes on without the shared cache
         logger.warning("campaign version and pending exposures unreadable (%s)", type(exc).__name__)
         current = getattr(_local, "snapshot", None)
-        return (current.version if current is not None else None), []
-    return version, [ExposureRecord(**orjson.loads(payload)) for payload in found]
+        return SharedReads(current.version if current is not None else None, [], None)
+    pending = [ExposureRecord(**orjson.loads(payload)) for payload_set in found for payload in payload_set]
+    return SharedReads(version, pending, sequence.decode() if sequence is not None else "")
 
 
 def snapshot(*, version=_UNREAD) -> Snapshot:
@@ -165,7 +187,9 @@ def _load(version) -> Snapshot:
               .order_by("-priority", "created_at", "id"))
     segment_ids = segment_ids_by_key()
     triggers: dict[int, list[LiveTrigger]] = {}
+    active_ids = set()
     for campaign in active:
+        active_ids.add(campaign.id)
         try:
             targeting = rules.parse_targeting(campaign.targeting)
             variants = rules.parse_variants(campaign.variants)
@@ -189,17 +213,32 @@ def _load(version) -> Snapshot:
     holdout = settings_row.holdout_share if settings_row else 0.0
     channel_caps = rules.parse_channel_caps(settings_row.channel_caps) if settings_row else {}
     return Snapshot(version, placements, by_placement, holdout, channel_caps, segment_ids, triggers,
-                    time.monotonic())
+                    time.monotonic(), purposes=purpose_context_rules(), active_ids=frozenset(active_ids))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Seen:
     """A person's exposures so far, recorded and pending: per campaign its first variant and its times, per
-    channel its times (for caps over every campaign)."""
+    channel its times (for caps over every campaign), and whether they were held out of every campaign before
+    (True), shown a campaign's content or control (False), or neither (None)."""
 
     first_variant: dict[int, str]
     campaign_times: dict[int, list[datetime]]
     channel_times: dict[str, list[datetime]]
+    held_out: bool | None = None
+
+    def add(self, *, campaign_id: int | None, variant: str, channel: str, shown: datetime) -> None:
+        if campaign_id is not None:
+            self.first_variant.setdefault(campaign_id, variant)
+            self.campaign_times.setdefault(campaign_id, []).append(shown)
+        self.channel_times.setdefault(channel, []).append(shown)
+        self._assigned(campaign_id, variant)
+
+    def _assigned(self, campaign_id: int | None, variant: str) -> None:
+        if campaign_id is None and variant == HOLDOUT:
+            self.held_out = True
+        elif campaign_id is not None and self.held_out is None:
+            self.held_out = False
 
     def count(self, times: list[datetime], cap: rules.Cap, now: datetime) -> int:
         return len(times) if cap.window is None else sum(1 for t in times if t > now - cap.window)
@@ -207,9 +246,7 @@ class Seen:
 
 def _seen_from(rows) -> Seen:
     """Seen from rows of (campaign id, channel, first variant, times within a week, count, oldest time)."""
-    first_variant: dict[int, str] = {}
-    campaign_times: dict[int, list[datetime]] = {}
-    channel_times: dict[str, list[datetime]] = {}
+    seen = Seen({}, {}, {})
     for campaign_id, channel, variant, recent, total, oldest in rows:
         if not total:
             continue  # the outer row of someone never exposed
@@ -217,48 +254,81 @@ def _seen_from(rows) -> Seen:
         # Older than a week: only lifetime caps look at them, and only their number.
         times = recent + [oldest - timedelta(weeks=52)] * (total - len(recent))
         if campaign_id is not None:
-            first_variant[campaign_id] = variant
-            campaign_times.setdefault(campaign_id, []).extend(times)
-        channel_times.setdefault(channel, []).extend(times)
-    return Seen(first_variant, campaign_times, channel_times)
+            seen.first_variant[campaign_id] = variant
+            seen.campaign_times.setdefault(campaign_id, []).extend(times)
+        seen.channel_times.setdefault(channel, []).extend(times)
+        seen._assigned(campaign_id, variant)
+    return seen
 
 
-def people_seen(*, profile_ids: list[int], now: datetime) -> dict[int, Seen]:
-    """The recorded exposures of many people by profile, in one query (triggered actions decide in batches)."""
+def people_seen(*, profile_ids: list[int], now: datetime, claimed: list[int], channel_of: dict[int, str]
+                ) -> dict[int, Seen]:
+    """What many people have been shown, by profile, in one query (triggered actions decide in batches): their
+    recorded exposures, and the triggered sends other senders hold in flight and have not yet recorded (what
+    keeps two senders within one person's caps). The `claimed` sends (the caller's own, perhaps retries whose
+    exposure was recorded on their first try) are left out; `channel_of` gives each triggered campaign's channel."""
+    sends, exposures = TriggeredSend._meta.db_table, Exposure._meta.db_table
+    people = "{" + ",".join(str(int(p)) for p in set(profile_ids)) + "}"
+    own = "{" + ",".join(str(int(i)) for i in claimed) + "}"
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT e.profile_id, e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
-            "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(*), min(e.shown_at) "
-            f"FROM {Exposure._meta.db_table} e WHERE e.profile_id = ANY(%s::bigint[]) GROUP BY 1, 2, 3",
-            [now - timedelta(weeks=1), "{" + ",".join(str(int(p)) for p in set(profile_ids)) + "}"])
+            "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(*), min(e.shown_at), FALSE "
+            f"FROM {exposures} e WHERE e.profile_id = ANY(%s::bigint[]) AND NOT e.decision_id = ANY("
+            f"ARRAY(SELECT send_id FROM {sends} WHERE id = ANY(%s::bigint[]))) GROUP BY 1, 2, 3 "
+            "UNION ALL SELECT s.profile_id, s.campaign_id, NULL, s.variant, ARRAY[s.claimed_at], 1, s.claimed_at, TRUE "
+            f"FROM {sends} s WHERE s.status = 'sending' AND s.profile_id = ANY(%s::bigint[]) "
+            f"AND NOT s.id = ANY(%s::bigint[]) AND NOT EXISTS (SELECT 1 FROM {exposures} x "
+            "WHERE x.decision_id = s.send_id)",
+            [now - timedelta(weeks=1), people, own, people, own])
         rows: dict[int, list] = {}
-        for profile_id, *rest in cursor.fetchall():
-            rows.setdefault(profile_id, []).append(rest)
-    return {profile_id: _seen_from(rows.get(profile_id, [])) for profile_id in profile_ids}
+        in_flight: list[tuple] = []
+        for profile_id, *rest, flying in cursor.fetchall():
+            if flying:
+                in_flight.append((profile_id, *rest))
+            else:
+                rows.setdefault(profile_id, []).append(rest)
+    seen = {profile_id: _seen_from(rows.get(profile_id, [])) for profile_id in profile_ids}
+    for profile_id, campaign_id, _, variant, _, _, claimed_at in in_flight:
+        if profile_id in seen and campaign_id in channel_of:
+            seen[profile_id].add(campaign_id=campaign_id, variant=variant, channel=channel_of[campaign_id],
+                                 shown=claimed_at)
+    return seen
 
 
-def person_seen_statement(*, user_id: str, anonymous_id: str, subject: str, now: datetime, write_key: str = "",
-                          targeting: tuple[str, list] | None = None) -> tuple[str, list]:
+# The person a decision names: the live profile holding the user id sent, else the one holding the anonymous id
+# sent (a visitor logging in sends both before any event has linked them). One row, NULL for a first visit.
+_WHO_SQL = (f"SELECT coalesce(({LIVE_PROFILE_BY_IDENTIFIER_SQL}), ({LIVE_PROFILE_BY_IDENTIFIER_SQL})) AS profile_id")
+_FIRST_USER_ID_SQL = (f"SELECT i.value FROM {Identifier._meta.db_table} i WHERE i.profile_id = "
+                      "(SELECT profile_id FROM who) AND i.type = 'user_id' ORDER BY i.first_seen, i.id LIMIT 1")
+
+
+def person_seen_statement(*, user_id: str, anonymous_id: str, subjects: list[str], now: datetime,
+                          write_key: str = "", targeting: tuple[str, list] | None = None) -> tuple[str, list]:
     """The one statement a decision reads PostgreSQL with: whether `write_key` authenticates an active source, the
-    person's live profile id (by the id sent), the labels of the `targeting` that hold for them (a subquery of
+    person's live profile id (by the ids sent), the first user id their profile holds (when none was sent: what
+    they are allocated by), the labels of the `targeting` that hold for them (a subquery of
     segments.selectors.targeting_statement, which reads the person from the CTE `who` defined here), and their
-    recorded exposures, found by profile and by the id the request sent (which finds a first visit's). Lifetime
+    recorded exposures, found by profile and by the ids the request sent (which find a first visit's). Lifetime
     caps need every exposure, so it aggregates: per campaign and channel, the first variant, the times within the
     longest window, and how many there are in all. Read by person_seen_read."""
-    kind, value = identifier_sent(user_id=user_id, anonymous_id=anonymous_id)
     held_sql, held_params = ((f"(SELECT array_agg(t.label) FROM ({targeting[0]}) t(label, profile_id))", targeting[1])
                              if targeting is not None else ("NULL::int[]", []))
+    first = _identifier_sent(user_id=user_id, anonymous_id=anonymous_id)
+    # Without a user id, the second lookup repeats the first; it runs only when the first finds nobody.
+    second = ("anonymous_id", identifier_normalise("anonymous_id", anonymous_id)) if anonymous_id else first
+    user_sql = "NULL::text" if user_id else f"({_FIRST_USER_ID_SQL})"
     return (
-        f"WITH who AS ({LIVE_PROFILE_BY_IDENTIFIER_SQL}) "
-        f"SELECT ({WRITE_KEY_SOURCE_SQL}) IS NOT NULL, (SELECT profile_id FROM who), {held_sql}, "
+        f"WITH who AS ({_WHO_SQL}) "
+        f"SELECT ({WRITE_KEY_SOURCE_SQL}) IS NOT NULL, (SELECT profile_id FROM who), {user_sql}, {held_sql}, "
         "e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
         "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(e.id), min(e.shown_at) "
         f"FROM (SELECT 1) one LEFT JOIN {Exposure._meta.db_table} e ON e.profile_id = (SELECT profile_id FROM who) "
-        "OR e.subject = %s GROUP BY e.campaign_id, e.channel",
-        [kind, value, write_key, *held_params, now - timedelta(weeks=1), subject])
+        "OR e.subject = ANY(%s::text[]) GROUP BY e.campaign_id, e.channel",
+        [*first, *second, write_key, *held_params, now - timedelta(weeks=1), subjects])
 
 
-def identifier_sent(*, user_id: str, anonymous_id: str) -> tuple[str, str]:
+def _identifier_sent(*, user_id: str, anonymous_id: str) -> tuple[str, str]:
     """The identifier a decision request names the person by, normalised as identifiers are stored."""
     kind, value = ("user_id", user_id) if user_id else ("anonymous_id", anonymous_id)
     return kind, identifier_normalise(kind, value)
@@ -268,23 +338,21 @@ def identifier_sent(*, user_id: str, anonymous_id: str) -> tuple[str, str]:
 class PersonRead:
     authenticated: bool  # whether the write key sent authenticates an active source
     profile_id: int | None
+    profile_user_id: str | None  # the first user id their profile holds, when the request sent none
     held: set[int]  # the labels of the targeting that holds for them
     seen: Seen
 
 
 def person_seen_read(rows: list[tuple], pending: list[ExposureRecord]) -> PersonRead:
     """person_seen_statement's rows, with the person's exposures still queued (shared_reads)."""
-    first = rows[0] if rows else (False, None, None)
-    seen = _seen_from([row[3:] for row in rows])
+    first = rows[0] if rows else (False, None, None, None)
+    seen = _seen_from([row[4:] for row in rows])
     # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
     # moment: caps err on the side of showing less.
     for record in pending:
-        shown = datetime.fromisoformat(record.shown_at)
-        if record.campaign_id is not None:
-            seen.first_variant.setdefault(record.campaign_id, record.variant)
-            seen.campaign_times.setdefault(record.campaign_id, []).append(shown)
-        seen.channel_times.setdefault(record.channel, []).append(shown)
-    return PersonRead(bool(first[0]), first[1], set(first[2] or ()), seen)
+        seen.add(campaign_id=record.campaign_id, variant=record.variant, channel=record.channel,
+                 shown=datetime.fromisoformat(record.shown_at))
+    return PersonRead(bool(first[0]), first[1], first[2], set(first[3] or ()), seen)
 
 
 @dataclass(frozen=True)
@@ -300,6 +368,7 @@ class ClaimedSend:
     profile_id: int | None
     traits: dict
     user_id: str | None
+    anonymous_id: str | None
     email: str | None
     phone: str | None
     # Whether the person is still in the segment (an open membership, theirs or their survivor's).
@@ -315,7 +384,7 @@ def triggered_sends_claimed(*, send_ids: list[int]) -> list[ClaimedSend]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT s.id, s.send_id, s.campaign_id, s.segment_id, s.entered_at, s.attempts, s.variant, p.id, "
-            f"p.traits, {first('user_id')}, {first('email')}, {first('phone')}, "
+            f"p.traits, {first('user_id')}, {first('anonymous_id')}, {first('email')}, {first('phone')}, "
             f"EXISTS (SELECT 1 FROM {SegmentMembership._meta.db_table} m WHERE m.segment_id = s.segment_id "
             "AND m.profile_id = p.id AND m.exited_at IS NULL) "
             f"FROM {TriggeredSend._meta.db_table} s LEFT JOIN {profiles} t ON t.id = s.profile_id "
@@ -325,7 +394,7 @@ def triggered_sends_claimed(*, send_ids: list[int]) -> list[ClaimedSend]:
             ["{" + ",".join(str(int(i)) for i in send_ids) + "}"])
         # Django leaves jsonb as text on a raw cursor.
         return [ClaimedSend(*row[:8], orjson.loads(row[8]) if isinstance(row[8], str) else (row[8] or {}),
-                            *row[9:12], bool(row[12])) for row in cursor.fetchall()]
+                            *row[9:13], bool(row[13])) for row in cursor.fetchall()]
 
 
 def campaign_sends(*, campaign_id: int, limit: int = 20) -> tuple[dict[str, int], list[TriggeredSend]]:

@@ -3,7 +3,8 @@
 consent gate (suppression list) -> identity resolution, traits, counters and the privacy regime (consent's
 rule, registered at start-up) -> consent carried across merges -> consent signals of the messages ->
 rectifications completed -> memberships follow merges, realtime segments re-evaluated for the touched profiles
--> goal events attributed to campaigns' exposures (triggered actions arrive with their work).
+-> campaigns' exposures follow merges and logins, then goal events are attributed to them (triggered actions
+arrive with their work).
 All in one transaction.
 """
 import logging
@@ -11,7 +12,8 @@ import logging
 from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 
-from campaigns.services.conversions import GoalEvent, conversions_after_batch
+from campaigns.services.conversions import GoalEvent, conversions_after_batch, subjects_sent
+from campaigns.services.exposures import exposures_follow_people
 from consent.services.ledger import CollectedEvent, consent_apply_collected, consent_merge
 from consent.services.privacy import privacy_rectifications_processed
 from consent.services.suppression import suppressed_events
@@ -102,6 +104,9 @@ def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
         events=touched, created=outcome.created, traits=outcome.traits_changed,
         identifiers=outcome.identifiers_changed, consent=frozenset(entry.profile_id for entry in recorded),
         survivors=frozenset(survivor for _, survivor in outcome.merged)))
+    exposures_follow_people(merges=outcome.merged, sent={
+        subject: outcome.profile_of[e.id] for e in events if e.id in outcome.profile_of
+        for subject in subjects_sent(e.payload)})
     conversions_after_batch(events=[
         GoalEvent(e.id, outcome.profile_of[e.id], e.event, e.timestamp, e.payload)
         for e in events if e.type == "track" and e.id in outcome.profile_of])

@@ -150,6 +150,10 @@ SEGMENT_BATCH_SECONDS = env.int("SEGMENT_BATCH_SECONDS", default=3600)
 # (doubled after each one, capped at an hour): 8 tries span about an hour at the default.
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=8)
 DELIVERY_RETRY_BASE_SECONDS = env.int("DELIVERY_RETRY_BASE_SECONDS", default=30)
+# Webhooks (segments' and triggered campaigns') go to public addresses only: a destination on the loopback
+# interface, a private network or a link-local address (cloud metadata) is refused on save and on connect. On for
+# a receiver on your own machine or network (development, tests).
+DESTINATIONS_ALLOW_PRIVATE_NETWORKS = env.bool("DESTINATIONS_ALLOW_PRIVATE_NETWORKS", default=False)
 # Triggered campaigns keep quiet hours in the person's `timezone` trait, else in this IANA time zone.
 CAMPAIGNS_TIME_ZONE = env.str("CAMPAIGNS_TIME_ZONE", default="UTC")
 try:

@@ -164,24 +164,80 @@ def consent_granted(*, profile_ids: list[int], purpose: str) -> set[int]:
         return {pid for (pid,) in cursor.fetchall()}
 
 
-def visitor_allowed(*, purpose: str, context: dict | None) -> bool:
-    """Whether a visitor without a profile yet (a first visit) allows the purpose: what the request's context
-    says, read as the pipeline reads a collected message (Segment's categoryPreferences, a TCF string, GPC against
-    sale/sharing), else the default of the default regime (CONSENT_DEFAULT_REGIME). Raises Purpose.DoesNotExist
-    for an unknown purpose."""
-    row = Purpose.objects.only("key", "gdpr_default", "ccpa_default", "segment_categories", "tcf_purposes").get(
-        key=purpose)
+def consent_refused_sql(*, purpose: str, profile_alias: str = "p") -> tuple[str, list]:
+    """Whether the profile `profile_alias` has refused the purpose by an explicit choice, as a SQL condition with
+    its parameters (an unknown purpose is never refused). For what a regime's default does not forbid but a person
+    can object to: a triggered message handed to the sender it goes out through, say, needs the channel's
+    purpose granted and sale/sharing not refused."""
+    if not _SQL_ALIAS.fullmatch(profile_alias):
+        raise ValueError(f"not a plain SQL alias: {profile_alias!r}")
+    return (f"EXISTS (SELECT 1 FROM {ConsentState._meta.db_table} cr_{profile_alias} JOIN {Purpose._meta.db_table} "
+            f"crp_{profile_alias} ON crp_{profile_alias}.id = cr_{profile_alias}.purpose_id "
+            f"WHERE cr_{profile_alias}.profile_id = {profile_alias}.id AND crp_{profile_alias}.key = %s "
+            f"AND NOT cr_{profile_alias}.granted)"), [purpose]
+
+
+def consent_refused(*, profile_ids: list[int], purpose: str) -> set[int]:
+    """Of these profiles, those that refused the purpose by an explicit choice (consent_refused_sql). One query."""
+    if not profile_ids:
+        return set()
+    condition, params = consent_refused_sql(purpose=purpose, profile_alias="p")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT p.id FROM {Profile._meta.db_table} p WHERE p.id = ANY(%s::bigint[]) AND {condition}",
+                       ["{" + ",".join(str(int(pid)) for pid in profile_ids) + "}", *params])
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class PurposeContextRule:
+    """What reading a request's context for one purpose needs, loaded once and kept by callers that decide often
+    (campaigns' snapshot): the purpose's Segment categories, TCF purposes and regime defaults."""
+
+    key: str
+    gdpr_default: bool
+    ccpa_default: bool
+    segment_categories: tuple[str, ...]
+    tcf_purposes: tuple[int, ...]
+
+
+def _context_rules() -> QuerySet[Purpose]:
+    return Purpose.objects.only("key", "gdpr_default", "ccpa_default", "segment_categories", "tcf_purposes")
+
+
+def _context_rule(row: Purpose) -> PurposeContextRule:
+    return PurposeContextRule(row.key, row.gdpr_default, row.ccpa_default,
+                              tuple(str(c) for c in row.segment_categories or ()), tuple(row.tcf_purposes or ()))
+
+
+def purpose_context_rules() -> dict[str, PurposeContextRule]:
+    """Every purpose's context rule, by key, in one query."""
+    return {row.key: _context_rule(row) for row in _context_rules()}
+
+
+def context_choice(*, rule: PurposeContextRule, context: dict | None) -> bool | None:
+    """What a request's context says about the purpose, read as the pipeline reads a collected message
+    (Segment's categoryPreferences, a TCF string, GPC against sale/sharing); None when it says nothing. No query."""
     signals = message_signals({"context": context}) if isinstance(context, dict) else None
-    if signals is not None:
-        if purpose == SALE_SHARING and signals.gpc:
-            return False
-        if signals.tcf is not None and row.tcf_purposes:
-            return all(t in signals.tcf.purposes for t in row.tcf_purposes)
-        names = {row.key.lower(), *(str(c).lower() for c in row.segment_categories)}
-        said = [granted for name, granted in signals.categories.items() if name.lower() in names]
-        if said:
-            return all(said)
-    return row.gdpr_default if settings.CONSENT_DEFAULT_REGIME == "gdpr" else row.ccpa_default
+    if signals is None:
+        return None
+    if rule.key == SALE_SHARING and signals.gpc:
+        return False
+    if signals.tcf is not None and rule.tcf_purposes:
+        return all(t in signals.tcf.purposes for t in rule.tcf_purposes)
+    names = {rule.key.lower(), *(c.lower() for c in rule.segment_categories)}
+    said = [granted for name, granted in signals.categories.items() if name.lower() in names]
+    return all(said) if said else None
+
+
+def visitor_allowed(*, purpose: str | PurposeContextRule, context: dict | None) -> bool:
+    """Whether a visitor without a profile yet (a first visit) allows the purpose: what the request's context
+    says, else the default of the default regime (CONSENT_DEFAULT_REGIME). Given a purpose's key, reads its rule
+    (raises Purpose.DoesNotExist for an unknown purpose); given its rule, no query."""
+    rule = purpose if isinstance(purpose, PurposeContextRule) else _context_rule(_context_rules().get(key=purpose))
+    said = context_choice(rule=rule, context=context)
+    if said is not None:
+        return said
+    return rule.gdpr_default if settings.CONSENT_DEFAULT_REGIME == "gdpr" else rule.ccpa_default
 
 
 def personalization_allowed(*, profile_ids: list[int]) -> set[int]:

@@ -7,13 +7,14 @@ import uuid
 from django.db import models
 
 from profiles.models import Profile
+from segments.outbound import public_destination_url
 
 
 class Destination(models.Model):
     """A URL that receives signed segment.entered / segment.exited webhooks."""
 
     name = models.CharField(max_length=200)
-    url = models.URLField(max_length=2000)
+    url = models.URLField(max_length=2000, validators=[public_destination_url])
     # The HMAC key of the signature header; write-only through the API.
     secret = models.CharField(max_length=200)
     active = models.BooleanField(default=True)

@@ -23,6 +23,12 @@ SEED_MIGRATIONS = [("profiles", "0002_rules_and_roles"), ("profiles", "0007_pers
 
 
 @pytest.fixture(autouse=True)
+def _local_receivers(settings):
+    """The tests' webhook receivers listen on 127.0.0.1; tests of the refusal turn this off."""
+    settings.DESTINATIONS_ALLOW_PRIVATE_NETWORKS = True
+
+
+@pytest.fixture(autouse=True)
 def _seed_rows_for_transactional_tests(request):
     """A transactional test ends by emptying every table (Django's flush), seeded rows included, so a later
     one would run without roles or purposes. Each transactional test gets them back first."""
@@ -72,6 +78,7 @@ def subprocess_env(transactional_db):
     env["DATABASE_URL"] = f"postgres://{s['USER'] or 'postgres'}@{host}:{s['PORT'] or 5432}/{s['NAME']}"
     env["DEBUG"] = "false"
     env["SECRET_KEY"] = "test-only"
+    env["DESTINATIONS_ALLOW_PRIVATE_NETWORKS"] = "true"
     return env
 
 

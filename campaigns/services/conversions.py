@@ -47,7 +47,7 @@ def conversions_after_batch(*, events: list[GoalEvent]) -> int:
         params += [campaign_id, leaf.within, *condition.params]
     rows = orjson.dumps([{"id": e.event_id, "type": "track", "event": e.name, "profile_id": e.profile_id,
                           "payload": e.payload, "timestamp": e.timestamp.isoformat(),
-                          "subjects": _subjects(e.payload)} for e in candidates]).decode()
+                          "subjects": subjects_sent(e.payload)} for e in candidates]).decode()
     with connection.cursor() as cursor:
         cursor.execute(
             "WITH batch AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS b(id bigint, type text, event text, "
@@ -114,7 +114,7 @@ def conversions_for_recorded(*, decision_ids: list[str], campaign_ids: list[int]
         return cursor.rowcount
 
 
-def _subjects(payload: dict) -> list[str]:
+def subjects_sent(payload: dict) -> list[str]:
     """The ids a decision request may have sent for this person, as exposures keep them."""
     found = []
     for key, kind in (("userId", "user_id"), ("anonymousId", "anonymous_id")):

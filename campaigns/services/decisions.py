@@ -21,7 +21,7 @@ from campaigns.models import Campaign
 from campaigns.selectors import (LiveCampaign, person_seen_read, person_seen_statement,
                                  shared_reads, snapshot, variant_stats)
 from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
-from consent.selectors import visitor_allowed
+from consent.selectors import context_choice, visitor_allowed
 from profiles.common.prepared import fetch_prepared
 from profiles.selectors import source_id_for_write_key
 from segments.rules import Consent
@@ -50,25 +50,51 @@ class WriteKeyRefused(Exception):
     """The write key authenticates no active source."""
 
 
+class _Raced(Exception):
+    """Another decision for the same person queued an exposure after this one read their caps."""
+
+
+# A decision raced this often in a row is taken once more without the check (a person deciding in many tabs at
+# once may then exceed a cap by one).
+RACE_ATTEMPTS = 4
+
+
 def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", context: dict | None = None,
            now: datetime | None = None, write_key: str | None = None) -> Decision | None:
     """The decision for one person (by user id, else anonymous id) in one placement; None for an unknown
     placement. Content that is shown (a variant, control, the holdout's default) is queued as an exposure.
     With `write_key` (the decision API), raises WriteKeyRefused before anything is decided unless it authenticates
-    an active source: checked in the statement that reads the person, which saves the API a round trip."""
+    an active source: checked in the statement that reads the person, which saves the API a round trip.
+
+    Caps hold under concurrency: an exposure is queued only if no other was queued for the same id since this
+    decision read the person's exposures; otherwise the decision is taken again on fresh reads."""
     now = now or timezone.now()
-    # The id the request sent: what a first visit is allocated by, and what finds its exposures later.
-    subject = f"user_id:{user_id}" if user_id else f"anonymous_id:{anonymous_id}"
-    version, pending = shared_reads(subject=subject)
-    live = snapshot(version=version)
+    for attempt in range(1, RACE_ATTEMPTS + 1):
+        try:
+            return _decide_once(placement_key, user_id, anonymous_id, context, now, write_key,
+                                checked=attempt < RACE_ATTEMPTS)
+        except _Raced:
+            continue
+    raise AssertionError("unreachable: the last attempt does not check")
+
+
+def _decide_once(placement_key: str, user_id: str, anonymous_id: str, context: dict | None, now: datetime,
+                 write_key: str | None, checked: bool) -> Decision | None:
+    # The ids the request sent: what finds a first visit's exposures later (the first is what they are kept by).
+    subjects = [f"user_id:{user_id}"] if user_id else []
+    if anonymous_id:
+        subjects.append(f"anonymous_id:{anonymous_id}")
+    subject = subjects[0]
+    reads = shared_reads(subjects=subjects)
+    live = snapshot(version=reads.version)
     placement = live.placements.get(placement_key)
     if placement is None:
         if write_key is not None and source_id_for_write_key(write_key=write_key) is None:
             raise WriteKeyRefused
         return None
-    in_holdout = bool(live.holdout_share) and rules.bucket("holdout", subject) < live.holdout_share
-    running = [] if in_holdout else [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
-    purposes = sorted({c.purpose for c in running})
+    running = [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
+    # Campaigns whose purpose is gone never apply (failing closed).
+    purposes = sorted({c.purpose for c in running if c.purpose in live.purposes})
     # Targeting and consent to each purpose the campaigns need (labelled below zero; campaigns by their positive
     # ids) are a subquery of the statement that reads the person: one round trip for someone with a profile.
     targeting = {c.id: c.targeting for c in running if c.targeting is not None}
@@ -77,46 +103,46 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
         nodes=nodes, context=context, now=now, segment_ids=live.segment_ids, consent_sql=live.consent_sql,
         reuse=live.targeting_statements, reuse_key=placement.id) if running else None
     person = person_seen_read(fetch_prepared(*person_seen_statement(
-        user_id=user_id, anonymous_id=anonymous_id, subject=subject, now=now, write_key=write_key or "",
-        targeting=statement)), pending)
+        user_id=user_id, anonymous_id=anonymous_id, subjects=subjects, now=now, write_key=write_key or "",
+        targeting=statement)), reads.pending)
     if write_key is not None and not person.authenticated:
         raise WriteKeyRefused
     profile_id, seen = person.profile_id, person.seen
+    unit = rules.allocation_unit(user_id=user_id or person.profile_user_id, anonymous_id=anonymous_id)
 
     def shown(campaign: LiveCampaign | None, variant: str, content: dict, reason: str) -> Decision:
         decision_id = new_decision_id()
-        exposure_queue(record=ExposureRecord(
+        queued = exposure_queue(record=ExposureRecord(
             decision_id, campaign.id if campaign else None, placement.id, profile_id, subject, variant,
-            placement.channel, now.isoformat()), schedule=_schedule_recorder)
+            placement.channel, now.isoformat()), schedule=_schedule_recorder,
+            sequence=reads.sequence if checked else None)
+        if not queued:
+            raise _Raced
         return Decision(decision_id, placement.key, {"id": campaign.id, "key": campaign.key} if campaign else None,
                         variant, content, reason)
 
     def nothing(reason: str) -> Decision:
         return Decision(None, placement.key, None, None, placement.default_content, reason)
 
-    if in_holdout:
-        return shown(None, "holdout", placement.default_content, "global_holdout")
+    if rules.held_out(share=live.holdout_share, unit=unit, earlier=seen.held_out):
+        return shown(None, rules.HOLDOUT, placement.default_content, "global_holdout")
     if not running:
         return nothing("no_eligible_campaign")
     held = person.held
     if profile_id is None:
-        # A first visit: the context alone, in a statement of its own (they are few); consent from the request.
+        # A first visit: the context alone, in a statement of its own (they are few).
         held = targeting_matches(nodes=targeting, profile_id=None, context=context, now=now,
                                  segment_ids=live.segment_ids, consent_sql=live.consent_sql,
                                  reuse=live.targeting_statements, reuse_key=placement.id)
     eligible = [c for c in running if c.targeting is None or c.id in held]
     if not eligible:
         return nothing("no_eligible_campaign")
-    if profile_id is not None:
-        allowed = {purpose for n, purpose in enumerate(purposes) if -1 - n in held}
-    else:
-        allowed = {purpose for purpose in purposes if visitor_allowed(purpose=purpose, context=context)}
-    eligible = [c for c in eligible if c.purpose in allowed]
+    eligible = [c for c in eligible if c.purpose in _allowed(purposes, held, profile_id, context, live)]
     if not eligible:
         return nothing("no_consent")
-    running_ids = {c.id for campaigns in live.campaigns.values() for c in campaigns}
-    # Never beside a campaign it excludes, once the person has seen that one (while it runs).
-    eligible = [c for c in eligible if not (c.exclusive_with & running_ids & set(seen.first_variant))]
+    # Never beside a campaign it excludes (triggered ones included), once the person has seen that one (while it
+    # is active).
+    eligible = [c for c in eligible if not (c.exclusive_with & live.active_ids & set(seen.first_variant))]
     if not eligible:
         return nothing("no_eligible_campaign")
     channel_times = seen.channel_times.get(placement.channel, [])
@@ -127,20 +153,36 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     if not eligible:
         return nothing("frequency_cap")
     winner = eligible[0]
-    variant = variant_for(winner, subject, seen.first_variant.get(winner.id))
+    variant = variant_for(winner, unit, seen.first_variant.get(winner.id))
     if variant == "control":
         return shown(winner, "control", placement.default_content, "control")
     content = next(v.content for v in winner.variants if v.key == variant)
     return shown(winner, variant, content, "matched")
 
 
-def variant_for(campaign: LiveCampaign, subject: str, earlier: str | None) -> str:
+def _allowed(purposes: list[str], held: set[int], profile_id: int | None, context: dict | None, live) -> set[str]:
+    """The purposes the person allows now. What the request's context says (a consent banner's categories, a TCF
+    string, GPC) decides for a first visit, else their regime's default; for someone with a profile, their
+    ledger decides and the context can only withdraw: a denial on the page is the newest word, while the event
+    that records it may still be on its way."""
+    allowed = set()
+    for n, purpose in enumerate(purposes):
+        rule = live.purposes[purpose]
+        if profile_id is None:
+            if visitor_allowed(purpose=rule, context=context):
+                allowed.add(purpose)
+        elif -1 - n in held and context_choice(rule=rule, context=context) is not False:
+            allowed.add(purpose)
+    return allowed
+
+
+def variant_for(campaign: LiveCampaign, unit: str, earlier: str | None) -> str:
     """Sticky: what the person got before (while that variant still exists). Otherwise control by the stable hash
-    of the campaign and the id sent, then a variant: by the same hash in proportion to the weights (`fixed`), or
+    of the campaign and the person's unit (rules.allocation_unit), then a variant: by the same hash in proportion to the weights (`fixed`), or
     by Thompson sampling on the variants' conversions so far (`thompson`)."""
     if earlier == "control" or earlier in {v.key for v in campaign.variants}:
         return earlier
-    allocated = rules.allocate(salt=f"campaign:{campaign.id}", subject=subject,
+    allocated = rules.allocate(salt=f"campaign:{campaign.id}", subject=unit,
                                control_share=campaign.control_share, variants=campaign.variants)
     if allocated == "control" or campaign.allocation != Campaign.Allocation.THOMPSON:
         return allocated

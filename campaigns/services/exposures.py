@@ -17,12 +17,15 @@ from django.db import connection, transaction
 
 from campaigns.models import Exposure
 from campaigns.services.conversions import conversions_for_recorded
+from consent.services.suppression import identifiers_suppressed
 from profiles.common.fast_redis import Script
 from profiles.common.locks import EXPOSURE_RECORDER, session_try_lock
+from profiles.selectors import identifier_normalise
 
 logger = logging.getLogger(__name__)
 QUEUE = "campaigns:exposures"
 PENDING = "campaigns:pending:"
+SEQUENCE = "campaigns:sequence:"
 # A pending entry outlives any plausible recorder outage; past that, an unrecorded exposure stops counting.
 PENDING_TTL_S = 7 * 24 * 3600
 RECORD_BATCH = 5_000
@@ -52,6 +55,12 @@ def pending_key(subject: str) -> str:
     return f"{PENDING}{subject}"
 
 
+def sequence_key(subject: str) -> str:
+    """How many exposures have been queued under an id sent: a decision queues its exposure only if none was
+    queued since it read its caps (exposure_queue)."""
+    return f"{SEQUENCE}{subject}"
+
+
 _redis_client = None
 
 
@@ -67,9 +76,15 @@ def redis():
     return _redis_client
 
 
-# Queues an exposure in one round trip: onto the queue, into its person's pending set (with its expiry), and
-# whether the recorder needs a kick (at most one per second). Returns 1 when it does.
+# Queues an exposure in one round trip, unless another decision for the same id was queued since this one read
+# the caps (the sequence it read, ARGV[4], no longer holds; "*" skips the check): then it returns -1 and queues
+# nothing. Otherwise onto the queue, into its person's pending set (with its expiry), the sequence moved on, and
+# whether the recorder needs a kick (at most one per second): 1 when it does.
 _QUEUE_SCRIPT = Script("""
+local sequence = redis.call('GET', KEYS[4]) or ''
+if ARGV[4] ~= '*' and sequence ~= ARGV[4] then return -1 end
+redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -78,38 +93,57 @@ return 0
 """)
 
 
-def exposure_queue(*, record: ExposureRecord, schedule) -> None:
-    """Queues one exposure (and counts it as pending for its person); `schedule` queues the recorder. When Redis
-    is missing or fails, the exposure is written to PostgreSQL at once: a failure to queue must not lose it."""
+def exposure_queue(*, record: ExposureRecord, schedule, sequence: str | None = None) -> bool:
+    """Queues one exposure (and counts it as pending for its person); `schedule` queues the recorder. With the
+    `sequence` its decision read (selectors.shared_reads), queues nothing and returns False when another exposure
+    was queued under the same id since: the decision, which may have read caps that no longer hold, is taken
+    again. When Redis is missing or fails, the exposure is written to PostgreSQL at once: a failure to queue must
+    not lose it."""
     client = redis()
     if client is not None:
         payload = orjson.dumps(record)  # orjson writes a dataclass as its fields, natively
         try:
-            first = _QUEUE_SCRIPT(client, keys=[QUEUE, record.counted_as, _SCHEDULED], args=[
-                payload, datetime.fromisoformat(record.shown_at).timestamp(), PENDING_TTL_S])
+            outcome = _QUEUE_SCRIPT(client, keys=[QUEUE, record.counted_as, _SCHEDULED, sequence_key(record.subject)],
+                                    args=[payload, datetime.fromisoformat(record.shown_at).timestamp(),
+                                          PENDING_TTL_S, "*" if sequence is None else sequence])
         except Exception as exc:  # noqa: BLE001 - any failure of the queue falls back to the database
             logger.warning("exposure queue unavailable (%s): writing the exposure directly", type(exc).__name__)
         else:
-            if first:
+            if outcome == -1:
+                return False
+            if outcome:
                 schedule()
-            return
+            return True
     exposures_write([record])
+    return True
+
+
+def exposures_forget_queued(*, subjects: list[str]) -> None:
+    """Drops the pending sets and sequences of these ids (an erasure). What they still have on the queue is
+    dropped by the recorder, which never writes an exposure of an erased person (exposures_write)."""
+    client = redis()
+    if client is not None and subjects:
+        client.delete(*(key for subject in subjects for key in (pending_key(subject), sequence_key(subject))))
 
 
 def exposures_write(records: list[ExposureRecord]) -> int:
-    """Writes exposures in one statement; idempotent (a decision id already written is skipped). Returns how
-    many were new."""
+    """Writes exposures in one statement; idempotent (a decision id already written is skipped). An exposure of a
+    person erased while it waited is not written: its profile is gone, or the id it was sent with is on the
+    suppression list. Returns how many were new."""
+    suppressed = _subjects_suppressed({r.subject for r in records})
+    records = [r for r in records if r.subject not in suppressed]
     if not records:
         return 0
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {Exposure._meta.db_table} (decision_id, campaign_id, placement_id, profile_id, subject, "
             "variant, channel, shown_at) SELECT x.decision_id, x.campaign_id, x.placement_id, "
-            # A profile erased (or merged away) while its exposure waited: the exposure is kept without it.
-            "(SELECT p.id FROM profiles_profile p WHERE p.id = x.profile_id), x.subject, x.variant, x.channel, "
+            "x.profile_id, x.subject, x.variant, x.channel, "
             "x.shown_at FROM jsonb_to_recordset(%s::jsonb) AS x(decision_id uuid, campaign_id bigint, "
             "placement_id bigint, profile_id bigint, subject text, variant text, channel text, shown_at timestamptz) "
             "WHERE EXISTS (SELECT 1 FROM campaigns_placement pl WHERE pl.id = x.placement_id) "
+            # Profiles are never deleted but by an erasure (a merge keeps the merged one).
+            "AND (x.profile_id IS NULL OR EXISTS (SELECT 1 FROM profiles_profile p WHERE p.id = x.profile_id)) "
             "AND (x.campaign_id IS NULL OR EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = x.campaign_id)) "
             "ON CONFLICT (decision_id) DO NOTHING",
             [orjson.dumps(records).decode()])
@@ -150,6 +184,26 @@ def exposures_record_queued(*, limit: int = RECORD_BATCH) -> int:
     return len(raw)
 
 
+def exposures_follow_people(*, merges: list[tuple[int, int]], sent: dict[str, int]) -> int:
+    """The pipeline's step, inside its batch's transaction: exposures follow their person, so caps, stickiness,
+    exclusivity and results see one person where identity resolution does. Those of a profile merged away move to
+    its survivor (`merges`: (merged, survivor) pairs), and a first visit's, recorded without a profile, join the
+    profile that now holds the id they were decided by (`sent`: each id a batch's event sent, as exposures keep it,
+    with the live profile it resolved to). One statement; returns how many exposures moved."""
+    if not merges and not sent:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH merged AS (UPDATE {Exposure._meta.db_table} e SET profile_id = m.survivor "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS m(merged, survivor) WHERE e.profile_id = m.merged "
+            f"RETURNING 1), identified AS (UPDATE {Exposure._meta.db_table} e SET profile_id = s.profile_id "
+            "FROM unnest(%s::text[], %s::bigint[]) AS s(subject, profile_id) WHERE e.profile_id IS NULL "
+            "AND e.subject = s.subject RETURNING 1) "
+            "SELECT (SELECT count(*) FROM merged) + (SELECT count(*) FROM identified)",
+            [[m for m, _ in merges], [s for _, s in merges], list(sent), list(sent.values())])
+        return cursor.fetchone()[0]
+
+
 def exposures_pending(*, key: str) -> list[ExposureRecord]:
     """The queued, not yet recorded exposures of a pending set (a person's), for caps. Empty when Redis is missing
     or does not answer: the recorded ones still count."""
@@ -162,6 +216,18 @@ def exposures_pending(*, key: str) -> list[ExposureRecord]:
         logger.warning("pending exposures unreadable (%s)", type(exc).__name__)
         return []
     return [ExposureRecord(**orjson.loads(payload)) for payload in found]
+
+
+def _subjects_suppressed(subjects: set[str]) -> set[str]:
+    """Of ids a request sent ("user_id:..."), those of erased people (the suppression list): none while it is
+    empty."""
+    sent = {}
+    for subject in subjects:
+        kind, _, value = subject.partition(":")
+        if kind in ("user_id", "anonymous_id"):
+            sent[(kind, identifier_normalise(kind, value))] = subject
+    found = identifiers_suppressed(identifiers=list(sent))
+    return {sent[identifier] for identifier in found}
 
 
 def new_decision_id() -> str:

@@ -5,12 +5,17 @@ destination (a webhook: an email or SMS service) with a templated payload.
    for every entry), one per (campaign, membership row): a replayed batch or recompute adds nothing.
 2. A sender claims due sends (`sending`, committed, FOR UPDATE SKIP LOCKED): two workers never hold the same one.
 3. It decides the claimed batch together, set-based: the person now (merges followed), still in the segment,
-   the global holdout, targeting and consent in one statement, exclusivity, quiet hours in the person's time zone
-   (the `timezone` trait, else CAMPAIGNS_TIME_ZONE), frequency caps over everything already shown, and a sticky
-   variant. Control and holdout people are recorded as exposures and sent nothing, so the trigger's effect can
-   be measured.
-4. Each remaining send is one signed POST; its outcome (sent with its exposure, a retry with backoff, or failed)
-   is committed right after it.
+   the global holdout, targeting and consent to the campaign's purpose in one statement, sale/sharing not refused
+   (the payload leaves the platform: a person who objected to that is sent nothing, while one who never chose is,
+   as the GDPR's default denial of sale/sharing is not meant for the sender a consented email goes out through),
+   exclusivity, quiet hours in the person's time zone (the `timezone` trait, else
+   CAMPAIGNS_TIME_ZONE), frequency caps over everything already shown or in flight with other senders, and a
+   sticky variant. Every assignment (a variant, control, the holdout) is recorded as an exposure when it is
+   decided, before anything is posted, so the arms are compared as assigned (intention to treat) whatever the
+   receivers do; control and holdout people are sent nothing.
+4. Each remaining send is one signed POST, after consent is read once more; its outcome (sent, a retry with
+   backoff, or failed) is committed right after it. Sends not yet posted when the run's time is up go back to
+   wait for the next run.
 
 At most once: a send is posted only by the worker that claimed it, and only from `sending`. A retry after a
 failed try carries the same id (X-CDP-Delivery and Idempotency-Key), so a receiver that processed a request it
@@ -37,7 +42,9 @@ from campaigns.selectors import LiveTrigger, Seen, people_seen, snapshot, trigge
 from campaigns.services.decisions import variant_for
 from campaigns.services.exposures import ExposureRecord, exposures_write
 from profiles.common.queueing import enqueue_after_commit
+from profiles.models import Profile
 from segments.models import SegmentMembership
+from consent.selectors import SALE_SHARING, consent_refused, consent_refused_sql
 from segments.rules import Consent
 from segments.selectors import destination_get, targeting_matches_many
 from segments.services.deliveries import RETRY_CAP_S, RETRYABLE_4XX, retry_delay, signed_post
@@ -121,44 +128,54 @@ class _Outcome:
 
 
 def _finish(outcomes: list[_Outcome]) -> None:
-    """Writes decided outcomes (skips, deferrals) and their exposures in one transaction, set-based."""
-    if not outcomes:
-        return
+    """Writes decided outcomes in one transaction, set-based: skips and deferrals, and the sends about to be
+    posted (still `sending`, their variant kept for a retry), with every exposure decided."""
     with transaction.atomic():
         exposures_write([o.exposure for o in outcomes if o.exposure is not None])
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {_SENDS} s SET status = o.status, reason = o.reason, variant = o.variant, "
-                "due_at = coalesce(o.due_at, s.due_at), claimed_at = NULL FROM jsonb_to_recordset(%s::jsonb) "
+                "due_at = coalesce(o.due_at, s.due_at), "
+                "claimed_at = CASE WHEN o.status = 'sending' THEN s.claimed_at END FROM jsonb_to_recordset(%s::jsonb) "
                 "AS o(id bigint, status text, reason text, variant text, due_at timestamptz) "
                 "WHERE s.id = o.id AND s.status = 'sending'",
                 [orjson.dumps([{"id": o.send_id, "status": o.status, "reason": o.reason, "variant": o.variant,
                                 "due_at": o.due_at.isoformat() if o.due_at else None} for o in outcomes]).decode()])
 
 
+def _unit(row) -> str:
+    return rules.allocation_unit(user_id=row.user_id, anonymous_id=row.anonymous_id, profile_id=row.profile_id)
+
+
 def _decide(claimed: list, live, now: datetime) -> tuple[list[_Outcome], list[tuple]]:
-    """The outcome of every claimed send that is not posted, and those to post as (row, trigger, variant)."""
+    """The outcome of every claimed send (those to post stay `sending`), and those to post as (row, trigger,
+    variant)."""
     outcomes, to_post = [], []
     triggers = {t.campaign.id: t for ts in live.triggers.values() for t in ts}
     people = sorted({row.profile_id for row in claimed if row.profile_id is not None})
     # Targeting and consent for the whole batch in one statement: campaigns by id, purposes labelled below zero.
-    purposes = sorted({t.campaign.purpose for t in triggers.values()})
+    purposes = sorted({t.campaign.purpose for t in triggers.values() if t.campaign.purpose in live.purposes})
     nodes = {cid: t.campaign.targeting for cid, t in triggers.items() if t.campaign.targeting is not None}
     nodes.update({-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)})
     held = targeting_matches_many(nodes=nodes, profile_ids=people, now=now, segment_ids=live.segment_ids,
                                   consent_sql=live.consent_sql)
-    seen: dict[int, Seen] = people_seen(profile_ids=people, now=now)
-    running_ids = {c.id for campaigns in live.campaigns.values() for c in campaigns} | set(triggers)
+
+    def allows(purpose: str, profile_id: int) -> bool:
+        return purpose in purposes and (-1 - purposes.index(purpose), profile_id) in held
+
+    refused_sharing = consent_refused(profile_ids=people, purpose=SALE_SHARING)
+    seen: dict[int, Seen] = people_seen(
+        profile_ids=people, now=now, claimed=[row.id for row in claimed],
+        channel_of={cid: t.placement.channel for cid, t in triggers.items()})
     for row in claimed:
         trigger: LiveTrigger | None = triggers.get(row.campaign_id)
         campaign = trigger.campaign if trigger else None
 
-        def outcome(status: str, reason: str = "", variant: str = "", exposed: bool = False, holdout=False,
-                    due_at=None) -> None:
+        def outcome(status: str, reason: str = "", variant: str = "", exposed: bool = False, due_at=None) -> None:
             exposure = None
             if exposed:
-                exposure = ExposureRecord(str(row.send_id), None if holdout else campaign.id, trigger.placement.id,
-                                          row.profile_id, f"profile:{row.profile_id}", variant,
+                exposure = ExposureRecord(str(row.send_id), None if variant == rules.HOLDOUT else campaign.id,
+                                          trigger.placement.id, row.profile_id, f"profile:{row.profile_id}", variant,
                                           trigger.placement.channel, now.isoformat())
             outcomes.append(_Outcome(row.id, status, reason, variant, due_at, exposure))
 
@@ -171,14 +188,14 @@ def _decide(claimed: list, live, now: datetime) -> tuple[list[_Outcome], list[tu
         if not row.member:
             outcome("skipped", "left_segment")
             continue
-        subject = f"profile:{row.profile_id}"
-        if live.holdout_share and rules.bucket("holdout", subject) < live.holdout_share:
-            outcome("skipped", "global_holdout", "holdout", exposed=True, holdout=True)
+        person = seen.setdefault(row.profile_id, Seen({}, {}, {}))
+        if rules.held_out(share=live.holdout_share, unit=_unit(row), earlier=person.held_out):
+            outcome("skipped", "global_holdout", rules.HOLDOUT, exposed=True)
             continue
         if campaign.targeting is not None and (campaign.id, row.profile_id) not in held:
             outcome("skipped", "not_targeted")
             continue
-        if (-1 - purposes.index(campaign.purpose), row.profile_id) not in held:
+        if not allows(campaign.purpose, row.profile_id) or row.profile_id in refused_sharing:
             outcome("skipped", "no_consent")
             continue
         quiet = trigger.trigger.quiet_hours
@@ -187,8 +204,7 @@ def _decide(claimed: list, live, now: datetime) -> tuple[list[_Outcome], list[tu
             if quiet.holds(local):
                 outcome("pending", "quiet_hours", row.variant, due_at=quiet.next_end(local))
                 continue
-        person = seen.setdefault(row.profile_id, Seen({}, {}, {}))
-        if campaign.exclusive_with & running_ids & set(person.first_variant):
+        if campaign.exclusive_with & live.active_ids & set(person.first_variant):
             outcome("skipped", "exclusive")
             continue
         channel = trigger.placement.channel
@@ -198,14 +214,13 @@ def _decide(claimed: list, live, now: datetime) -> tuple[list[_Outcome], list[tu
                        for cap in campaign.caps):
             outcome("skipped", "frequency_cap")
             continue
-        variant = row.variant or variant_for(campaign, subject, person.first_variant.get(campaign.id))
+        variant = row.variant or variant_for(campaign, _unit(row), person.first_variant.get(campaign.id))
         # What this batch sends counts for the rest of it: two triggers for one person stay within the caps.
-        person.first_variant.setdefault(campaign.id, variant)
-        person.campaign_times.setdefault(campaign.id, []).append(now)
-        person.channel_times.setdefault(channel, []).append(now)
+        person.add(campaign_id=campaign.id, variant=variant, channel=channel, shown=now)
         if variant == "control":
             outcome("skipped", "control", "control", exposed=True)
             continue
+        outcome(TriggeredSend.Status.SENDING, "", variant, exposed=True)
         to_post.append((row, trigger, variant))
     return outcomes, to_post
 
@@ -225,9 +240,21 @@ def _payload(row, trigger: LiveTrigger, variant: str) -> bytes:
     return orjson.dumps(rules.render_payload(template, values))
 
 
-def _post_one(row, trigger: LiveTrigger, variant: str, destinations: dict, now: datetime | None) -> str:
+def _allows_now(profile_id: int, purpose: str, consent_sql) -> bool:
+    """Whether the live profile allows the purpose and has not refused sale/sharing, now (one query)."""
+    allowed, allowed_params = consent_sql(purpose, "p")
+    refused, refused_params = consent_refused_sql(purpose=SALE_SHARING, profile_alias="p")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {Profile._meta.db_table} p WHERE p.id = %s AND {allowed} "
+                       f"AND NOT {refused})", [profile_id, *allowed_params, *refused_params])
+        return cursor.fetchone()[0]
+
+
+def _post_one(row, trigger: LiveTrigger, variant: str, destinations: dict, now: datetime | None,
+              consent_sql) -> str:
     """One signed POST of a claimed send, its outcome committed at once; returns the new status. `destinations`
-    caches the destinations read so far in this run; `now` fixes the clock (tests), else each post reads it."""
+    caches the destinations read so far in this run; `now` fixes the clock (tests), else each post reads it;
+    `consent_sql` is the snapshot's (campaigns.selectors.Snapshot.consent_sql)."""
     now = now or timezone.now()
     if trigger.trigger.destination not in destinations:
         destinations[trigger.trigger.destination] = destination_get(destination_id=trigger.trigger.destination)
@@ -237,6 +264,10 @@ def _post_one(row, trigger: LiveTrigger, variant: str, destinations: dict, now: 
         send.update(status=TriggeredSend.Status.FAILED, reason="destination_inactive", variant=variant,
                     last_error="The destination is missing or inactive.", claimed_at=None)
         return TriggeredSend.Status.FAILED
+    # Consent as it is at the moment of posting: an opt-out recorded since the batch was decided holds.
+    if not _allows_now(row.profile_id, trigger.campaign.purpose, consent_sql):
+        send.update(status=TriggeredSend.Status.SKIPPED, reason="no_consent", variant=variant, claimed_at=None)
+        return TriggeredSend.Status.SKIPPED
     answer = signed_post(url=destination.url, secret=destination.secret, body=_payload(row, trigger, variant),
                          delivery_id=str(row.send_id), now=now)
     attempts = row.attempts + 1
@@ -245,9 +276,6 @@ def _post_one(row, trigger: LiveTrigger, variant: str, destinations: dict, now: 
               "claimed_at": None}
     with transaction.atomic():
         if code is not None and 200 <= code < 300:
-            exposures_write([ExposureRecord(str(row.send_id), trigger.campaign.id, trigger.placement.id,
-                                            row.profile_id, f"profile:{row.profile_id}", variant,
-                                            trigger.placement.channel, now.isoformat())])
             send.update(status=TriggeredSend.Status.SENT, reason="", sent_at=now, **fields)
             return TriggeredSend.Status.SENT
         if (code is not None and 400 <= code < 500 and code not in RETRYABLE_4XX) \
@@ -261,9 +289,21 @@ def _post_one(row, trigger: LiveTrigger, variant: str, destinations: dict, now: 
         return TriggeredSend.Status.RETRYING
 
 
+def _hand_back(send_ids: list[int]) -> None:
+    """Claimed sends never posted (the run's time ran out, or it was stopped between posts) wait for the next
+    run as they were."""
+    if send_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_SENDS} SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END, "
+                "claimed_at = NULL WHERE id = ANY(%s::bigint[]) AND status = 'sending'",
+                ["{" + ",".join(str(int(i)) for i in send_ids) + "}"])
+
+
 def triggered_sends_due(*, now: datetime | None = None, budget_s: float = 25.0) -> dict[str, int]:
-    """Claims, decides and sends due triggered sends in batches until none is due or `budget_s` has passed;
-    returns how many ended in each status. Several may run at once: each claims its own sends."""
+    """Claims, decides and sends due triggered sends in batches until none is due or `budget_s` has passed (no
+    post starts after it: the task's time limit leaves room for one to finish); returns how many ended in each
+    status. Several may run at once: each claims its own sends."""
     outcomes: Counter = Counter()
     destinations: dict = {}
     deadline = time.monotonic() + budget_s
@@ -273,11 +313,20 @@ def triggered_sends_due(*, now: datetime | None = None, budget_s: float = 25.0) 
         claimed_ids = _claim(at, CLAIM_BATCH)
         if not claimed_ids:
             break
-        decided, to_post = _decide(triggered_sends_claimed(send_ids=claimed_ids), snapshot(), at)
+        live = snapshot()
+        decided, to_post = _decide(triggered_sends_claimed(send_ids=claimed_ids), live, at)
         _finish(decided)
-        outcomes.update(o.status for o in decided)
-        for row, trigger, variant in to_post:
-            outcomes[_post_one(row, trigger, variant, destinations, now)] += 1
+        outcomes.update(o.status for o in decided if o.status != TriggeredSend.Status.SENDING)
+        unposted = [row.id for row, *_ in to_post]
+        try:
+            for row, trigger, variant in to_post:
+                if time.monotonic() >= deadline:
+                    break
+                # Taken off first: a send interrupted mid-request stays `sending` (whether it arrived is unknown).
+                unposted.remove(row.id)
+                outcomes[_post_one(row, trigger, variant, destinations, now, live.consent_sql)] += 1
+        finally:
+            _hand_back(unposted)
     return dict(outcomes)
 
 

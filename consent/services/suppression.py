@@ -29,6 +29,16 @@ def suppression_add(*, identifiers: list[tuple[str, str]], request_id: int | Non
     return SuppressedIdentifier.objects.count() - before
 
 
+def identifiers_suppressed(*, identifiers: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of these identifiers (normalised as stored), those on the list: one query while the list is empty, two
+    after."""
+    if not identifiers or not SuppressedIdentifier.objects.exists():
+        return set()
+    digests = {suppression_digest(kind, value): (kind, value) for kind, value in identifiers}
+    hits = SuppressedIdentifier.objects.filter(digest__in=list(digests)).values_list("digest", flat=True)
+    return {digests[digest] for digest in hits}
+
+
 def suppressed_events(*, payloads: dict[int, dict]) -> set[int]:
     """The events (by id) that carry any suppressed identifier. One query per batch, none while the list is empty."""
     if not SuppressedIdentifier.objects.exists():

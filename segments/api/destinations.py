@@ -15,6 +15,7 @@ from profiles.common.pagination import NewestFirstPagination
 from profiles.common.permissions import RoleModelPermissions
 from segments import selectors
 from segments.models import Delivery, Destination
+from segments.outbound import public_destination_url
 from segments.services import deliveries, destinations
 
 # What a destination URL may be, stated in the schema as this pattern: http(s), a host name, IPv4 or [IPv6]
@@ -44,7 +45,7 @@ class DestinationSerializer(serializers.ModelSerializer):
 
 class DestinationCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, validators=[NOT_BLANK])
-    url = serializers.CharField(max_length=2000, validators=[WEBHOOK_URL])
+    url = serializers.CharField(max_length=2000, validators=[WEBHOOK_URL, public_destination_url])
     secret = serializers.CharField(min_length=16, max_length=200, trim_whitespace=False, validators=[NO_NUL],
                                    help_text=SECRET_HELP)
     active = serializers.BooleanField(required=False, default=True)

@@ -25,6 +25,7 @@ from profiles.common.queueing import enqueue_after_commit
 from profiles.models import Identifier, Profile
 from segments import webhooks
 from segments.models import Delivery, DeliveryAttempt, Destination, Segment
+from segments.outbound import public_session
 
 DELIVER_TASK = "segments.deliver"
 # Deliveries per queued task: a task sends them one after the other, so 20 receivers at the full timeout
@@ -41,8 +42,9 @@ RETRYABLE_4XX = frozenset({408, 429})
 USER_AGENT = "cdp-webhooks/1.0"
 DUE = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
 
-# One connection pool per process: many deliveries go to the same few receivers.
-_session = requests.Session()
+# One connection pool per process: many deliveries go to the same few receivers. Each connection is checked to
+# reach a public address (segments.outbound).
+_session = public_session()
 
 
 class DeliveryStateError(Exception):

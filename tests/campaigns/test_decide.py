@@ -204,12 +204,18 @@ def test_control_and_the_global_holdout_get_the_default_content_and_are_counted(
     assert 60 <= len(control) <= 140
     assert all(d["variant"] == "control" and d["content"] == {"text": "Hi"} for d in control)
     call("put", "/api/v1/campaign-settings/", {"holdout_share": 0.3})
-    held = [decide({"anonymousId": f"v{n}", "placement": "homepage_banner", "context": context}).json()
+    held = [decide({"anonymousId": f"w{n}", "placement": "homepage_banner", "context": context}).json()
             for n in range(200)]
     out = [d for d in held if d["reason"] == "global_holdout"]
     assert 30 <= len(out) <= 90 and all(d["campaign"] is None and d["content"] == {"text": "Hi"} for d in out)
+    # Assignments stick: the people shown the campaign before the holdout began are never pulled into it, and
+    # those held out stay held out.
+    again = [decide({"anonymousId": f"{who}{n}", "placement": "homepage_banner", "context": context}).json()
+             for who in "vw" for n in range(200)]
+    assert [d["reason"] for d in again[:200]] == [d["reason"] for d in got]
+    assert [d["reason"] == "global_holdout" for d in again[200:]] == [d["reason"] == "global_holdout" for d in held]
     exposures_record_queued()
-    assert Exposure.objects.filter(variant="holdout", campaign__isnull=True).count() == len(out)
+    assert Exposure.objects.filter(variant="holdout", campaign__isnull=True).count() == 2 * len(out)
     assert Exposure.objects.filter(variant="control").count() >= len(control)
 
 
