@@ -417,6 +417,16 @@ def programme_settings() -> ProgrammeSettings:
     return ProgrammeSettings.objects.get_or_create(pk=1)[0]
 
 
+# Each person of a campaign once, in the arm of their first exposure, with how many exposures they had and whether
+# any converted. A person is their profile, or the id a first visit sent. Someone who reached two arms (two
+# devices allocated apart, then merged into one profile) counts in the first: arms never share a person.
+_PEOPLE_BY_ARM = (
+    "SELECT (array_agg(e.variant ORDER BY e.shown_at, e.id))[1] AS arm, count(*) AS exposures, "
+    "bool_or(c.id IS NOT NULL) AS converted "
+    f"FROM {Exposure._meta.db_table} e LEFT JOIN campaigns_conversion c ON c.exposure_id = e.id "
+    "WHERE e.campaign_id = %s GROUP BY coalesce('p' || e.profile_id, e.subject)")
+
+
 # Thompson sampling reads each variant's results so far; a few seconds old is as good, and spares a query per
 # decision.
 VARIANT_STATS_TTL_S = 10.0
@@ -430,26 +440,20 @@ def variant_stats(*, campaign_id: int) -> dict[str, tuple[int, int]]:
     if cached is not None and clock - cached[0] < VARIANT_STATS_TTL_S:
         return cached[1]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT e.variant, count(DISTINCT coalesce('p' || e.profile_id, e.subject)), "
-            "count(DISTINCT coalesce('p' || e.profile_id, e.subject)) FILTER (WHERE c.id IS NOT NULL) "
-            f"FROM {Exposure._meta.db_table} e LEFT JOIN campaigns_conversion c ON c.exposure_id = e.id "
-            "WHERE e.campaign_id = %s AND e.variant <> 'control' GROUP BY e.variant", [campaign_id])
+        cursor.execute(f"SELECT arm, count(*), count(*) FILTER (WHERE converted) FROM ({_PEOPLE_BY_ARM}) people "
+                       "WHERE arm <> 'control' GROUP BY arm", [campaign_id])
         stats = {variant: (exposed, converted) for variant, exposed, converted in cursor.fetchall()}
     _stats_cache[campaign_id] = (clock, stats)
     return stats
 
 
 def campaign_arms(*, campaign_id: int) -> list[Arm]:
-    """Per variant and control: people exposed, exposures, and people who converted, in one query. A person is
-    their profile, or the id a first visit sent."""
+    """Per variant and control: people exposed, exposures, and people who converted, in one query
+    (_PEOPLE_BY_ARM says who counts where)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT e.variant, count(DISTINCT coalesce('p' || e.profile_id, e.subject)), count(*), "
-            "count(DISTINCT coalesce('p' || e.profile_id, e.subject)) FILTER (WHERE c.id IS NOT NULL) "
-            f"FROM {Exposure._meta.db_table} e LEFT JOIN campaigns_conversion c ON c.exposure_id = e.id "
-            "WHERE e.campaign_id = %s GROUP BY e.variant ORDER BY e.variant", [campaign_id])
-        return [Arm(variant, exposed, exposures, converted)
+        cursor.execute(f"SELECT arm, count(*), sum(exposures), count(*) FILTER (WHERE converted) "
+                       f"FROM ({_PEOPLE_BY_ARM}) people GROUP BY arm ORDER BY arm", [campaign_id])
+        return [Arm(variant, exposed, int(exposures), converted)
                 for variant, exposed, exposures, converted in cursor.fetchall()]
 
 

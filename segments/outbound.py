@@ -22,8 +22,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 _LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal")
 
 
-class AddressRefused(requests.ConnectionError):
-    """The destination's address is not a public one."""
+class AddressRefused(ValueError):
+    """The destination's address is not a public one. Not an OSError: urllib3 would take it for a network failure
+    and try again; the caller reports it as it reports a URL that cannot be parsed."""
 
 
 def address_refused(address: str) -> str:

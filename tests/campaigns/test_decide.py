@@ -432,3 +432,165 @@ def test_a_targeting_statement_reused_for_other_people_and_contexts_decides_as_o
                              reuse=reuse, reuse_key=7) == {2, 3, -1}
     assert targeting_matches(nodes=nodes, profile_id=people[1], context={"page": {"path": "/x"}},
                              reuse=reuse, reuse_key=7) == {-1}
+
+
+GRANTING = {"consent": {"categoryPreferences": {"personalization": True}}}
+
+
+def choose(profile_id: int, purpose="personalization", granted=True):
+    consent_record(choices=[ConsentChoice(profile_id=profile_id, purpose=purpose, granted=granted, source="api",
+                                          recorded_at=timezone.now())])
+
+
+def test_a_login_that_sends_a_new_user_id_beside_a_known_anonymous_id_is_decided_as_that_person(
+        call, decide, banner, post_collect, drain):
+    post_collect("identify", {"anonymousId": "anon-1", "traits": {"country": "FR"}, "messageId": "a1"})
+    drain()
+    choose(Identifier.objects.get(type="anonymous_id", value="anon-1").profile_id, granted=False)
+    active(call)
+    # The page's banner grants, but the person it names refused in the ledger: the user id being new does not
+    # make them a first visit.
+    login = {"userId": "new-login", "anonymousId": "anon-1", "placement": "homepage_banner", "context": GRANTING}
+    assert decide(login).json()["reason"] == "no_consent"
+    assert decide({**login, "anonymousId": "anon-2"}).json()["reason"] == "matched"
+
+
+def test_a_denial_in_the_requests_context_holds_for_someone_whose_ledger_grants(call, decide, banner, ann):
+    active(call)
+    denying = {"consent": {"categoryPreferences": {"personalization": False}}}
+    assert decide({"userId": "ann", "placement": "homepage_banner", "context": denying}).json()["reason"] == (
+        "no_consent")
+    # Global Privacy Control is about sale/sharing, not personalisation; the context's grant adds nothing.
+    assert decide({"userId": "ann", "placement": "homepage_banner", "context": {"gpc": True}}).json()["reason"] == (
+        "matched")
+
+
+def test_a_campaign_whose_purpose_was_deleted_decides_no_consent_instead_of_failing(call, decide, banner, ann):
+    from consent.models import Purpose
+
+    Purpose.objects.create(key="loyalty_offers", name="Loyalty offers", legal_basis="consent", gdpr_default=True,
+                           ccpa_default=True)
+    active(call, purpose="loyalty_offers")
+    assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["reason"] == "matched"
+    Purpose.objects.filter(key="loyalty_offers").delete()
+    selectors._local.snapshot = None
+    gone = decide({"userId": "ann", "placement": "homepage_banner"})
+    assert gone.status_code == 200 and gone.json()["reason"] == "no_consent"
+
+
+def test_exposures_follow_a_first_visitor_who_logs_in_and_profiles_that_merge(call, decide, banner, post_collect,
+                                                                               drain):
+    active(call, caps=[{"count": 1, "per": "lifetime"}])
+    first = decide({"anonymousId": "visitor", "placement": "homepage_banner", "context": GRANTING}).json()
+    assert first["reason"] == "matched"
+    exposures_record_queued()
+    assert Exposure.objects.get().profile_id is None
+    # The visitor's first event creates their profile: the exposure decided by that id is theirs now.
+    post_collect("identify", {"anonymousId": "visitor", "traits": {"country": "US"}, "messageId": "v1"})
+    drain()
+    visitor = Identifier.objects.get(type="anonymous_id", value="visitor").profile_id
+    assert Exposure.objects.get().profile_id == visitor
+    # A person known by their user id on another device merges with the visitor when they log in here.
+    post_collect("identify", {"userId": "vera", "traits": {"country": "US"}, "messageId": "v2"})
+    drain()
+    assert decide({"userId": "vera", "placement": "homepage_banner"}).json()["reason"] == "matched"
+    exposures_record_queued()
+    post_collect("identify", {"userId": "vera", "anonymousId": "visitor", "messageId": "v3"})
+    drain()
+    survivor = Identifier.objects.get(type="user_id", value="vera").profile_id
+    assert set(Exposure.objects.values_list("profile_id", flat=True)) == {survivor}
+    # One person, seen twice: the lifetime cap holds by either id, and the results count them once.
+    for body in ({"userId": "vera"}, {"anonymousId": "visitor"}):
+        assert decide({**body, "placement": "homepage_banner"}).json()["reason"] == "frequency_cap"
+    campaign = Campaign.objects.get()
+    assert sum(arm.exposed for arm in selectors.campaign_arms(campaign_id=campaign.pk)) == 1
+
+
+def test_a_person_is_allocated_by_their_user_id_whichever_id_the_request_sends(call, decide, banner, post_collect,
+                                                                                 drain):
+    from campaigns import rules
+
+    people = [f"p{n}" for n in range(16)]
+    post_collect("batch", {"batch": [{"type": "identify", "userId": p, "anonymousId": f"a-{p}",
+                                      "traits": {"country": "US"}, "messageId": f"m-{p}"} for p in people]})
+    drain()
+    campaign_id = active(call, control_share=0.5)
+    by_anonymous_id = [decide({"anonymousId": f"a-{p}", "placement": "homepage_banner"}).json()["variant"]
+                       for p in people]
+    expected = [rules.allocate(salt=f"campaign:{campaign_id}", subject=f"user_id:{p}", control_share=0.5,
+                               variants=(rules.Variant("A", 50, {}), rules.Variant("B", 50, {}))) for p in people]
+    assert by_anonymous_id == expected and "control" in expected
+
+
+def test_an_exposure_queued_after_the_caps_were_read_sends_the_decision_back_to_read_them_again(
+        call, decide, banner, ann):
+    from campaigns.services.exposures import ExposureRecord, exposure_queue, new_decision_id
+
+    placement = Placement.objects.get()
+    reads = selectors.shared_reads(subjects=["user_id:ann"])
+
+    def record():
+        return ExposureRecord(new_decision_id(), None, placement.pk, None, "user_id:ann", "holdout", "web",
+                              timezone.now().isoformat())
+
+    assert exposure_queue(record=record(), schedule=lambda: None, sequence=reads.sequence)
+    # A second decision that read the same sequence lost the race: nothing of it is queued.
+    assert not exposure_queue(record=record(), schedule=lambda: None, sequence=reads.sequence)
+    assert exposure_queue(record=record(), schedule=lambda: None,
+                          sequence=selectors.shared_reads(subjects=["user_id:ann"]).sequence)
+    assert exposures_record_queued() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_decisions_for_one_person_at_once_stay_within_the_cap(call, banner, post_collect, drain):
+    import threading
+
+    from django.db import connection
+
+    from campaigns.services.decisions import decide as decide_now
+
+    post_collect("identify", {"userId": "ann", "traits": {"country": "US"}, "messageId": "a1"})
+    drain()
+    active(call, caps=[{"count": 2, "per": "day"}])
+    start, reasons = threading.Barrier(8), []
+
+    def one():
+        try:
+            start.wait()
+            reasons.append(decide_now(placement_key="homepage_banner", user_id="ann").reason)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(reasons) == ["frequency_cap"] * 6 + ["matched"] * 2
+
+
+def test_erasure_reaches_exposures_still_queued_and_decisions_after_it(call, decide, banner, post_collect, drain):
+    from django.conf import settings
+    import redis
+
+    from consent.services.erasure import privacy_erase_step
+    from consent.services.privacy import privacy_request_create, privacy_request_execute, privacy_request_verify
+
+    post_collect("identify", {"userId": "gone", "anonymousId": "gone-device", "traits": {"country": "US"},
+                              "messageId": "g1"})
+    drain()
+    active(call)
+    assert decide({"userId": "gone", "placement": "homepage_banner"}).json()["reason"] == "matched"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    assert client.exists("campaigns:pending:user_id:gone")
+    request = privacy_request_create(kind="deletion", regime="ccpa", identifiers=[{"type": "user_id",
+                                                                                   "value": "gone"}])
+    privacy_request_verify(request_id=request.pk)
+    privacy_request_execute(request_id=request.pk)
+    while not privacy_erase_step(request_id=request.pk):
+        pass
+    assert not client.keys("campaigns:*:user_id:gone")
+    # The one queued before the erasure and one decided after it (a first visit now) are never written.
+    decide({"anonymousId": "gone-device", "placement": "homepage_banner", "context": GRANTING})
+    exposures_record_queued()
+    assert not Exposure.objects.exists()

@@ -12,6 +12,8 @@ from campaigns import selectors
 from campaigns.models import Exposure, TriggeredSend
 from campaigns.services import definitions
 from campaigns.services.erasure import campaign_data_erase, campaign_data_export
+from campaigns import rules
+from campaigns.services import triggers
 from campaigns.services.triggers import SENDING_LEASE, triggered_sends_due
 from consent.services.ledger import ConsentChoice, consent_record
 from profiles.models import Identifier
@@ -190,7 +192,10 @@ def test_a_failed_try_is_retried_with_backoff_under_the_same_id_and_a_refusal_is
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_senders_at_once_post_each_send_once_and_an_abandoned_one_is_never_sent(setup, person, receiver):
+def test_two_senders_at_once_post_each_send_once_and_an_abandoned_one_is_never_sent(setup, person, receiver,
+                                                                                      monkeypatch):
+    # One send per claim: the senders take turns on the three sends instead of the first claiming them all.
+    monkeypatch.setattr(triggers, "CLAIM_BATCH", 1)
     setup()
     for user in ("ann", "bob", "cy"):
         person(user, cart="open")
@@ -266,3 +271,94 @@ def test_a_real_worker_sends_on_entry_without_anyone_calling_the_sender(setup, p
     wait_until(lambda: receiver.received, seconds=60, what="the triggered send")
     assert receiver.received[0].json["to"] == "ann@example.com"
     wait_until(lambda: TriggeredSend.objects.filter(status="sent").exists(), seconds=30, what="the send's outcome")
+
+
+def refuse_sharing(profile_id: int) -> None:
+    consent_record(choices=[ConsentChoice(profile_id=profile_id, purpose="sale_sharing", granted=False,
+                                          source="api", recorded_at=timezone.now())])
+
+
+def test_a_person_who_refused_sale_or_sharing_is_sent_nothing(setup, person, receiver):
+    setup()
+    refuse_sharing(person("ann", cart="open"))
+    person("bob", cart="open")  # a GDPR person who never chose: sale/sharing is not granted, nor refused
+    assert triggered_sends_due(now=soon()) == {"skipped": 1, "sent": 1}
+    assert TriggeredSend.objects.get(status="skipped").reason == "no_consent"
+    assert [r.json["to"] for r in receiver.received] == ["bob@example.com"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_consent_is_read_again_just_before_each_post(setup, person, receiver):
+    setup()
+    person("ann", cart="open")
+    bob = person("bob", cart="open")
+    receiver.hold()
+    outcome = []
+    sender = threading.Thread(target=lambda: (outcome.append(triggered_sends_due(now=soon())), connection.close()))
+    sender.start()
+    # Both were decided together; while Ann's post is under way, Bob objects.
+    assert receiver.arrived.wait(10)
+    refuse_sharing(bob)
+    receiver.release()
+    sender.join(30)
+    assert outcome == [{"sent": 1, "skipped": 1}]
+    assert TriggeredSend.objects.get(profile_id=bob).reason == "no_consent"
+    assert [r.json["to"] for r in receiver.received] == ["ann@example.com"]
+
+
+def test_the_holdout_and_variants_of_triggered_sends_hash_the_persons_user_id_as_decisions_do(
+        setup, person, receiver):
+    definitions.programme_settings_save(holdout_share=0.5)
+    setup(control_share=0.5)
+    people = {f"u{n}": person(f"u{n}", cart="open") for n in range(12)}
+    triggered_sends_due(now=soon())
+    sends = {s.profile_id: s for s in TriggeredSend.objects.all()}
+    for user_id, profile_id in people.items():
+        unit = rules.allocation_unit(user_id=user_id)
+        expected = "holdout" if rules.bucket("holdout", unit) < 0.5 else (
+            "control" if rules.bucket(f"campaign:{sends[profile_id].campaign_id}", unit) < 0.5 else "A")
+        assert sends[profile_id].variant == expected, user_id
+    assert {s.variant for s in sends.values()} == {"holdout", "control", "A"}
+
+
+def test_a_web_campaign_exclusive_with_a_triggered_one_is_not_shown_to_who_got_that(setup, call, decide, person,
+                                                                                      receiver):
+    cart = setup()
+    ann = person("ann", cart="open")
+    consent_record(choices=[ConsentChoice(profile_id=ann, purpose="personalization", granted=True, source="api",
+                                          recorded_at=timezone.now())])
+    assert call("post", "/api/v1/placements/", {"key": "banner", "channel": "web"}).status_code == 201
+    web = call("post", "/api/v1/campaigns/", {
+        "key": "web-offer", "name": "Web offer", "placements": ["banner"], "exclusive_with": [cart.key],
+        "variants": [{"key": "A", "weight": 100, "content": {}}]})
+    assert web.status_code == 201, web.json()
+    assert call("post", f"/api/v1/campaigns/{web.json()['id']}/activate/").status_code == 200
+    assert decide({"userId": "ann", "placement": "banner"}).json()["reason"] == "matched"
+    Exposure.objects.all().delete()
+    assert triggered_sends_due(now=soon()) == {"sent": 1}
+    assert decide({"userId": "ann", "placement": "banner"}).json()["reason"] == "no_eligible_campaign"
+
+
+def test_a_send_another_sender_holds_in_flight_counts_for_the_caps(setup, person, receiver):
+    definitions.programme_settings_save(channel_caps={"email": {"count": 1, "per": "week"}})
+    setup("first")
+    second = setup("second")
+    person("ann", cart="open")
+    # Another worker claimed the second campaign's send a moment ago and has not decided it yet.
+    TriggeredSend.objects.filter(campaign=second).update(status="sending", claimed_at=timezone.now())
+    assert triggered_sends_due(now=soon()) == {"skipped": 1}
+    assert TriggeredSend.objects.get(status="skipped").reason == "frequency_cap" and not receiver.received
+
+
+def test_sends_not_posted_when_the_runs_time_is_up_wait_for_the_next_run(setup, person, receiver):
+    setup()
+    for user in ("ann", "bob", "cy"):
+        person(user, cart="open")
+    receiver.hold()
+    threading.Timer(1.0, receiver.release).start()
+    # The first post outlasts the run's budget: the other two are handed back, not left in flight.
+    assert triggered_sends_due(now=soon(), budget_s=0.5) == {"sent": 1}
+    waiting = TriggeredSend.objects.exclude(status="sent")
+    assert [(s.status, s.claimed_at) for s in waiting] == [("pending", None)] * 2
+    assert triggered_sends_due(now=soon(2)) == {"sent": 2}
+    assert len(receiver.received) == 3 and Exposure.objects.count() == 3

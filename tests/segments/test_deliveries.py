@@ -400,3 +400,17 @@ def test_an_erasure_removes_the_subjects_deliveries_and_their_attempts(segment, 
     assert list(DeliveryAttempt.objects.values_list("delivery__profile_id", flat=True)) == [bob]
     request.refresh_from_db()
     assert request.receipt["erased"]["segment_deliveries"] == 1
+
+
+@pytest.mark.django_db
+def test_a_connection_that_reaches_a_private_address_is_refused_whatever_the_name_said(
+        segment, make_profiles, receiver, settings):
+    # Saved while private networks were allowed, or a public name that now resolves to a private address (DNS
+    # rebinding): the address actually connected to is what is checked.
+    settings.DESTINATIONS_ALLOW_PRIVATE_NETWORKS = False
+    [ann] = make_profiles("ann")
+    [delivery] = enqueue(segment, entered=[ann])
+    assert deliveries_send(delivery_ids=[delivery.pk], now=later()) == {"retrying": 1}
+    delivery.refresh_from_db()
+    assert delivery.last_error.startswith("AddressRefused: refused to connect to 127.0.0.1: a loopback address")
+    assert not receiver.received

@@ -142,3 +142,22 @@ def test_resend_queues_a_dead_delivery_again_and_refuses_one_still_pending(api, 
     assert api("post", "/api/v1/deliveries/999999/resend/").status_code == 404
     refused = api("post", f"/api/v1/deliveries/{delivery.pk}/resend/", role="Privacy officer")
     assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://127.0.0.1:8080/hooks", "a loopback address"),
+    ("http://[::1]/hooks", "a loopback address"),
+    ("http://169.254.169.254/latest/meta-data/", "a link-local address"),
+    ("https://10.0.0.7/hooks", "a private or reserved address"),
+    ("http://[::ffff:192.168.1.20]/hooks", "a private or reserved address"),
+    ("http://localhost:9000/hooks", "is a local name"),
+    ("http://metadata.google.internal/computeMetadata/v1/", "is a local name"),
+])
+def test_a_destination_on_a_private_network_is_refused_at_its_field(api, settings, url, why):
+    settings.DESTINATIONS_ALLOW_PRIVATE_NETWORKS = False
+    refused = create(api, url=url)
+    assert refused.status_code == 400, refused.json()
+    assert refused.json()["field"] == "url" and why in refused.json()["message"]
+    assert create(api, url="https://hooks.example.com/cdp").status_code == 201
+    settings.DESTINATIONS_ALLOW_PRIVATE_NETWORKS = True
+    assert create(api, url=url).status_code == 201
