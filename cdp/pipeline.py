@@ -1,10 +1,10 @@
 """The pipeline: claim a batch of pending events and run each app's step over the whole batch, in order.
 
-consent gate (suppression list) -> identity resolution, traits, counters and the privacy regime (consent's
-rule, registered at start-up) -> consent carried across merges -> consent signals of the messages ->
-rectifications completed -> memberships follow merges, realtime segments re-evaluated for the touched profiles
--> campaigns' exposures follow merges and logins, then goal events are attributed to them (triggered actions
-arrive with their work).
+a shared lock against the exposure recorder (campaigns' attribution) -> consent gate (suppression list) ->
+identity resolution, traits, counters and the privacy regime (consent's rule, registered at start-up) -> consent
+carried across merges -> consent signals of the messages -> rectifications completed -> memberships follow merges,
+realtime segments re-evaluated for the touched profiles -> campaigns' exposures follow merges and logins, then goal
+events are attributed to them (triggered actions arrive with their work).
 All in one transaction.
 """
 import logging
@@ -12,7 +12,8 @@ import logging
 from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 
-from campaigns.services.conversions import GoalEvent, conversions_after_batch, subjects_sent
+from campaigns.services.conversions import (GoalEvent, conversions_after_batch, conversions_batch_begin,
+                                             subjects_sent)
 from campaigns.services.exposures import exposures_follow_people
 from consent.services.ledger import CollectedEvent, consent_apply_collected, consent_merge
 from consent.services.privacy import privacy_rectifications_processed
@@ -60,6 +61,7 @@ def _process_batch(*, batch_size: int | None = None, after_id: int = 0) -> tuple
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with transaction.atomic():
+                conversions_batch_begin()
                 events = claimed = events_claim_pending(
                     limit=batch_size, after_id=after_id, commit_asynchronously=alone)
                 if not events:

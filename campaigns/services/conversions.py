@@ -12,6 +12,7 @@ from django.utils import timezone
 from campaigns import rules
 from campaigns.models import Campaign, Conversion, Exposure
 from profiles.models import Event, Identifier, Profile
+from profiles.common.locks import CONVERSION_ATTRIBUTION, xact_lock
 from segments.compiler import event_condition
 
 
@@ -26,13 +27,22 @@ class GoalEvent:
     payload: dict
 
 
+def conversions_batch_begin() -> None:
+    """The pipeline calls this first in each batch's transaction: a shared lock that the exposure recorder takes
+    exclusively while it writes exposures and attributes to them. Taken before the batch locks any row, so the
+    recorder (which needs those rows' keys for its foreign keys) never waits on a batch that waits on it."""
+    xact_lock(CONVERSION_ATTRIBUTION, shared=True)
+
+
 def conversions_after_batch(*, events: list[GoalEvent]) -> int:
     """Attributes the batch's goal events, in one statement for all campaigns; idempotent (an exposure converts
     once, so a batch processed again adds nothing). Returns how many conversions it recorded.
 
     Exposures still queued are not seen here: the pipeline runs inside this batch's transaction, where recording
     (which trims the queue in Redis) cannot be undone with a rollback. The recorder attributes the goal events
-    that arrived before their exposure was written (`conversions_for_recorded`)."""
+    that arrived before their exposure was written (`conversions_for_recorded`); the lock both take (see
+    conversions_batch_begin) keeps a goal event and an exposure committed at the same moment from each missing the
+    other."""
     goals = _goals()
     names = {leaf.name for _, leaf in goals}
     candidates = [e for e in events if e.name in names]

@@ -19,7 +19,7 @@ from campaigns.models import Exposure
 from campaigns.services.conversions import conversions_for_recorded
 from consent.services.suppression import identifiers_suppressed
 from profiles.common.fast_redis import Script
-from profiles.common.locks import EXPOSURE_RECORDER, session_try_lock
+from profiles.common.locks import CONVERSION_ATTRIBUTION, EXPOSURE_RECORDER, session_try_lock, xact_lock
 from profiles.selectors import identifier_normalise
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ def exposures_record_queued(*, limit: int = RECORD_BATCH) -> int:
             except (orjson.JSONDecodeError, TypeError) as exc:
                 logger.error("unreadable queued exposure dropped: %s", type(exc).__name__)
         with transaction.atomic():
+            xact_lock(CONVERSION_ATTRIBUTION)
             exposures_write(records)
             # Goal events the pipeline processed while these waited are attributed now.
             conversions_for_recorded(decision_ids=[r.decision_id for r in records],

@@ -259,7 +259,9 @@ def _post_one(row, trigger: LiveTrigger, variant: str, destinations: dict, now: 
     if trigger.trigger.destination not in destinations:
         destinations[trigger.trigger.destination] = destination_get(destination_id=trigger.trigger.destination)
     destination = destinations[trigger.trigger.destination]
-    send = TriggeredSend.objects.filter(pk=row.id, status=TriggeredSend.Status.SENDING)
+    # Also from `unknown`: a sender that stalled past the lease still knows best what became of its post.
+    send = TriggeredSend.objects.filter(pk=row.id, status__in=[TriggeredSend.Status.SENDING,
+                                                               TriggeredSend.Status.UNKNOWN])
     if destination is None or not destination.active:
         send.update(status=TriggeredSend.Status.FAILED, reason="destination_inactive", variant=variant,
                     last_error="The destination is missing or inactive.", claimed_at=None)

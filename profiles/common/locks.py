@@ -41,16 +41,21 @@ AUDIT_CHAIN = lock_space("consent.audit_chain", number=72)
 SEGMENT_RECOMPUTE = lock_space("segments.recompute", number=73, size=2**31 - 1)
 # One key: one recorder at a time moves queued exposures into PostgreSQL (it reads, inserts, then trims the queue).
 EXPOSURE_RECORDER = lock_space("campaigns.exposure_recorder", number=74)
+# One key: a pipeline batch attributing goal events holds it shared until it commits, the recorder exclusively while
+# it writes exposures and attributes to them, so each sees what the other committed and no conversion falls between.
+CONVERSION_ATTRIBUTION = lock_space("campaigns.conversion_attribution", number=75)
 
 
-def xact_lock(space: LockSpace, keys: Iterable[int] = (0,)) -> None:
+def xact_lock(space: LockSpace, keys: Iterable[int] = (0,), *, shared: bool = False) -> None:
     """Takes transaction-level locks on these keys of the space, in sorted order (so two transactions locking
-    overlapping sets never wait on each other in a cycle); they are released at commit or rollback."""
+    overlapping sets never wait on each other in a cycle); they are released at commit or rollback. Shared locks
+    keep out only the exclusive ones."""
     ordered = sorted(set(keys))
     if any(not 0 <= key < space.size for key in ordered):
         raise ValueError(f"key outside advisory lock space {space.name} (0..{space.size - 1})")
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k",
+        cursor.execute(f"SELECT count({function}(%s, k)) FROM unnest(%s::int[]) AS k",
                        [space.number, "{" + ",".join(map(str, ordered)) + "}"])
 
 

@@ -594,3 +594,43 @@ def test_erasure_reaches_exposures_still_queued_and_decisions_after_it(call, dec
     decide({"anonymousId": "gone-device", "placement": "homepage_banner", "context": GRANTING})
     exposures_record_queued()
     assert not Exposure.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_recorder_waits_for_a_pipeline_batch_under_way_so_neither_misses_the_others_commit(call, decide, banner):
+    import threading
+
+    from django.db import connection, transaction
+
+    from campaigns.services.conversions import conversions_batch_begin
+
+    active(call)
+    decide({"anonymousId": "v1", "placement": "homepage_banner", "context": GRANTING})
+    batch_started, batch_may_end = threading.Event(), threading.Event()
+
+    def pipeline_batch():
+        try:
+            with transaction.atomic():
+                conversions_batch_begin()
+                batch_started.set()
+                batch_may_end.wait(10)
+        finally:
+            connection.close()
+
+    def recorder():
+        try:
+            exposures_record_queued()
+        finally:
+            connection.close()
+
+    batch = threading.Thread(target=pipeline_batch)
+    batch.start()
+    assert batch_started.wait(10)
+    recording = threading.Thread(target=recorder)
+    recording.start()
+    recording.join(0.5)
+    assert recording.is_alive() and not Exposure.objects.exists()
+    batch_may_end.set()
+    recording.join(10)
+    batch.join(10)
+    assert Exposure.objects.count() == 1

@@ -362,3 +362,18 @@ def test_sends_not_posted_when_the_runs_time_is_up_wait_for_the_next_run(setup, 
     assert [(s.status, s.claimed_at) for s in waiting] == [("pending", None)] * 2
     assert triggered_sends_due(now=soon(2)) == {"sent": 2}
     assert len(receiver.received) == 3 and Exposure.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sender_that_stalled_past_the_lease_still_records_what_became_of_its_post(setup, person, receiver):
+    setup()
+    person("ann", cart="open")
+    receiver.hold()
+    sender = threading.Thread(target=lambda: (triggered_sends_due(now=soon()), connection.close()))
+    sender.start()
+    assert receiver.arrived.wait(10)
+    # Another run, past the lease, gives the send up as unknown while its post is still under way.
+    assert triggers._expire_abandoned(timezone.now() + 2 * SENDING_LEASE) == 1
+    receiver.release()
+    sender.join(30)
+    assert TriggeredSend.objects.get().status == "sent" and len(receiver.received) == 1
