@@ -84,6 +84,9 @@ class ProgrammeSettings(models.Model):
     # {"email": {"count": 3, "per": "week"}}: no person gets more from all campaigns of a channel.
     channel_caps = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Moved by every change of placements, campaigns or these settings when there is no Redis to hold it: each
+    # process reloads its campaigns when it sees a new one.
+    snapshot_version = models.BigIntegerField(default=0)
 
 
 class Exposure(models.Model):

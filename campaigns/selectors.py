@@ -1,5 +1,5 @@
 """Reads of campaigns: the live snapshot decisions work from (cached in the process, invalidated across processes
-by a version in the shared cache), a person's exposures for caps and stickiness, and lists for the API."""
+by a version in Redis, else PostgreSQL), a person's exposures for caps and stickiness, and lists for the API."""
 from __future__ import annotations
 
 import logging
@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
-from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet
 
 from campaigns import rules, stats
 from campaigns.rules import HOLDOUT
@@ -103,17 +102,14 @@ _local = threading.local()
 
 
 def snapshot_invalidate() -> None:
-    """Every process reloads its snapshot at its next decision, once the current transaction commits."""
-    def bump():
-        client = redis()
-        if client is not None:
-            client.incr(VERSION_KEY)
-            return
-        try:
-            cache.incr(VERSION_KEY)
-        except ValueError:
-            cache.set(VERSION_KEY, 1, timeout=None)
-    transaction.on_commit(bump)
+    """Every process reloads its snapshot at its next decision, once the current transaction commits. The version
+    lives in Redis; without Redis, in PostgreSQL (moved in the caller's transaction), where every process sees it."""
+    client = redis()
+    if client is not None:
+        transaction.on_commit(lambda: client.incr(VERSION_KEY))
+        return
+    ProgrammeSettings.objects.get_or_create(pk=1)
+    ProgrammeSettings.objects.filter(pk=1).update(snapshot_version=F("snapshot_version") + 1)
 
 
 def snapshot_forget() -> None:
@@ -125,12 +121,12 @@ def snapshot_forget() -> None:
 _UNREAD = object()
 
 
-def _version_local():
-    version = cache.get(VERSION_KEY)
-    if version is None:
-        cache.add(VERSION_KEY, 1, timeout=None)
-        version = cache.get(VERSION_KEY)
-    return version
+def _version_local() -> int:
+    """The version without Redis: one small query."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT snapshot_version FROM {ProgrammeSettings._meta.db_table} WHERE id = 1")
+        row = cursor.fetchone()
+    return row[0] if row else 0
 
 
 @dataclass(frozen=True)
@@ -165,8 +161,8 @@ def snapshot(*, version=_UNREAD) -> Snapshot:
     """The placements and active campaigns as of the shared version (read here unless the caller has): a reload
     only after a change."""
     if version is _UNREAD:
-        # Straight from Redis when there is one (one GET; Django's cache layer costs as much again), from the
-        # process's own cache in the embedded mode, where there is one process.
+        # Straight from Redis when there is one (one GET; Django's cache layer costs as much again), else from
+        # PostgreSQL.
         client = redis()
         version = client.get(VERSION_KEY) if client is not None else _version_local()
     current: Snapshot | None = getattr(_local, "snapshot", None)

@@ -239,6 +239,15 @@ def test_a_change_reaches_other_processes_through_the_cache_version(call, banner
     assert after.version != before.version and "email_weekly" in after.placements
 
 
+def test_without_redis_the_version_other_processes_read_is_in_postgresql(call, banner, settings):
+    settings.REDIS_URL = ""
+    before = selectors.snapshot()
+    definitions.placement_save(key="email_weekly", name="Weekly", channel="email", default_content={})
+    # What another process reads: the row, in its next transaction once this one commits.
+    after = selectors.snapshot()
+    assert after.version == before.version + 1 and "email_weekly" in after.placements
+
+
 def test_erasure_removes_exposures_by_profile_and_by_the_ids_sent(call, decide, banner, ann):
     from consent.registry import handlers
 
