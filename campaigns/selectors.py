@@ -15,7 +15,7 @@ from django.db.models import Count, F, QuerySet
 from campaigns import rules, stats
 from campaigns.rules import HOLDOUT
 from campaigns.models import Campaign, Exposure, Placement, ProgrammeSettings, TriggeredSend
-from campaigns.services.exposures import ExposureRecord, pending_key, redis, sequence_key
+from campaigns.services.exposures import VERSION_KEY, ExposureRecord, redis
 from campaigns.stats import Arm
 from consent.models import Purpose
 from consent.selectors import PurposeContextRule, consent_allowed_sql, purpose_context_rules
@@ -26,8 +26,10 @@ from segments.models import SegmentMembership
 from segments.selectors import segment_ids_by_key
 
 logger = logging.getLogger(__name__)
-VERSION_KEY = "campaigns:snapshot-version"
 SNAPSHOT_MAX_AGE_S = 60.0
+# How old the version a decision starts from may be (one GET per process and second at most): a decision that
+# shows content has it checked again by the script that queues its exposure.
+VERSION_TTL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -129,32 +131,28 @@ def _version_local() -> int:
     return row[0] if row else 0
 
 
-@dataclass(frozen=True)
-class SharedReads:
-    version: object  # the campaigns' version
-    pending: list[ExposureRecord]  # the person's exposures still queued
-    # How many exposures have been queued under the first id sent (None: unread, no check on queueing).
-    sequence: str | None
-
-
-def shared_reads(*, subjects: list[str]) -> SharedReads:
-    """What a decision reads from Redis, in one round trip: the campaigns' version, the exposures still queued
-    under each id the request sent, and the first id's queueing sequence (exposures.exposure_queue checks it). Without
-    Redis, the process's own version and nothing queued. When Redis does not answer, the version this process last
-    loaded (its campaigns as they were) and nothing queued: caps count what PostgreSQL holds."""
+def recent_version() -> str:
+    """The campaigns' version as this thread read it at most VERSION_TTL_S ago, from Redis; without Redis, from
+    PostgreSQL, every time (nothing checks it later). When Redis does not answer, the version this thread last
+    read (its campaigns as they were)."""
     client = redis()
     if client is None:
-        return SharedReads(_version_local(), [], None)
+        return str(_version_local())
+    clock = time.monotonic()
+    if clock - getattr(_local, "version_at", -VERSION_TTL_S) < VERSION_TTL_S:
+        return _local.version
     try:
-        version, sequence, *found = pipelined(client, [
-            ("GET", VERSION_KEY), ("GET", sequence_key(subjects[0])),
-            *(("ZRANGE", pending_key(subject), 0, -1) for subject in subjects)])
+        [version] = pipelined(client, [("GET", VERSION_KEY)])
     except Exception as exc:  # noqa: BLE001 - a decision goes on without the shared cache
-        logger.warning("campaign version and pending exposures unreadable (%s)", type(exc).__name__)
-        current = getattr(_local, "snapshot", None)
-        return SharedReads(current.version if current is not None else None, [], None)
-    pending = [ExposureRecord(**orjson.loads(payload)) for payload_set in found for payload in payload_set]
-    return SharedReads(version, pending, sequence.decode() if sequence is not None else "")
+        logger.warning("campaign version unreadable (%s)", type(exc).__name__)
+        return getattr(_local, "version", "")
+    version_seen(version.decode() if version is not None else "")
+    return _local.version
+
+
+def version_seen(version: str) -> None:
+    """A version read elsewhere (the queue's answer): the latest this thread knows."""
+    _local.version, _local.version_at = version, time.monotonic()
 
 
 def snapshot(*, version=_UNREAD) -> Snapshot:
@@ -165,6 +163,7 @@ def snapshot(*, version=_UNREAD) -> Snapshot:
         # PostgreSQL.
         client = redis()
         version = client.get(VERSION_KEY) if client is not None else _version_local()
+        version = version.decode() if isinstance(version, bytes) else ("" if version is None else str(version))
     current: Snapshot | None = getattr(_local, "snapshot", None)
     # Reloaded after a change, and at least every SNAPSHOT_MAX_AGE_S for what changes elsewhere (a purpose's
     # defaults, a deleted segment).
@@ -292,6 +291,9 @@ def people_seen(*, profile_ids: list[int], now: datetime, claimed: list[int], ch
     return seen
 
 
+# Exposures recorded this recently are read with their decision ids: a pending set may still hold them (for a few
+# seconds after recording), and they must not count twice.
+RECENTLY_RECORDED = timedelta(minutes=10)
 # The person a decision names: the live profile holding the user id sent, else the one holding the anonymous id
 # sent (a visitor logging in sends both before any event has linked them). One row, NULL for a first visit.
 _WHO_SQL = (f"SELECT coalesce(({LIVE_PROFILE_BY_IDENTIFIER_SQL}), ({LIVE_PROFILE_BY_IDENTIFIER_SQL})) AS profile_id")
@@ -318,10 +320,11 @@ def person_seen_statement(*, user_id: str, anonymous_id: str, subjects: list[str
         f"WITH who AS ({_WHO_SQL}) "
         f"SELECT ({WRITE_KEY_SOURCE_SQL}) IS NOT NULL, (SELECT profile_id FROM who), {user_sql}, {held_sql}, "
         "e.campaign_id, e.channel, (array_agg(e.variant ORDER BY e.shown_at))[1], "
-        "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(e.id), min(e.shown_at) "
+        "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(e.id), min(e.shown_at), "
+        "array_agg(e.decision_id::text) FILTER (WHERE e.shown_at > %s) "
         f"FROM (SELECT 1) one LEFT JOIN {Exposure._meta.db_table} e ON e.profile_id = (SELECT profile_id FROM who) "
         "OR e.subject = ANY(%s::text[]) GROUP BY e.campaign_id, e.channel",
-        [*first, *second, write_key, *held_params, now - timedelta(weeks=1), subjects])
+        [*first, *second, write_key, *held_params, now - timedelta(weeks=1), now - RECENTLY_RECORDED, subjects])
 
 
 def _identifier_sent(*, user_id: str, anonymous_id: str) -> tuple[str, str]:
@@ -340,12 +343,14 @@ class PersonRead:
 
 
 def person_seen_read(rows: list[tuple], pending: list[ExposureRecord]) -> PersonRead:
-    """person_seen_statement's rows, with the person's exposures still queued (shared_reads)."""
+    """person_seen_statement's rows, with the person's pending exposures (the queue's answer) that PostgreSQL did
+    not yet hold when it was read."""
     first = rows[0] if rows else (False, None, None, None)
-    seen = _seen_from([row[4:] for row in rows])
-    # An exposure the recorder has just committed but not yet taken off its pending set counts twice for a
-    # moment: caps err on the side of showing less.
+    seen = _seen_from([row[4:10] for row in rows])
+    recorded = {decision_id for row in rows for decision_id in (row[10] or ())}
     for record in pending:
+        if record.decision_id in recorded:
+            continue
         seen.add(campaign_id=record.campaign_id, variant=record.variant, channel=record.channel,
                  shown=datetime.fromisoformat(record.shown_at))
     return PersonRead(bool(first[0]), first[1], first[2], set(first[3] or ()), seen)

@@ -4,8 +4,8 @@ or a variant; the exposure is queued, not written, on the way out.
 
 The cost is fixed whatever the number of campaigns: one prepared statement (the write key, the person's profile
 id, the targeting of every running campaign with the person's consent to each purpose they need, and their
-exposures), a second for a first visit's targeting, and two Redis round trips (the campaigns' version with the
-person's pending exposures; queueing this one).
+exposures), a second for a first visit's targeting, and one Redis round trip to queue the exposure when content is
+shown (none otherwise; the campaigns' version is read at most once a second per process).
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from campaigns import rules
 from campaigns.models import Campaign
-from campaigns.selectors import (LiveCampaign, person_seen_read, person_seen_statement,
-                                 shared_reads, snapshot, variant_stats)
-from campaigns.services.exposures import RECORD_TASK, ExposureRecord, exposure_queue, new_decision_id
+from campaigns.selectors import (LiveCampaign, LivePlacement, PersonRead, person_seen_read, person_seen_statement,
+                                 recent_version, snapshot, variant_stats, version_seen)
+from campaigns.services.exposures import RECORD_TASK, ExposureRecord, QueueRefused, exposure_queue, new_decision_id
 from consent.selectors import context_choice, visitor_allowed
 from profiles.common.prepared import fetch_prepared
 from profiles.selectors import source_id_for_write_key
@@ -50,13 +50,17 @@ class WriteKeyRefused(Exception):
     """The write key authenticates no active source."""
 
 
-class _Raced(Exception):
-    """Another decision for the same person queued an exposure after this one read their caps."""
-
-
-# A decision raced this often in a row is taken once more without the check (a person deciding in many tabs at
-# once may then exceed a cap by one).
+# A decision refused this often by the queue is taken once more without a check (a person deciding in many tabs
+# at once may then exceed a cap by one).
 RACE_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class _Show:
+    campaign: LiveCampaign | None
+    variant: str
+    content: dict
+    reason: str
 
 
 def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", context: dict | None = None,
@@ -66,78 +70,90 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
     With `write_key` (the decision API), raises WriteKeyRefused before anything is decided unless it authenticates
     an active source: checked in the statement that reads the person, which saves the API a round trip.
 
-    Caps hold under concurrency: an exposure is queued only if no other was queued for the same id since this
-    decision read the person's exposures; otherwise the decision is taken again on fresh reads."""
+    First from PostgreSQL alone, with the campaigns as of a version at most a second old. The script that queues
+    the exposure refuses it if the campaigns changed since, or if the person has exposures pending that the read
+    may have missed (a decision a moment ago, or at this very moment: caps hold under concurrency); its answer
+    carries the version and the pending exposures, and the decision is taken again with them (reading PostgreSQL
+    again only if the campaigns changed). A decision that shows nothing never waits for Redis."""
     now = now or timezone.now()
-    for attempt in range(1, RACE_ATTEMPTS + 1):
-        try:
-            return _decide_once(placement_key, user_id, anonymous_id, context, now, write_key,
-                                checked=attempt < RACE_ATTEMPTS)
-        except _Raced:
-            continue
-    raise AssertionError("unreachable: the last attempt does not check")
-
-
-def _decide_once(placement_key: str, user_id: str, anonymous_id: str, context: dict | None, now: datetime,
-                 write_key: str | None, checked: bool) -> Decision | None:
     # The ids the request sent: what finds a first visit's exposures later (the first is what they are kept by).
     subjects = [f"user_id:{user_id}"] if user_id else []
     if anonymous_id:
         subjects.append(f"anonymous_id:{anonymous_id}")
-    subject = subjects[0]
-    reads = shared_reads(subjects=subjects)
-    live = snapshot(version=reads.version)
-    placement = live.placements.get(placement_key)
-    if placement is None:
-        if write_key is not None and source_id_for_write_key(write_key=write_key) is None:
+    refused: QueueRefused | None = None
+    live, rows = None, None
+    for attempt in range(1, RACE_ATTEMPTS + 1):
+        version = refused.version if refused is not None else recent_version()
+        if live is None or live.version != version:
+            live, rows = snapshot(version=version), None
+        placement = live.placements.get(placement_key)
+        if placement is None:
+            if write_key is not None and source_id_for_write_key(write_key=write_key) is None:
+                raise WriteKeyRefused
+            return None
+        running = [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
+        # Campaigns whose purpose is gone never apply (failing closed).
+        purposes = sorted({c.purpose for c in running if c.purpose in live.purposes})
+        if rows is None:
+            rows = fetch_prepared(*person_seen_statement(
+                user_id=user_id, anonymous_id=anonymous_id, subjects=subjects, now=now, write_key=write_key or "",
+                targeting=_targeting(live, placement, running, purposes, context, now)))
+        person = person_seen_read(rows, refused.pending if refused is not None else [])
+        if write_key is not None and not person.authenticated:
             raise WriteKeyRefused
-        return None
-    running = [c for c in live.campaigns.get(placement.id, []) if c.running(now)]
-    # Campaigns whose purpose is gone never apply (failing closed).
-    purposes = sorted({c.purpose for c in running if c.purpose in live.purposes})
-    # Targeting and consent to each purpose the campaigns need (labelled below zero; campaigns by their positive
-    # ids) are a subquery of the statement that reads the person: one round trip for someone with a profile.
-    targeting = {c.id: c.targeting for c in running if c.targeting is not None}
-    nodes = {**targeting, **{-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)}}
-    statement = targeting_statement(
-        nodes=nodes, context=context, now=now, segment_ids=live.segment_ids, consent_sql=live.consent_sql,
-        reuse=live.targeting_statements, reuse_key=placement.id) if running else None
-    person = person_seen_read(fetch_prepared(*person_seen_statement(
-        user_id=user_id, anonymous_id=anonymous_id, subjects=subjects, now=now, write_key=write_key or "",
-        targeting=statement)), reads.pending)
-    if write_key is not None and not person.authenticated:
-        raise WriteKeyRefused
-    profile_id, seen = person.profile_id, person.seen
-    unit = rules.allocation_unit(user_id=user_id or person.profile_user_id, anonymous_id=anonymous_id)
-
-    def shown(campaign: LiveCampaign | None, variant: str, content: dict, reason: str) -> Decision:
+        chosen = _choose(live, placement, running, purposes, person, context, now,
+                         rules.allocation_unit(user_id=user_id or person.profile_user_id, anonymous_id=anonymous_id))
+        if isinstance(chosen, Decision):
+            return chosen
         decision_id = new_decision_id()
-        queued = exposure_queue(record=ExposureRecord(
-            decision_id, campaign.id if campaign else None, placement.id, profile_id, subject, variant,
-            placement.channel, now.isoformat()), schedule=_schedule_recorder,
-            sequence=reads.sequence if checked else None)
-        if not queued:
-            raise _Raced
-        return Decision(decision_id, placement.key, {"id": campaign.id, "key": campaign.key} if campaign else None,
-                        variant, content, reason)
+        check = "any" if attempt == RACE_ATTEMPTS else ("fast" if refused is None else f"seq:{refused.sequence}")
+        refused = exposure_queue(
+            record=ExposureRecord(decision_id, chosen.campaign.id if chosen.campaign else None, placement.id,
+                                  person.profile_id, subjects[0], chosen.variant, placement.channel, now.isoformat()),
+            schedule=_schedule_recorder, subjects=subjects, check=check, version=live.version)
+        if refused is None:
+            campaign = {"id": chosen.campaign.id, "key": chosen.campaign.key} if chosen.campaign else None
+            return Decision(decision_id, placement.key, campaign, chosen.variant, chosen.content, chosen.reason)
+        version_seen(refused.version)
+    raise AssertionError("unreachable: the last attempt is queued unchecked")
+
+
+def _targeting(live, placement: LivePlacement, running: list[LiveCampaign], purposes: list[str],
+               context: dict | None, now: datetime) -> tuple[str, list] | None:
+    """The running campaigns' targeting and the person's consent to each purpose they need (labelled below zero;
+    campaigns by their positive ids), as a subquery of the statement that reads the person."""
+    if not running:
+        return None
+    nodes = {**{c.id: c.targeting for c in running if c.targeting is not None},
+             **{-1 - n: Consent(purpose, True) for n, purpose in enumerate(purposes)}}
+    return targeting_statement(nodes=nodes, context=context, now=now, segment_ids=live.segment_ids,
+                               consent_sql=live.consent_sql, reuse=live.targeting_statements, reuse_key=placement.id)
+
+
+def _choose(live, placement: LivePlacement, running: list[LiveCampaign], purposes: list[str], person: PersonRead,
+            context: dict | None, now: datetime, unit: str) -> Decision | _Show:
+    """What the person gets: nothing (a Decision with its reason), or content to show once its exposure is
+    queued."""
+    seen = person.seen
 
     def nothing(reason: str) -> Decision:
         return Decision(None, placement.key, None, None, placement.default_content, reason)
 
     if rules.held_out(share=live.holdout_share, unit=unit, earlier=seen.held_out):
-        return shown(None, rules.HOLDOUT, placement.default_content, "global_holdout")
+        return _Show(None, rules.HOLDOUT, placement.default_content, "global_holdout")
     if not running:
         return nothing("no_eligible_campaign")
     held = person.held
-    if profile_id is None:
+    if person.profile_id is None:
         # A first visit: the context alone, in a statement of its own (they are few).
-        held = targeting_matches(nodes=targeting, profile_id=None, context=context, now=now,
-                                 segment_ids=live.segment_ids, consent_sql=live.consent_sql,
-                                 reuse=live.targeting_statements, reuse_key=placement.id)
+        held = targeting_matches(nodes={c.id: c.targeting for c in running if c.targeting is not None},
+                                 profile_id=None, context=context, now=now, segment_ids=live.segment_ids,
+                                 consent_sql=live.consent_sql, reuse=live.targeting_statements,
+                                 reuse_key=placement.id)
     eligible = [c for c in running if c.targeting is None or c.id in held]
     if not eligible:
         return nothing("no_eligible_campaign")
-    eligible = [c for c in eligible if c.purpose in _allowed(purposes, held, profile_id, context, live)]
+    eligible = [c for c in eligible if c.purpose in _allowed(purposes, held, person.profile_id, context, live)]
     if not eligible:
         return nothing("no_consent")
     # Never beside a campaign it excludes (triggered ones included), once the person has seen that one (while it
@@ -155,9 +171,8 @@ def _decide_once(placement_key: str, user_id: str, anonymous_id: str, context: d
     winner = eligible[0]
     variant = variant_for(winner, unit, seen.first_variant.get(winner.id))
     if variant == "control":
-        return shown(winner, "control", placement.default_content, "control")
-    content = next(v.content for v in winner.variants if v.key == variant)
-    return shown(winner, variant, content, "matched")
+        return _Show(winner, "control", placement.default_content, "control")
+    return _Show(winner, variant, next(v.content for v in winner.variants if v.key == variant), "matched")
 
 
 def _allowed(purposes: list[str], held: set[int], profile_id: int | None, context: dict | None, live) -> set[str]:

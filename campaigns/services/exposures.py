@@ -1,12 +1,13 @@
 """Recording what decisions showed, off the request's path: a decision queues its exposure in Redis and answers;
-a recorder moves the queue into PostgreSQL in batches. Until recorded, an exposure also sits in its person's
-pending set, so frequency caps count it.
+a recorder moves the queue into PostgreSQL in batches. Until recorded (and a few seconds after), an exposure also
+sits in its person's pending set, so frequency caps count it.
 
 Without Redis (the embedded mode, tasks in-process) an exposure is written at once.
 """
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,8 @@ from profiles.selectors import identifier_normalise
 
 logger = logging.getLogger(__name__)
 QUEUE = "campaigns:exposures"
+# The campaigns' version: every change moves it, and each process reloads its campaigns when it sees a new one.
+VERSION_KEY = "campaigns:snapshot-version"
 PENDING = "campaigns:pending:"
 SEQUENCE = "campaigns:sequence:"
 # A pending entry outlives any plausible recorder outage; past that, an unrecorded exposure stops counting.
@@ -76,46 +79,87 @@ def redis():
     return _redis_client
 
 
-# Queues an exposure in one round trip, unless another decision for the same id was queued since this one read
-# the caps (the sequence it read, ARGV[4], no longer holds; "*" skips the check): then it returns -1 and queues
-# nothing. Otherwise onto the queue, into its person's pending set (with its expiry), the sequence moved on, and
-# whether the recorder needs a kick (at most one per second): 1 when it does.
+# Queues an exposure in one round trip, unless the decision may have missed something (then nothing is queued):
+# the campaigns changed (ARGV[5], the version it decided by, no longer holds), or an exposure of the same person is
+# pending that its read of PostgreSQL may not hold. ARGV[4] says how the decision read the person: "fast", from
+# PostgreSQL alone, so any pending exposure under an id it sent is one too many; "seq:<n>", with their pending
+# exposures as of queueing sequence n, which must still hold; "any", no check. On refusal it answers what the
+# decision needs to be taken again, in the same round trip: {version, sequence, pending entries...}. Otherwise the
+# exposure goes onto the queue and into its person's pending set (with its expiry), the sequence moves on, and it
+# answers whether the recorder needs a kick (at most one per second): 1 when it does.
+# KEYS: the queue, the kick's key, the first id's sequence, the version, then each id's pending set (the first's
+# takes the exposure).
 _QUEUE_SCRIPT = Script("""
-local sequence = redis.call('GET', KEYS[4]) or ''
-if ARGV[4] ~= '*' and sequence ~= ARGV[4] then return -1 end
-redis.call('INCR', KEYS[4])
-redis.call('EXPIRE', KEYS[4], ARGV[3])
+local version = redis.call('GET', KEYS[4]) or ''
+local sequence = redis.call('GET', KEYS[3]) or ''
+local refused = ARGV[5] ~= '*' and version ~= ARGV[5]
+if not refused and ARGV[4] == 'fast' then
+  for i = 5, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 1 then refused = true end
+  end
+elseif not refused and ARGV[4] ~= 'any' then
+  refused = ('seq:' .. sequence) ~= ARGV[4]
+end
+if refused then
+  local reply = {version, sequence}
+  for i = 5, #KEYS do
+    for _, entry in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do table.insert(reply, entry) end
+  end
+  return reply
+end
+redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
 redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-if redis.call('SET', KEYS[3], 1, 'NX', 'EX', 1) then return 1 end
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[5], ARGV[3])
+if redis.call('SET', KEYS[2], 1, 'NX', 'EX', 1) then return 1 end
 return 0
 """)
+# A sequence matters only between a decision's read and its queueing.
+SEQUENCE_TTL_S = 60
+# A recorded exposure stays in its pending set this long: a decision that read PostgreSQL just before the recorder
+# committed it and queues just after still finds it there (see exposures_record_queued).
+PENDING_GRACE_S = 5
 
 
-def exposure_queue(*, record: ExposureRecord, schedule, sequence: str | None = None) -> bool:
-    """Queues one exposure (and counts it as pending for its person); `schedule` queues the recorder. With the
-    `sequence` its decision read (selectors.shared_reads), queues nothing and returns False when another exposure
-    was queued under the same id since: the decision, which may have read caps that no longer hold, is taken
-    again. When Redis is missing or fails, the exposure is written to PostgreSQL at once: a failure to queue must
-    not lose it."""
+@dataclass(frozen=True)
+class QueueRefused:
+    """What the queue answered instead of queueing: the campaigns' version, the first id's queueing sequence, and
+    the exposures pending under the ids sent (see _QUEUE_SCRIPT)."""
+
+    version: str
+    sequence: str
+    pending: list[ExposureRecord]
+
+
+def exposure_queue(*, record: ExposureRecord, schedule, subjects: list[str] | None = None, check: str = "any",
+                   version: str = "*") -> QueueRefused | None:
+    """Queues one exposure (and counts it as pending for its person); `schedule` queues the recorder. A decision
+    passes the ids it was sent (`subjects`, the record's first), how it read the person (`check`: "fast", "seq:<n>"
+    or "any") and the campaigns' `version` it decided by: when the queue refuses it (_QUEUE_SCRIPT), the answer
+    is what taking it again needs. When Redis is missing or fails, the exposure is written to PostgreSQL at once:
+    a failure to queue must not lose it. None when it is queued or written."""
     client = redis()
     if client is not None:
         payload = orjson.dumps(record)  # orjson writes a dataclass as its fields, natively
+        subjects = subjects or [record.subject]
         try:
-            outcome = _QUEUE_SCRIPT(client, keys=[QUEUE, record.counted_as, _SCHEDULED, sequence_key(record.subject)],
-                                    args=[payload, datetime.fromisoformat(record.shown_at).timestamp(),
-                                          PENDING_TTL_S, "*" if sequence is None else sequence])
+            answer = _QUEUE_SCRIPT(
+                client, keys=[QUEUE, _SCHEDULED, sequence_key(subjects[0]), VERSION_KEY,
+                              *(pending_key(subject) for subject in subjects)],
+                args=[payload, datetime.fromisoformat(record.shown_at).timestamp(), PENDING_TTL_S, check, version,
+                      SEQUENCE_TTL_S])
         except Exception as exc:  # noqa: BLE001 - any failure of the queue falls back to the database
             logger.warning("exposure queue unavailable (%s): writing the exposure directly", type(exc).__name__)
         else:
-            if outcome == -1:
-                return False
-            if outcome:
+            if isinstance(answer, list):
+                return QueueRefused(answer[0].decode(), answer[1].decode(),
+                                    [ExposureRecord(**orjson.loads(entry)) for entry in answer[2:]])
+            if answer:
                 schedule()
-            return True
+            return None
     exposures_write([record])
-    return True
+    return None
 
 
 def exposures_forget_queued(*, subjects: list[str]) -> None:
@@ -177,12 +221,29 @@ def exposures_record_queued(*, limit: int = RECORD_BATCH) -> int:
             # Goal events the pipeline processed while these waited are attributed now.
             conversions_for_recorded(decision_ids=[r.decision_id for r in records],
                                      campaign_ids=[r.campaign_id for r in records if r.campaign_id is not None])
-        pipe = client.pipeline(transaction=False)
-        pipe.ltrim(QUEUE, len(raw), -1)
-        for payload, record in zip(readable, records):
-            pipe.zrem(record.counted_as, payload)
-        pipe.execute()
+        newest: dict[str, float] = {}
+        for record in records:
+            shown = datetime.fromisoformat(record.shown_at).timestamp()
+            newest[record.counted_as] = max(shown, newest.get(record.counted_as, shown))
+        client.ltrim(QUEUE, len(raw), -1)
+        if newest:
+            _TRIM_SCRIPT(client, keys=list(newest), args=[
+                time.time() - PENDING_GRACE_S, PENDING_GRACE_S, *(repr(score) for score in newest.values())])
     return len(raw)
+
+
+# After recording: each pending set touched drops the recorded entries older than the grace (ARGV[1]; never one
+# newer than what was recorded of it, ARGV[2 + i]), and expires after the grace (ARGV[2]) unless it holds one newer
+# than what was recorded, still waiting on the queue.
+_TRIM_SCRIPT = Script("""
+for i, key in ipairs(KEYS) do
+  local recorded = tonumber(ARGV[2 + i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', math.min(tonumber(ARGV[1]), recorded))
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if last[2] ~= nil and tonumber(last[2]) <= recorded then redis.call('EXPIRE', key, ARGV[2]) end
+end
+return 0
+""")
 
 
 def exposures_follow_people(*, merges: list[tuple[int, int]], sent: dict[str, int]) -> int:
@@ -203,20 +264,6 @@ def exposures_follow_people(*, merges: list[tuple[int, int]], sent: dict[str, in
             "SELECT (SELECT count(*) FROM merged) + (SELECT count(*) FROM identified)",
             [[m for m, _ in merges], [s for _, s in merges], list(sent), list(sent.values())])
         return cursor.fetchone()[0]
-
-
-def exposures_pending(*, key: str) -> list[ExposureRecord]:
-    """The queued, not yet recorded exposures of a pending set (a person's), for caps. Empty when Redis is missing
-    or does not answer: the recorded ones still count."""
-    client = redis()
-    if client is None:
-        return []
-    try:
-        found = client.zrange(key, 0, -1)
-    except Exception as exc:  # noqa: BLE001 - caps fall back to what PostgreSQL holds
-        logger.warning("pending exposures unreadable (%s)", type(exc).__name__)
-        return []
-    return [ExposureRecord(**orjson.loads(payload)) for payload in found]
 
 
 def _subjects_suppressed(subjects: set[str]) -> set[str]:

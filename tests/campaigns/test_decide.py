@@ -3,6 +3,8 @@ arbitration, and exposures recorded off the request's path."""
 from datetime import timedelta
 
 import pytest
+import redis
+from django.conf import settings
 from django.utils import timezone
 
 from campaigns import selectors
@@ -177,8 +179,10 @@ def test_caps_count_exposures_still_being_recorded(call, decide, banner, ann):
     assert reasons == ["matched", "matched", "frequency_cap"]
     exposures_record_queued()
     assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["reason"] == "frequency_cap"
-    # A day later the cap allows again.
+    # A day later the cap allows again (the pending sets, kept a few seconds after recording, are long gone).
     Exposure.objects.update(shown_at=timezone.now() - timedelta(days=1, minutes=1))
+    redis_client = redis.Redis.from_url(settings.REDIS_URL)
+    redis_client.delete(*redis_client.keys("campaigns:pending:*"))
     assert decide({"userId": "ann", "placement": "homepage_banner"}).json()["reason"] == "matched"
 
 
@@ -245,7 +249,7 @@ def test_without_redis_the_version_other_processes_read_is_in_postgresql(call, b
     definitions.placement_save(key="email_weekly", name="Weekly", channel="email", default_content={})
     # What another process reads: the row, in its next transaction once this one commits.
     after = selectors.snapshot()
-    assert after.version == before.version + 1 and "email_weekly" in after.placements
+    assert int(after.version) == int(before.version) + 1 and "email_weekly" in after.placements
 
 
 def test_erasure_removes_exposures_by_profile_and_by_the_ids_sent(call, decide, banner, ann):
@@ -531,23 +535,35 @@ def test_a_person_is_allocated_by_their_user_id_whichever_id_the_request_sends(c
     assert by_anonymous_id == expected and "control" in expected
 
 
-def test_an_exposure_queued_after_the_caps_were_read_sends_the_decision_back_to_read_them_again(
+def test_the_queue_refuses_an_exposure_whose_decision_may_have_missed_another_and_says_what_it_missed(
         call, decide, banner, ann):
     from campaigns.services.exposures import ExposureRecord, exposure_queue, new_decision_id
 
     placement = Placement.objects.get()
-    reads = selectors.shared_reads(subjects=["user_id:ann"])
+    version = selectors.recent_version()
 
     def record():
         return ExposureRecord(new_decision_id(), None, placement.pk, None, "user_id:ann", "holdout", "web",
                               timezone.now().isoformat())
 
-    assert exposure_queue(record=record(), schedule=lambda: None, sequence=reads.sequence)
-    # A second decision that read the same sequence lost the race: nothing of it is queued.
-    assert not exposure_queue(record=record(), schedule=lambda: None, sequence=reads.sequence)
-    assert exposure_queue(record=record(), schedule=lambda: None,
-                          sequence=selectors.shared_reads(subjects=["user_id:ann"]).sequence)
+    def queue(exposure, check, at_version=version):
+        return exposure_queue(record=exposure, schedule=lambda: None, subjects=["user_id:ann", "anonymous_id:d1"],
+                              check=check, version=at_version)
+
+    first = record()
+    assert queue(first, "fast") is None
+    # A second decision that read PostgreSQL alone meanwhile: refused, with what is pending for the person.
+    refused = queue(record(), "fast")
+    assert refused.pending == [first] and refused.version == version
+    # Taken again with that, under the sequence it saw: queued; a third one still at that sequence is refused.
+    assert queue(record(), f"seq:{refused.sequence}") is None
+    assert len(queue(record(), f"seq:{refused.sequence}").pending) == 2
+    # The campaigns changed since the version a decision started from: refused whatever it read.
+    assert queue(record(), "any", at_version="an older version").version == version
     assert exposures_record_queued() == 2
+    # Recorded, the exposures stay pending a few seconds: a decision that read PostgreSQL just before still has
+    # them counted, once (they carry their decision ids).
+    assert len(queue(record(), "fast").pending) == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -579,9 +595,6 @@ def test_decisions_for_one_person_at_once_stay_within_the_cap(call, banner, post
 
 
 def test_erasure_reaches_exposures_still_queued_and_decisions_after_it(call, decide, banner, post_collect, drain):
-    from django.conf import settings
-    import redis
-
     from consent.services.erasure import privacy_erase_step
     from consent.services.privacy import privacy_request_create, privacy_request_execute, privacy_request_verify
 
