@@ -116,16 +116,36 @@ def _campaigns(tag: str) -> None:
         campaign_definitions.campaign_transition(campaign=campaign, action="activate")
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """The machine's busy and stolen CPU time so far, in clock ticks (Linux's /proc/stat; zeros elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return user + nice + system + irq + softirq, steal
+
+
 def _client(port: int, write_key: str, tag: str, profiles: int, mode: str, requests: int, connections: int,
             rate: float = 0.0) -> dict:
+    """One run of the client; with the machine's CPU time per request over it (server, database, Redis and the
+    client together: what a request costs whatever else the host's other tenants take) and the share of time the
+    hypervisor stole."""
     cmd = [sys.executable, "-m", "cdp.bench.decide_client", str(port), write_key, tag, str(profiles), mode,
            str(requests), str(connections)] + ([str(rate)] if rate else [])
+    busy_before, steal_before = _machine_ticks()
     run = subprocess.run(cmd, cwd=str(settings.BASE_DIR), capture_output=True, text=True, timeout=3600)
+    busy_after, steal_after = _machine_ticks()
     if run.returncode != 0:
         raise RuntimeError(f"the decision client failed:\n{run.stderr[-3000:]}")
     result = last_json(run.stdout)
     if result["errors"]:
         raise RuntimeError(f"{result['errors']} failed requests in {mode}; first: {result['first_error']}")
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    result["cpu_us_per_request"] = round((busy_after - busy_before) * tick_us / requests)
+    result["steal_share"] = round((steal_after - steal_before) * tick_us / 1e6 / result["elapsed"]
+                                  / (os.cpu_count() or 1), 3)
     return result
 
 
@@ -176,6 +196,9 @@ def bench_decide(*, profiles: int, requests: int, workers: int | None, connectio
             "decide_p99_ms": paced["latencies_ms"][2], "paced_rps": round(paced["requests"] / paced["elapsed"], 1),
             "reasons": loaded["reasons"], "exposures_queued": queued, "exposures_recorded": recorded}
         result["ratio_to_bare"] = round(result["decide_rps"] / result["bare_rps"], 3)
+        result.update(bare_cpu_us=bare["cpu_us_per_request"], decide_cpu_us=loaded["cpu_us_per_request"],
+                      cpu_ratio=round(bare["cpu_us_per_request"] / max(1, loaded["cpu_us_per_request"]), 3),
+                      steal_share=max(bare["steal_share"], loaded["steal_share"]))
         return result
     finally:
         if not keep:

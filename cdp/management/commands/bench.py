@@ -119,6 +119,8 @@ class Command(BaseCommand):
         p50, p95, p99 = result["decide_loaded_latency_ms"]
         w(f"flat out   /v1/decide {result['decide_rps']:,.0f} requests/s (p50 {p50} ms, p95 {p95} ms, "
           f"p99 {p99} ms), bare view {result['bare_rps']:,.0f} requests/s: x{result['ratio_to_bare']}")
+        w(f"CPU        {result['decide_cpu_us']:,} us per decision, {result['bare_cpu_us']:,} us per bare request "
+          f"(the whole machine): x{result['cpu_ratio']}; {result['steal_share']:.0%} of the time stolen")
         w(f"200 rps    p50 {result['decide_p50_ms']} ms, p95 {result['decide_p95_ms']} ms, "
           f"p99 {result['decide_p99_ms']} ms ({result['paced_rps']} requests/s held)")
         w("reasons    " + ", ".join(f"{k} {v:,}" for k, v in sorted(result["reasons"].items())))
