@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from campaigns import rules
 from campaigns.models import Campaign, Conversion, Exposure
-from profiles.models import Event, Identifier, Profile
+from profiles.models import Event
 from profiles.common.locks import CONVERSION_ATTRIBUTION, xact_lock
 from segments.compiler import event_condition
 
@@ -107,14 +107,10 @@ def conversions_for_recorded(*, decision_ids: list[str], campaign_ids: list[int]
             f"JOIN {Exposure._meta.db_table} o ON o.id = c.exposure_id WHERE c.event_id = e.id "
             "AND o.campaign_id = f.campaign_id) ORDER BY e.\"timestamp\", e.id LIMIT 1) ev WHERE f.campaign_id = %s")
         params += [leaf.within, *condition.params, campaign_id]
-    identifiers, profiles = Identifier._meta.db_table, Profile._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            # A first visit's exposure has no profile: the person is whoever holds the id the request sent now.
-            "WITH fresh AS MATERIALIZED (SELECT x.id, x.campaign_id, x.shown_at, coalesce(x.profile_id, ("
-            f"SELECT i.profile_id FROM {identifiers} i JOIN {profiles} p ON p.id = i.profile_id "
-            "AND p.merged_into_id IS NULL WHERE i.type = split_part(x.subject, ':', 1) "
-            "AND i.value = substr(x.subject, strpos(x.subject, ':') + 1) LIMIT 1)) AS person "
+            # A first visit's exposure was given the profile holding its id, if any, as it was written.
+            "WITH fresh AS MATERIALIZED (SELECT x.id, x.campaign_id, x.shown_at, x.profile_id AS person "
             f"FROM {Exposure._meta.db_table} x WHERE x.decision_id = ANY(%s::uuid[]) AND x.campaign_id IS NOT NULL "
             f"AND NOT EXISTS (SELECT 1 FROM {Conversion._meta.db_table} c WHERE c.exposure_id = x.id)) "
             f"INSERT INTO {Conversion._meta.db_table} (exposure_id, event_id, converted_at) "

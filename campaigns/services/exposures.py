@@ -170,6 +170,13 @@ def exposures_forget_queued(*, subjects: list[str]) -> None:
         client.delete(*(key for subject in subjects for key in (pending_key(subject), sequence_key(subject))))
 
 
+# The live profile holding the id an exposure `x` was decided by ("user_id:..." or "anonymous_id:...").
+_PROFILE_OF_SUBJECT_SQL = (
+    "SELECT i.profile_id FROM profiles_identifier i JOIN profiles_profile p ON p.id = i.profile_id "
+    "AND p.merged_into_id IS NULL WHERE i.type = split_part(x.subject, ':', 1) "
+    "AND i.value = substr(x.subject, strpos(x.subject, ':') + 1) LIMIT 1")
+
+
 def exposures_write(records: list[ExposureRecord]) -> int:
     """Writes exposures in one statement; idempotent (a decision id already written is skipped). An exposure of a
     person erased while it waited is not written: its profile is gone, or the id it was sent with is on the
@@ -182,7 +189,10 @@ def exposures_write(records: list[ExposureRecord]) -> int:
         cursor.execute(
             f"INSERT INTO {Exposure._meta.db_table} (decision_id, campaign_id, placement_id, profile_id, subject, "
             "variant, channel, shown_at) SELECT x.decision_id, x.campaign_id, x.placement_id, "
-            "x.profile_id, x.subject, x.variant, x.channel, "
+            # A profile merged away while its exposure waited stands for its survivor (merges point a tombstone at
+            # the live survivor); a first visit's exposure recorded after its id reached a profile is that profile's.
+            "coalesce((SELECT coalesce(p.merged_into_id, p.id) FROM profiles_profile p WHERE p.id = x.profile_id), "
+            f"({_PROFILE_OF_SUBJECT_SQL})), x.subject, x.variant, x.channel, "
             "x.shown_at FROM jsonb_to_recordset(%s::jsonb) AS x(decision_id uuid, campaign_id bigint, "
             "placement_id bigint, profile_id bigint, subject text, variant text, channel text, shown_at timestamptz) "
             "WHERE EXISTS (SELECT 1 FROM campaigns_placement pl WHERE pl.id = x.placement_id) "
@@ -250,8 +260,9 @@ def exposures_follow_people(*, merges: list[tuple[int, int]], sent: dict[str, in
     """The pipeline's step, inside its batch's transaction: exposures follow their person, so caps, stickiness,
     exclusivity and results see one person where identity resolution does. Those of a profile merged away move to
     its survivor (`merges`: (merged, survivor) pairs), and a first visit's, recorded without a profile, join the
-    profile that now holds the id they were decided by (`sent`: each id a batch's event sent, as exposures keep it,
-    with the live profile it resolved to). One statement; returns how many exposures moved."""
+    profile that now holds the id they were decided by (`sent`: the ids, as exposures keep them, that reached a
+    profile in this batch, each with that live profile; one recorded later is given its profile as it is written).
+    One statement; returns how many exposures moved."""
     if not merges and not sent:
         return 0
     with connection.cursor() as cursor:

@@ -656,3 +656,19 @@ def test_the_recorder_waits_for_a_pipeline_batch_under_way_so_neither_misses_the
     recording.join(10)
     batch.join(10)
     assert Exposure.objects.count() == 1
+
+
+def test_an_exposure_still_queued_when_its_person_logs_in_or_merges_is_written_as_theirs(
+        call, decide, banner, post_collect, drain):
+    active(call)
+    decide({"anonymousId": "early", "placement": "homepage_banner", "context": GRANTING})
+    post_collect("identify", {"anonymousId": "early", "traits": {"country": "US"}, "messageId": "e1"})
+    post_collect("identify", {"userId": "eve", "traits": {"country": "US"}, "messageId": "e2"})
+    drain()
+    assert decide({"userId": "eve", "placement": "homepage_banner"}).json()["reason"] == "matched"
+    # Eve logs in on the early visitor's device before either exposure is recorded.
+    post_collect("identify", {"userId": "eve", "anonymousId": "early", "messageId": "e3"})
+    drain()
+    exposures_record_queued()
+    survivor = Identifier.objects.get(type="user_id", value="eve").profile_id
+    assert list(Exposure.objects.values_list("profile_id", flat=True)) == [survivor, survivor]
