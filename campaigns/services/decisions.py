@@ -106,11 +106,12 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
         if isinstance(chosen, Decision):
             return chosen
         decision_id = new_decision_id()
-        check = "any" if attempt == RACE_ATTEMPTS else ("fast" if refused is None else f"seq:{refused.sequence}")
+        last = attempt == RACE_ATTEMPTS
+        check = "any" if last else ("fast" if refused is None else f"seq:{refused.sequence}")
         refused = exposure_queue(
             record=ExposureRecord(decision_id, chosen.campaign.id if chosen.campaign else None, placement.id,
                                   person.profile_id, subjects[0], chosen.variant, placement.channel, now.isoformat()),
-            schedule=_schedule_recorder, subjects=subjects, check=check, version=live.version)
+            schedule=_schedule_recorder, subjects=subjects, check=check, version="*" if last else live.version)
         if refused is None:
             campaign = {"id": chosen.campaign.id, "key": chosen.campaign.key} if chosen.campaign else None
             return Decision(decision_id, placement.key, campaign, chosen.variant, chosen.content, chosen.reason)
