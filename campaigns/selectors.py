@@ -256,12 +256,15 @@ def _seen_from(rows) -> Seen:
     return seen
 
 
-def people_seen(*, profile_ids: list[int], now: datetime, claimed: list[int], channel_of: dict[int, str]
-                ) -> dict[int, Seen]:
+def people_seen(*, profile_ids: list[int], now: datetime, claimed: dict[int, int | None],
+                channel_of: dict[int, str]) -> dict[int, Seen]:
     """What many people have been shown, by profile, in one query (triggered actions decide in batches): their
     recorded exposures, and the triggered sends other senders hold in flight and have not yet recorded (what
-    keeps two senders within one person's caps). The `claimed` sends (the caller's own, perhaps retries whose
-    exposure was recorded on their first try) are left out; `channel_of` gives each triggered campaign's channel."""
+    keeps two senders within one person's caps). The `claimed` sends (the caller's own, by id with their person;
+    perhaps retries whose exposure was recorded on their first try) are left out; `channel_of` gives each
+    triggered campaign's channel. Of two senders deciding sends for one person at once, the older send goes
+    first: another sender's send in flight counts only if it is older than the caller's first for that person,
+    so they never skip each other."""
     sends, exposures = TriggeredSend._meta.db_table, Exposure._meta.db_table
     people = "{" + ",".join(str(int(p)) for p in set(profile_ids)) + "}"
     own = "{" + ",".join(str(int(i)) for i in claimed) + "}"
@@ -271,11 +274,15 @@ def people_seen(*, profile_ids: list[int], now: datetime, claimed: list[int], ch
             "array_agg(e.shown_at) FILTER (WHERE e.shown_at > %s), count(*), min(e.shown_at), FALSE "
             f"FROM {exposures} e WHERE e.profile_id = ANY(%s::bigint[]) AND NOT e.decision_id = ANY("
             f"ARRAY(SELECT send_id FROM {sends} WHERE id = ANY(%s::bigint[]))) GROUP BY 1, 2, 3 "
-            "UNION ALL SELECT s.profile_id, s.campaign_id, NULL, s.variant, ARRAY[s.claimed_at], 1, s.claimed_at, TRUE "
+            "UNION ALL SELECT s.profile_id, s.campaign_id, NULL, s.variant, ARRAY[s.claimed_at], s.id, s.claimed_at, "
+            "TRUE "
             f"FROM {sends} s WHERE s.status = 'sending' AND s.profile_id = ANY(%s::bigint[]) "
             f"AND NOT s.id = ANY(%s::bigint[]) AND NOT EXISTS (SELECT 1 FROM {exposures} x "
             "WHERE x.decision_id = s.send_id)",
             [now - timedelta(weeks=1), people, own, people, own])
+        first_claimed: dict[int, int] = {}
+        for send_id, profile_id in claimed.items():
+            first_claimed[profile_id] = min(send_id, first_claimed.get(profile_id, send_id))
         rows: dict[int, list] = {}
         in_flight: list[tuple] = []
         for profile_id, *rest, flying in cursor.fetchall():
@@ -284,8 +291,8 @@ def people_seen(*, profile_ids: list[int], now: datetime, claimed: list[int], ch
             else:
                 rows.setdefault(profile_id, []).append(rest)
     seen = {profile_id: _seen_from(rows.get(profile_id, [])) for profile_id in profile_ids}
-    for profile_id, campaign_id, _, variant, _, _, claimed_at in in_flight:
-        if profile_id in seen and campaign_id in channel_of:
+    for profile_id, campaign_id, _, variant, _, send_id, claimed_at in in_flight:
+        if profile_id in seen and campaign_id in channel_of and send_id < first_claimed.get(profile_id, send_id + 1):
             seen[profile_id].add(campaign_id=campaign_id, variant=variant, channel=channel_of[campaign_id],
                                  shown=claimed_at)
     return seen
@@ -295,8 +302,14 @@ def people_seen(*, profile_ids: list[int], now: datetime, claimed: list[int], ch
 # seconds after recording), and they must not count twice.
 RECENTLY_RECORDED = timedelta(minutes=10)
 # The person a decision names: the live profile holding the user id sent, else the one holding the anonymous id
-# sent (a visitor logging in sends both before any event has linked them). One row, NULL for a first visit.
-_WHO_SQL = (f"SELECT coalesce(({LIVE_PROFILE_BY_IDENTIFIER_SQL}), ({LIVE_PROFILE_BY_IDENTIFIER_SQL})) AS profile_id")
+# sent unless that one is someone else's (a profile with a user id of its own: another person who used the same
+# device), for a visitor logging in sends both before any event has linked them. One row, NULL for a first visit.
+_WHO_SQL = (
+    f"SELECT coalesce(({LIVE_PROFILE_BY_IDENTIFIER_SQL}), (SELECT i.profile_id FROM {Identifier._meta.db_table} i "
+    f"JOIN {Profile._meta.db_table} p ON p.id = i.profile_id AND p.merged_into_id IS NULL "
+    "WHERE i.type = %s AND i.value = %s AND (%s OR NOT EXISTS (SELECT 1 FROM "
+    f"{Identifier._meta.db_table} u WHERE u.profile_id = i.profile_id AND u.type = 'user_id')) LIMIT 1)) "
+    "AS profile_id")
 _FIRST_USER_ID_SQL = (f"SELECT i.value FROM {Identifier._meta.db_table} i WHERE i.profile_id = "
                       "(SELECT profile_id FROM who) AND i.type = 'user_id' ORDER BY i.first_seen, i.id LIMIT 1")
 
@@ -315,6 +328,7 @@ def person_seen_statement(*, user_id: str, anonymous_id: str, subjects: list[str
     first = _identifier_sent(user_id=user_id, anonymous_id=anonymous_id)
     # Without a user id, the second lookup repeats the first; it runs only when the first finds nobody.
     second = ("anonymous_id", identifier_normalise("anonymous_id", anonymous_id)) if anonymous_id else first
+    second = (*second, not user_id)  # whether a profile with a user id of its own may answer to it
     user_sql = "NULL::text" if user_id else f"({_FIRST_USER_ID_SQL})"
     return (
         f"WITH who AS ({_WHO_SQL}) "

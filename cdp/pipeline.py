@@ -108,9 +108,8 @@ def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
         survivors=frozenset(survivor for _, survivor in outcome.merged)))
     # A first visit's exposures wait for the id they were decided by to reach a profile: only ids new to one here.
     gained = outcome.created | outcome.identifiers_changed
-    exposures_follow_people(merges=outcome.merged, sent={
-        subject: outcome.profile_of[e.id] for e in events if outcome.profile_of.get(e.id) in gained
-        for subject in subjects_sent(e.payload)})
+    exposures_follow_people(merges=outcome.merged, sent=sorted({
+        subject for e in events if outcome.profile_of.get(e.id) in gained for subject in subjects_sent(e.payload)}))
     conversions_after_batch(events=[
         GoalEvent(e.id, outcome.profile_of[e.id], e.event, e.timestamp, e.payload)
         for e in events if e.type == "track" and e.id in outcome.profile_of])

@@ -294,8 +294,11 @@ class _Compiler:
             allowed = _Sql(f"(SELECT ({sql}){probe})" if probe else f"({sql})", params)
             return allowed if leaf.granted else ("NOT " + allowed)
         if isinstance(leaf, InSegment):
+            if self.measured is not None:
+                # The few people's open memberships were read once, with the people (compile_realtime).
+                return _Sql("%s = ANY(p.segments)", [self.segment_id(leaf.key, path)])
             return _Sql(f"EXISTS (SELECT 1 FROM {MEMBERSHIPS} m WHERE m.segment_id = %s AND m.profile_id = p.id "
-                        f"AND m.exited_at IS NULL{probe})", [self.segment_id(leaf.key, path)])
+                        f"AND m.exited_at IS NULL)", [self.segment_id(leaf.key, path)])
         if isinstance(leaf, HasIdentifier):
             return _Sql("EXISTS (SELECT 1 FROM profiles_identifier i WHERE i.profile_id = p.id AND i.type = %s"
                         f"{probe})", [leaf.type])
@@ -363,11 +366,16 @@ def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: date
         "{" + ",".join(str(int(pid)) for _, _, scope in segments for pid in scope) + "}"])
     # The scopes' people read once by index (joined to the pairs, a stale estimate could scan every profile).
     # Only the columns conditions read: the others (event counts, trait times) would be detoasted for nothing.
-    head = _Sql("WITH p AS MATERIALIZED (SELECT id, traits, computed FROM profiles_profile "
-                "WHERE id = ANY(%s::bigint[]) AND merged_into_id IS NULL)", [everyone])
+    # Each person's open memberships in one array, read once by index when a segment condition looks them up: one
+    # probe per person instead of one per condition and person.
+    in_segments = any(isinstance(leaf, InSegment) for _, node, _ in segments for _, leaf in rules.leaves(node))
+    memberships = (f"ARRAY(SELECT m.segment_id FROM {MEMBERSHIPS} m WHERE m.profile_id = profiles_profile.id "
+                   "AND m.exited_at IS NULL)") if in_segments else "'{}'::bigint[]"
+    head = _Sql(f"WITH p AS MATERIALIZED (SELECT id, traits, computed, {memberships} AS segments "
+                "FROM profiles_profile WHERE id = ANY(%s::bigint[]) AND merged_into_id IS NULL)", [everyone])
     if visitors:
-        head = _Sql("WITH p AS MATERIALIZED (SELECT id, '{}'::jsonb AS traits, '{}'::jsonb AS computed "
-                    "FROM unnest(%s::bigint[]) AS visitor(id))", [everyone])
+        head = _Sql("WITH p AS MATERIALIZED (SELECT id, '{}'::jsonb AS traits, '{}'::jsonb AS computed, "
+                    "'{}'::bigint[] AS segments FROM unnest(%s::bigint[]) AS visitor(id))", [everyone])
     joined = _Sql()
     if aggregates:
         bounded = _Sql()

@@ -194,8 +194,8 @@ def _allowed(purposes: list[str], held: set[int], profile_id: int | None, contex
 
 def variant_for(campaign: LiveCampaign, unit: str, earlier: str | None) -> str:
     """Sticky: what the person got before (while that variant still exists). Otherwise control by the stable hash
-    of the campaign and the person's unit (rules.allocation_unit), then a variant: by the same hash in proportion to the weights (`fixed`), or
-    by Thompson sampling on the variants' conversions so far (`thompson`)."""
+    of the campaign and the person's unit (rules.allocation_unit), then a variant: by the same hash in proportion
+    to the weights (`fixed`), or by Thompson sampling on the variants' conversions so far (`thompson`)."""
     if earlier == "control" or earlier in {v.key for v in campaign.variants}:
         return earlier
     allocated = rules.allocate(salt=f"campaign:{campaign.id}", subject=unit,

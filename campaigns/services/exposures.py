@@ -170,11 +170,12 @@ def exposures_forget_queued(*, subjects: list[str]) -> None:
         client.delete(*(key for subject in subjects for key in (pending_key(subject), sequence_key(subject))))
 
 
-# The live profile holding the id an exposure `x` was decided by ("user_id:..." or "anonymous_id:...").
-_PROFILE_OF_SUBJECT_SQL = (
-    "SELECT i.profile_id FROM profiles_identifier i JOIN profiles_profile p ON p.id = i.profile_id "
-    "AND p.merged_into_id IS NULL WHERE i.type = split_part(x.subject, ':', 1) "
-    "AND i.value = substr(x.subject, strpos(x.subject, ':') + 1) LIMIT 1")
+def _profile_of_subject(alias: str) -> str:
+    """The live profile holding the id the exposure (or record) `alias` was decided by ("user_id:..." or
+    "anonymous_id:..."), as a subquery."""
+    return ("SELECT i.profile_id FROM profiles_identifier i JOIN profiles_profile p ON p.id = i.profile_id "
+            f"AND p.merged_into_id IS NULL WHERE i.type = split_part({alias}.subject, ':', 1) "
+            f"AND i.value = substr({alias}.subject, strpos({alias}.subject, ':') + 1) LIMIT 1")
 
 
 def exposures_write(records: list[ExposureRecord]) -> int:
@@ -192,7 +193,7 @@ def exposures_write(records: list[ExposureRecord]) -> int:
             # A profile merged away while its exposure waited stands for its survivor (merges point a tombstone at
             # the live survivor); a first visit's exposure recorded after its id reached a profile is that profile's.
             "coalesce((SELECT coalesce(p.merged_into_id, p.id) FROM profiles_profile p WHERE p.id = x.profile_id), "
-            f"({_PROFILE_OF_SUBJECT_SQL})), x.subject, x.variant, x.channel, "
+            f"({_profile_of_subject('x')})), x.subject, x.variant, x.channel, "
             "x.shown_at FROM jsonb_to_recordset(%s::jsonb) AS x(decision_id uuid, campaign_id bigint, "
             "placement_id bigint, profile_id bigint, subject text, variant text, channel text, shown_at timestamptz) "
             "WHERE EXISTS (SELECT 1 FROM campaigns_placement pl WHERE pl.id = x.placement_id) "
@@ -231,49 +232,56 @@ def exposures_record_queued(*, limit: int = RECORD_BATCH) -> int:
             # Goal events the pipeline processed while these waited are attributed now.
             conversions_for_recorded(decision_ids=[r.decision_id for r in records],
                                      campaign_ids=[r.campaign_id for r in records if r.campaign_id is not None])
-        newest: dict[str, float] = {}
-        for record in records:
-            shown = datetime.fromisoformat(record.shown_at).timestamp()
-            newest[record.counted_as] = max(shown, newest.get(record.counted_as, shown))
+        recorded: dict[str, list[bytes]] = {}
+        for payload, record in zip(readable, records):
+            recorded.setdefault(record.counted_as, []).append(payload)
         client.ltrim(QUEUE, len(raw), -1)
-        if newest:
-            _TRIM_SCRIPT(client, keys=list(newest), args=[
-                time.time() - PENDING_GRACE_S, PENDING_GRACE_S, *(repr(score) for score in newest.values())])
+        if recorded:
+            _RECORDED_SCRIPT(client, keys=list(recorded), args=[
+                time.time(), PENDING_GRACE_S,
+                *(item for payloads in recorded.values() for item in (len(payloads), *payloads))])
     return len(raw)
 
 
-# After recording: each pending set touched drops the recorded entries older than the grace (ARGV[1]; never one
-# newer than what was recorded of it, ARGV[2 + i]), and expires after the grace (ARGV[2]) unless it holds one newer
-# than what was recorded, still waiting on the queue.
-_TRIM_SCRIPT = Script("""
-for i, key in ipairs(KEYS) do
-  local recorded = tonumber(ARGV[2 + i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', math.min(tonumber(ARGV[1]), recorded))
-  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  if last[2] ~= nil and tonumber(last[2]) <= recorded then redis.call('EXPIRE', key, ARGV[2]) end
+# Pending entries are scored by when they were shown; once recorded, by RECORDED plus when they were recorded, so
+# the grace runs from the recording, however long the entry waited on the queue, and the two kinds never mix.
+RECORDED = 10_000_000_000
+# After recording, for each pending set touched (KEYS[i]; ARGV: the time now, the grace, then for each set the
+# number of its entries just recorded and those entries): those entries are marked recorded, recorded ones older
+# than the grace go, and a set holding nothing that still waits on the queue expires after the grace.
+_RECORDED_SCRIPT = Script("""
+local now, grace, at = tonumber(ARGV[1]), tonumber(ARGV[2]), 3
+for _, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[at])
+  for j = at + 1, at + count do redis.call('ZADD', key, 'XX', RECORDED + now, ARGV[j]) end
+  at = at + count + 1
+  redis.call('ZREMRANGEBYSCORE', key, RECORDED, RECORDED + now - grace)
+  if #redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. RECORDED, 'LIMIT', 0, 1) == 0 then
+    redis.call('EXPIRE', key, grace)
+  end
 end
 return 0
-""")
+""".replace("RECORDED", str(RECORDED)))
 
 
-def exposures_follow_people(*, merges: list[tuple[int, int]], sent: dict[str, int]) -> int:
+def exposures_follow_people(*, merges: list[tuple[int, int]], sent: list[str]) -> int:
     """The pipeline's step, inside its batch's transaction: exposures follow their person, so caps, stickiness,
     exclusivity and results see one person where identity resolution does. Those of a profile merged away move to
     its survivor (`merges`: (merged, survivor) pairs), and a first visit's, recorded without a profile, join the
-    profile that now holds the id they were decided by (`sent`: the ids, as exposures keep them, that reached a
-    profile in this batch, each with that live profile; one recorded later is given its profile as it is written).
-    One statement; returns how many exposures moved."""
+    profile that now holds the id they were decided by (`sent`: ids, as exposures keep them, that may have reached
+    a profile in this batch; one that reached none, a blocked value say, links nothing). One recorded later is
+    given its profile as it is written. One statement; returns how many exposures moved."""
     if not merges and not sent:
         return 0
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH merged AS (UPDATE {Exposure._meta.db_table} e SET profile_id = m.survivor "
             "FROM unnest(%s::bigint[], %s::bigint[]) AS m(merged, survivor) WHERE e.profile_id = m.merged "
-            f"RETURNING 1), identified AS (UPDATE {Exposure._meta.db_table} e SET profile_id = s.profile_id "
-            "FROM unnest(%s::text[], %s::bigint[]) AS s(subject, profile_id) WHERE e.profile_id IS NULL "
-            "AND e.subject = s.subject RETURNING 1) "
+            f"RETURNING 1), identified AS (UPDATE {Exposure._meta.db_table} x SET profile_id = owner.profile_id "
+            f"FROM {Exposure._meta.db_table} y CROSS JOIN LATERAL ({_profile_of_subject('y')}) "
+            "owner WHERE x.id = y.id AND y.profile_id IS NULL AND y.subject = ANY(%s::text[]) RETURNING 1) "
             "SELECT (SELECT count(*) FROM merged) + (SELECT count(*) FROM identified)",
-            [[m for m, _ in merges], [s for _, s in merges], list(sent), list(sent.values())])
+            [[m for m, _ in merges], [s for _, s in merges], sent])
         return cursor.fetchone()[0]
 
 

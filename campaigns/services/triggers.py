@@ -165,7 +165,7 @@ def _decide(claimed: list, live, now: datetime) -> tuple[list[_Outcome], list[tu
 
     refused_sharing = consent_refused(profile_ids=people, purpose=SALE_SHARING)
     seen: dict[int, Seen] = people_seen(
-        profile_ids=people, now=now, claimed=[row.id for row in claimed],
+        profile_ids=people, now=now, claimed={row.id: row.profile_id for row in claimed},
         channel_of={cid: t.placement.channel for cid, t in triggers.items()})
     for row in claimed:
         trigger: LiveTrigger | None = triggers.get(row.campaign_id)
@@ -214,7 +214,9 @@ def _decide(claimed: list, live, now: datetime) -> tuple[list[_Outcome], list[tu
                        for cap in campaign.caps):
             outcome("skipped", "frequency_cap")
             continue
-        variant = row.variant or variant_for(campaign, _unit(row), person.first_variant.get(campaign.id))
+        # The variant a retry was given before, unless the campaign no longer has it.
+        kept = row.variant if row.variant in {v.key for v in campaign.variants} | {"control"} else None
+        variant = kept or variant_for(campaign, _unit(row), person.first_variant.get(campaign.id))
         # What this batch sends counts for the rest of it: two triggers for one person stay within the caps.
         person.add(campaign_id=campaign.id, variant=variant, channel=channel, shown=now)
         if variant == "control":
@@ -241,11 +243,14 @@ def _payload(row, trigger: LiveTrigger, variant: str) -> bytes:
 
 
 def _allows_now(profile_id: int, purpose: str, consent_sql) -> bool:
-    """Whether the live profile allows the purpose and has not refused sale/sharing, now (one query)."""
+    """Whether the profile (or the one it has been merged into since) allows the purpose and has not refused
+    sale/sharing, now (one query)."""
     allowed, allowed_params = consent_sql(purpose, "p")
     refused, refused_params = consent_refused_sql(purpose=SALE_SHARING, profile_alias="p")
+    profiles = Profile._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {Profile._meta.db_table} p WHERE p.id = %s AND {allowed} "
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {profiles} t JOIN {profiles} p ON p.id = coalesce("
+                       f"t.merged_into_id, t.id) WHERE t.id = %s AND p.merged_into_id IS NULL AND {allowed} "
                        f"AND NOT {refused})", [profile_id, *allowed_params, *refused_params])
         return cursor.fetchone()[0]
 

@@ -342,12 +342,27 @@ def test_a_web_campaign_exclusive_with_a_triggered_one_is_not_shown_to_who_got_t
 def test_a_send_another_sender_holds_in_flight_counts_for_the_caps(setup, person, receiver):
     definitions.programme_settings_save(channel_caps={"email": {"count": 1, "per": "week"}})
     setup("first")
-    second = setup("second")
+    setup("second")
     person("ann", cart="open")
-    # Another worker claimed the second campaign's send a moment ago and has not decided it yet.
-    TriggeredSend.objects.filter(campaign=second).update(status="sending", claimed_at=timezone.now())
+    older, newer = TriggeredSend.objects.order_by("id")
+    # Another worker claimed the older send a moment ago and has not decided it yet.
+    TriggeredSend.objects.filter(pk=older.pk).update(status="sending", claimed_at=timezone.now())
     assert triggered_sends_due(now=soon()) == {"skipped": 1}
-    assert TriggeredSend.objects.get(status="skipped").reason == "frequency_cap" and not receiver.received
+    assert TriggeredSend.objects.get(pk=newer.pk).reason == "frequency_cap" and not receiver.received
+
+
+def test_two_senders_deciding_one_persons_sends_at_once_let_the_older_one_go(setup, person, receiver):
+    definitions.programme_settings_save(channel_caps={"email": {"count": 1, "per": "week"}})
+    setup("first")
+    setup("second")
+    person("ann", cart="open")
+    at = soon()
+    older, newer = selectors.triggered_sends_claimed(send_ids=triggers._claim(at, 20))
+    live = selectors.snapshot()
+    # Each sender holds one and has not decided it when the other decides.
+    (of_newer,), _ = triggers._decide([newer], live, at)
+    (of_older,), _ = triggers._decide([older], live, at)
+    assert (of_older.status, of_newer.status, of_newer.reason) == ("sending", "skipped", "frequency_cap")
 
 
 def test_sends_not_posted_when_the_runs_time_is_up_wait_for_the_next_run(setup, person, receiver):
