@@ -110,6 +110,7 @@ def parse_variants(value: object, *, path: str = "variants") -> tuple[Variant, .
         content = variant.get("content", {})
         if not isinstance(content, dict):
             raise DefinitionError("a variant's content is a JSON object", f"{here}.content")
+        _check_recommendations(content, f"{here}.content")
         variants.append(Variant(key, float(weight), content))
     total = sum(v.weight for v in variants)
     if abs(total - 100) > 1e-9:
@@ -335,3 +336,22 @@ def render_payload(template: object, values: dict) -> object:
     if isinstance(template, list):
         return [render_payload(item, values) for item in template]
     return template
+
+
+# Content {"recommendations": {"k": 4}} is filled at decision time with the person's top k items.
+RECOMMENDATIONS_KEY = "recommendations"
+RECOMMENDATIONS_MAX = 50
+
+
+def _check_recommendations(content: dict, here: str) -> None:
+    if RECOMMENDATIONS_KEY not in content:
+        return
+    ask = content[RECOMMENDATIONS_KEY]
+    if not isinstance(ask, dict) or set(ask) - {"k", "include_bought"}:
+        raise DefinitionError('recommendations is {"k": N} (and optionally "include_bought": true)',
+                              f"{here}.{RECOMMENDATIONS_KEY}")
+    k = ask.get("k", 4)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= RECOMMENDATIONS_MAX:
+        raise DefinitionError(f"k is a whole number from 1 to {RECOMMENDATIONS_MAX}", f"{here}.{RECOMMENDATIONS_KEY}.k")
+    if not isinstance(ask.get("include_bought", False), bool):
+        raise DefinitionError("include_bought is true or false", f"{here}.{RECOMMENDATIONS_KEY}.include_bought")

@@ -146,6 +146,15 @@ PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=72)
 # are recomputed this often. Every sweep and recompute adds a point to the segment's size history.
 SEGMENT_SWEEP_SECONDS = env.int("SEGMENT_SWEEP_SECONDS", default=300)
 SEGMENT_BATCH_SECONDS = env.int("SEGMENT_BATCH_SECONDS", default=3600)
+# Recommendations learn from these track events (the Segment e-commerce spec's, which name a product_id, or a
+# products list for orders), each worth its weight; RECOMMENDATION_EVENTS='{"Product Viewed": 1, ...}' replaces them.
+RECOMMENDATION_EVENTS = env.json("RECOMMENDATION_EVENTS", default={
+    "Product Viewed": 1.0, "Product Clicked": 1.0, "Product Added": 3.0, "Product Added to Wishlist": 2.0,
+    "Order Completed": 5.0})
+# Interactions older than this are not learned from (tastes change).
+RECOMMENDATION_DAYS = env.int("RECOMMENDATION_DAYS", default=180)
+# The share of the collaborative score in the hybrid (the rest is content similarity).
+RECOMMENDATION_HYBRID_WEIGHT = env.float("RECOMMENDATION_HYBRID_WEIGHT", default=0.7)
 # Segment webhooks: tries per delivery before it becomes a dead letter, and the wait after the first failed try
 # (doubled after each one, capped at an hour): 8 tries span about an hour at the default.
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=8)
@@ -184,7 +193,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "ingest"
 # Every queue the project routes to: a plain `celery -A cdp worker` consumes all of them (a worker started with
 # -Q consumes only those named, and the others' tasks wait).
-CELERY_TASK_QUEUES = [Queue("ingest"), Queue("privacy"), Queue("segments"), Queue("webhooks"), Queue("campaigns")]
+CELERY_TASK_QUEUES = [Queue("ingest"), Queue("privacy"), Queue("segments"), Queue("webhooks"), Queue("campaigns"),
+                      Queue("learning")]
 CELERY_TASK_ROUTES = {
     "profiles.*": {"queue": "ingest"},
     "cdp.*": {"queue": "ingest"},
@@ -192,6 +202,8 @@ CELERY_TASK_ROUTES = {
     # Deliveries wait on other people's servers: their own queue, so a slow receiver never delays a recompute.
     "segments.deliver*": {"queue": "webhooks"},
     "campaigns.send_triggered": {"queue": "webhooks"},
+    # Training takes a core for a minute or more: its own queue, which a bigger machine can consume alone.
+    "segments.learn_*": {"queue": "learning"},
     "segments.*": {"queue": "segments"},
     "campaigns.*": {"queue": "campaigns"},
 }
@@ -213,6 +225,10 @@ CELERY_BEAT_SCHEDULE = {
     "exposures": {"task": "campaigns.record_exposures", "schedule": 10.0, "options": {"expires": 10}},
     # Triggered sends after their delay, quiet hours or backoff; entries without a delay are sent at once.
     "triggered-sends": {"task": "campaigns.send_triggered", "schedule": 30.0, "options": {"expires": 30}},
+    # Models whose retraining is due (each model says how often), and the recommendations' top lists.
+    "models-due": {"task": "segments.learn_models_due", "schedule": 3600.0, "options": {"expires": 3600}},
+    "recommendations": {"task": "segments.learn_recommendations", "schedule": 6 * 3600.0,
+                        "options": {"expires": 3600}},
 }
 
 REST_FRAMEWORK = {

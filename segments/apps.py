@@ -22,3 +22,11 @@ class SegmentsConfig(AppConfig):
             "segment_deliveries", (Delivery, DeliveryAttempt),
             lambda profile_ids, limit: delivery_data_erase(profile_ids=profile_ids, limit=limit),
             lambda profile_ids: delivery_data_export(profile_ids=profile_ids)))
+        from segments.models import Recommendations
+        from segments.services.recommendations import recommendations_erase, recommendations_export
+
+        # Top lists are made from the person's behaviour (and name what they bought).
+        register(Handler(
+            "segment_recommendations", (Recommendations,),
+            lambda profile_ids, limit: recommendations_erase(profile_ids=profile_ids, limit=limit),
+            lambda profile_ids: recommendations_export(profile_ids=profile_ids)))

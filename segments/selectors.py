@@ -322,3 +322,86 @@ def destination_deliveries(*, destination_id: int) -> QuerySet[Delivery]:
     """The destination's deliveries, newest first (the delivery_by_destination index), with their segment."""
     return (Delivery.objects.filter(destination_id=destination_id).select_related("segment")
             .order_by("-created_at", "-id"))
+
+
+# ---------------------------------------------------------------------------------------- what was learned
+
+# The purpose without which nobody gets a list made from their own behaviour (popular items instead).
+PERSONALISATION = "personalization"
+RECOMMENDATIONS_MAX = 50
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    item_id: str
+    name: str
+    category: str
+    brand: str
+    price: float | None
+    url: str
+    image_url: str
+    score: float | None
+
+    def as_json(self) -> dict:
+        return {"item_id": self.item_id, "name": self.name, "category": self.category, "brand": self.brand,
+                "price": self.price, "url": self.url, "image_url": self.image_url, "score": self.score}
+
+
+@dataclass(frozen=True)
+class RecommendationList:
+    # "personal" (their own top list), "popular" (no history yet, or no consent to personalisation), "none"
+    # (nothing learned yet).
+    basis: str
+    items: list[RecommendedItem]
+
+
+_LIST_SQL = """
+    WITH person AS (
+        SELECT r.items, r.scores, coalesce(r.bought, '{{}}') AS bought, r.profile_id IS NOT NULL AND {allowed}
+               AS personal
+        FROM profiles_profile p LEFT JOIN segments_recommendations r ON r.profile_id = p.id
+        WHERE p.id = %s
+        UNION ALL SELECT NULL, NULL, '{{}}', false WHERE %s::bigint IS NULL
+    ), popular AS (
+        SELECT popular FROM segments_recommenderrun WHERE status = 'ready' ORDER BY started_at DESC LIMIT 1
+    ), listed AS (
+        SELECT x.item, x.score, x.position, person.personal, x.item = ANY(person.bought) AS bought
+        FROM person LEFT JOIN popular ON true,
+             LATERAL unnest(CASE WHEN person.personal THEN person.items ELSE popular.popular END,
+                            CASE WHEN person.personal THEN person.scores END) WITH ORDINALITY AS x(item, score, position)
+    )
+    SELECT i.item_id, i.name, i.category, i.brand, i.price, i.url, i.image_url, l.score, l.personal
+    FROM listed l JOIN segments_item i ON i.id = l.item AND i.active
+    WHERE %s OR NOT (l.personal AND l.bought)
+    ORDER BY l.position LIMIT %s
+"""
+
+
+def recommendations_for(*, profile_id: int | None, k: int = 10, include_bought: bool = False
+                        ) -> RecommendationList:
+    """A person's top k items in one query: their precomputed list when they allow personalisation (without
+    what they bought, unless `include_bought`), else the popular items; for nobody (`profile_id` None, a
+    first visit), the popular items. Raises Purpose.DoesNotExist when the personalisation purpose is gone."""
+    k = max(1, min(k, RECOMMENDATIONS_MAX))
+    allowed, params = consent_allowed_sql(purpose=PERSONALISATION, profile_alias="p")
+    rows = fetch_prepared(_LIST_SQL.format(allowed=allowed), [*params, profile_id, profile_id, include_bought, k])
+    items = [RecommendedItem(row[0], row[1], row[2], row[3], None if row[4] is None else float(row[4]), row[5],
+                             row[6], None if row[7] is None else round(row[7], 5)) for row in rows]
+    basis = "none" if not rows else ("personal" if rows[0][8] else "popular")
+    return RecommendationList(basis, items)
+
+
+_SIMILAR_SQL = """
+    SELECT i.item_id, i.name, i.category, i.brand, i.price, i.url, i.image_url, x.score
+    FROM segments_item q JOIN segments_itemneighbours n ON n.item_id = q.id,
+         LATERAL unnest(n.similar, n.scores) WITH ORDINALITY AS x(item, score, position)
+    JOIN segments_item i ON i.id = x.item AND i.active
+    WHERE q.item_id = %s ORDER BY x.position LIMIT %s
+"""
+
+
+def items_similar(*, item_id: str, k: int = 10) -> list[RecommendedItem]:
+    """The item's k most similar active items (the hybrid's neighbours), best first; one query."""
+    k = max(1, min(k, RECOMMENDATIONS_MAX))
+    return [RecommendedItem(row[0], row[1], row[2], row[3], None if row[4] is None else float(row[4]), row[5],
+                            row[6], round(row[7], 5)) for row in fetch_prepared(_SIMILAR_SQL, [item_id, k])]

@@ -7,7 +7,12 @@ from django.utils import timezone
 
 from segments.selectors import segments_due
 from segments.services.deliveries import DELIVER_TASK, deliveries_send, deliveries_send_due
+from segments.services.clustering import RUN_TASK as CLUSTERING_TASK
+from segments.services.clustering import clustering_run
 from segments.services.membership import segment_recompute
+from segments.services.prediction import TRAIN_TASK as MODEL_TASK
+from segments.services.prediction import model_train, models_due
+from segments.services.recommendations import recommendations_refresh
 
 RECOMPUTE = "segments.recompute"
 
@@ -48,3 +53,37 @@ def deliver(delivery_ids: list[int]) -> dict[str, int]:
 def deliver_due() -> dict[str, int]:
     """Sends retries whose time has come, and deliveries whose task was lost (a worker restart)."""
     return deliveries_send_due(budget_s=DUE_BUDGET_S)
+
+
+# What segments learn from profiles: on the learning queue (CELERY_TASK_ROUTES), a core for a minute or more each.
+
+
+@shared_task(name=CLUSTERING_TASK, acks_late=True, reject_on_worker_lost=True, soft_time_limit=1800,
+             time_limit=1860)
+def learn_clustering(run_id: int) -> str | None:
+    """Idempotent: a run already started or finished is left alone."""
+    run = clustering_run(run_id=run_id)
+    return None if run is None else run.status
+
+
+@shared_task(name=MODEL_TASK, acks_late=True, reject_on_worker_lost=True, soft_time_limit=1800, time_limit=1860)
+def learn_model(model_id: int) -> int | None:
+    """Trains a new version; a second task for the same model while one trains returns at once."""
+    version = model_train(model_id=model_id)
+    return None if version is None else version.version
+
+
+@shared_task(name="segments.learn_models_due", soft_time_limit=60, time_limit=90)
+def learn_models_due() -> int:
+    due = models_due()
+    for model_id in due:
+        learn_model.delay(model_id)
+    return len(due)
+
+
+@shared_task(name="segments.learn_recommendations", acks_late=True, reject_on_worker_lost=True,
+             soft_time_limit=3600, time_limit=3660)
+def learn_recommendations() -> int | None:
+    """Refreshes every top list; a second refresh while one runs returns at once."""
+    run = recommendations_refresh()
+    return None if run is None else run.pk

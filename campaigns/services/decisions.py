@@ -25,7 +25,7 @@ from consent.selectors import context_choice, visitor_allowed
 from profiles.common.prepared import fetch_prepared
 from profiles.selectors import source_id_for_write_key
 from segments.rules import Consent
-from segments.selectors import targeting_matches, targeting_statement
+from segments.selectors import PERSONALISATION, recommendations_for, targeting_matches, targeting_statement
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,8 @@ def decide(*, placement_key: str, user_id: str = "", anonymous_id: str = "", con
             schedule=_schedule_recorder, subjects=subjects, check=check, version="*" if last else live.version)
         if refused is None:
             campaign = {"id": chosen.campaign.id, "key": chosen.campaign.key} if chosen.campaign else None
-            return Decision(decision_id, placement.key, campaign, chosen.variant, chosen.content, chosen.reason)
+            content = _with_recommendations(chosen.content, person.profile_id, context, live)
+            return Decision(decision_id, placement.key, campaign, chosen.variant, content, chosen.reason)
         version_seen(refused.version)
     raise AssertionError("unreachable: the last attempt is queued unchecked")
 
@@ -174,6 +175,21 @@ def _choose(live, placement: LivePlacement, running: list[LiveCampaign], purpose
     if variant == "control":
         return _Show(winner, "control", placement.default_content, "control")
     return _Show(winner, variant, next(v.content for v in winner.variants if v.key == variant), "matched")
+
+
+def _with_recommendations(content: dict, profile_id: int | None, context: dict | None, live) -> dict:
+    """Content asking for {"recommendations": {"k": N}} gets the person's top N items (popular ones for a first
+    visit, or when the ledger or the request's context denies personalisation), and where they came from."""
+    ask = content.get(rules.RECOMMENDATIONS_KEY)
+    if not isinstance(ask, dict):
+        return content
+    rule = live.purposes.get(PERSONALISATION)
+    if rule is not None and context_choice(rule=rule, context=context) is False:
+        profile_id = None
+    found = recommendations_for(profile_id=profile_id, k=ask.get("k", 4),
+                                include_bought=ask.get("include_bought", False))
+    return {**content, rules.RECOMMENDATIONS_KEY: [item.as_json() for item in found.items],
+            "recommendations_basis": found.basis}
 
 
 def _allowed(purposes: list[str], held: set[int], profile_id: int | None, context: dict | None, live) -> set[str]:

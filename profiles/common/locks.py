@@ -44,6 +44,8 @@ EXPOSURE_RECORDER = lock_space("campaigns.exposure_recorder", number=74)
 # One key: a pipeline batch attributing goal events holds it shared until it commits, the recorder exclusively while
 # it writes exposures and attributes to them, so each sees what the other committed and no conversion falls between.
 CONVERSION_ATTRIBUTION = lock_space("campaigns.conversion_attribution", number=75)
+# Key 0: one refresh of the recommendations at a time; key N: one training of predictive model N at a time.
+LEARNING = lock_space("segments.learning", number=76, size=2**31 - 1)
 
 
 def xact_lock(space: LockSpace, keys: Iterable[int] = (0,), *, shared: bool = False) -> None:

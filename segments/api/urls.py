@@ -1,10 +1,12 @@
 from django.urls import path
 
-from segments.api import destinations, views
+from segments.api import destinations, learning, views
 
 urlpatterns = [
     path("segments/", views.SegmentListView.as_view(), name="api-segment-list"),
     path("segments/preview/", views.SegmentPreviewView.as_view(), name="api-segment-preview"),
+    path("segments/clustering/", learning.ClusteringListView.as_view(), name="api-clustering-list"),
+    path("segments/clustering/<int:run_id>/", learning.ClusteringDetailView.as_view(), name="api-clustering-detail"),
     path("segments/<int:segment_id>/", views.SegmentDetailView.as_view(), name="api-segment-detail"),
     path("segments/<int:segment_id>/members/", views.SegmentMembersView.as_view(), name="api-segment-members"),
     path("segments/<int:segment_id>/refresh/", views.SegmentRefreshView.as_view(), name="api-segment-refresh"),
@@ -19,4 +21,14 @@ urlpatterns = [
          name="api-destination-deliveries"),
     path("deliveries/<int:delivery_id>/resend/", destinations.DeliveryResendView.as_view(),
          name="api-delivery-resend"),
+    path("models/", learning.ModelListView.as_view(), name="api-model-list"),
+    path("models/<slug:key>/", learning.ModelDetailView.as_view(), name="api-model-detail"),
+    path("models/<slug:key>/retrain/", learning.ModelRetrainView.as_view(), name="api-model-retrain"),
+    path("items/", learning.ItemListView.as_view(), name="api-item-list"),
+    path("items/bulk/", learning.ItemBulkView.as_view(), name="api-item-bulk"),
+    path("items/<str:item_id>/", learning.ItemDetailView.as_view(), name="api-item-detail"),
+    path("items/<str:item_id>/similar/", learning.ItemSimilarView.as_view(), name="api-item-similar"),
+    path("profiles/<int:profile_id>/recommendations/", learning.ProfileRecommendationsView.as_view(),
+         name="api-profile-recommendations"),
+    path("recommendations/runs/", learning.RecommenderRunListView.as_view(), name="api-recommender-runs"),
 ]

@@ -1,0 +1,85 @@
+"""Clustering profiles: K-Means on robustly scaled features for each k asked, k chosen by silhouette score, and
+each cluster described in words. Pure numpy and scikit-learn, no database."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import RobustScaler
+
+# Silhouette is quadratic in the rows: past this many it is measured on a random sample of them.
+SILHOUETTE_SAMPLE = 10_000
+# K-Means is fitted on at most this many rows, then every row is assigned to the nearest centre.
+FIT_SAMPLE = 50_000
+SEED = 0
+
+# Words for a feature well above or below the population: (high, low). Other features read "high <name>".
+WORDS = {
+    "recency_days": ("lapsed", "recent"),
+    "frequency_orders": ("frequent", "infrequent"),
+    "monetary_value": ("high spend", "low spend"),
+    "engagement_score": ("engaged", "disengaged"),
+    "rfm_recency": ("recent", "lapsed"),
+    "rfm_frequency": ("frequent", "infrequent"),
+    "rfm_monetary": ("high spend", "low spend"),
+}
+
+
+@dataclass
+class Clustering:
+    k: int
+    silhouettes: dict[int, float]
+    labels: np.ndarray
+    # k x features, in the features' own units.
+    centroids: np.ndarray
+    sample: int
+
+
+def cluster(x: np.ndarray, *, k_min: int, k_max: int) -> Clustering:
+    """K-Means for each k in [k_min, k_max] on RobustScaler-scaled features (median and interquartile range,
+    so a few huge spenders do not squash everyone else together); the k with the best silhouette wins."""
+    rows = len(x)
+    k_max = min(k_max, rows - 1)
+    if rows < 3 or k_max < k_min:
+        raise ValueError(f"{rows} profiles cannot make {k_min} clusters or more")
+    scaler = RobustScaler(unit_variance=False)
+    scaled = scaler.fit_transform(x)
+    # A feature with no spread (the interquartile range is 0) is left as is by RobustScaler; clip outliers so
+    # they cannot own a cluster of their own.
+    scaled = np.clip(scaled, -10, 10)
+    rng = np.random.default_rng(SEED)
+    fit_rows = scaled if rows <= FIT_SAMPLE else scaled[rng.choice(rows, FIT_SAMPLE, replace=False)]
+    sample = rng.choice(rows, min(rows, SILHOUETTE_SAMPLE), replace=False)
+    best: tuple[float, int, KMeans] | None = None
+    silhouettes: dict[int, float] = {}
+    for k in range(k_min, k_max + 1):
+        model = KMeans(n_clusters=k, n_init=4, random_state=SEED).fit(fit_rows)
+        labels = model.predict(scaled[sample])
+        score = float(silhouette_score(scaled[sample], labels)) if len(set(labels)) > 1 else -1.0
+        silhouettes[k] = round(score, 4)
+        if best is None or score > best[0]:
+            best = (score, k, model)
+    _, k, model = best
+    labels = model.predict(scaled)
+    centres = np.clip(model.cluster_centers_, -10, 10)
+    return Clustering(k=k, silhouettes=silhouettes, labels=labels,
+                      centroids=scaler.inverse_transform(centres), sample=len(sample))
+
+
+def describe(centroid: np.ndarray, features: list[str], x: np.ndarray) -> str:
+    """Words for the features where the centre sits in the population's top or bottom third, strongest
+    first ("high spend, recent, frequent"); "typical" when none does."""
+    phrases = []
+    for column, feature in enumerate(features):
+        values = x[:, column]
+        share_below = float((values < centroid[column]).mean())
+        if values.min() == values.max():
+            continue
+        high, low = WORDS.get(feature, (f"high {feature.replace('_', ' ')}", f"low {feature.replace('_', ' ')}"))
+        if share_below >= 2 / 3:
+            phrases.append((share_below, high))
+        elif share_below + float((values == centroid[column]).mean()) <= 1 / 3:
+            phrases.append((1 - share_below, low))
+    return ", ".join(word for _, word in sorted(phrases, reverse=True)) or "typical"
