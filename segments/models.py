@@ -316,7 +316,7 @@ class ItemNeighbours(models.Model):
     """An item's precomputed most similar items (the hybrid of co-occurrence and content), best first."""
 
     item = models.OneToOneField(Item, primary_key=True, on_delete=models.CASCADE, related_name="+")
-    similar = ArrayField(models.IntegerField())
+    neighbours = ArrayField(models.IntegerField())
     scores = ArrayField(models.FloatField())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -377,13 +378,15 @@ _LIST_SQL = """
 """
 
 
-def recommendations_for(*, profile_id: int | None, k: int = 10, include_bought: bool = False
-                        ) -> RecommendationList:
-    """A person's top k items in one query: their precomputed list when they allow personalisation (without
-    what they bought, unless `include_bought`), else the popular items; for nobody (`profile_id` None, a
-    first visit), the popular items. Raises Purpose.DoesNotExist when the personalisation purpose is gone."""
+def recommendations_for(*, profile_id: int | None, k: int = 10, include_bought: bool = False,
+                        consent_sql: Callable[[str, str], tuple[str, list]] | None = None) -> RecommendationList:
+    """A person's top k items in one query (after the purpose's, unless `consent_sql` is a cached
+    consent_allowed_sql): their precomputed list when they allow personalisation (without what they bought,
+    unless `include_bought`), else the popular items; for nobody (`profile_id` None, a first visit), the
+    popular items. Raises Purpose.DoesNotExist when the personalisation purpose is gone."""
     k = max(1, min(k, RECOMMENDATIONS_MAX))
-    allowed, params = consent_allowed_sql(purpose=PERSONALISATION, profile_alias="p")
+    allowed, params = (consent_sql(PERSONALISATION, "p") if consent_sql is not None
+                       else consent_allowed_sql(purpose=PERSONALISATION, profile_alias="p"))
     rows = fetch_prepared(_LIST_SQL.format(allowed=allowed), [*params, profile_id, profile_id, include_bought, k])
     items = [RecommendedItem(row[0], row[1], row[2], row[3], None if row[4] is None else float(row[4]), row[5],
                              row[6], None if row[7] is None else round(row[7], 5)) for row in rows]
@@ -394,7 +397,7 @@ def recommendations_for(*, profile_id: int | None, k: int = 10, include_bought: 
 _SIMILAR_SQL = """
     SELECT i.item_id, i.name, i.category, i.brand, i.price, i.url, i.image_url, x.score
     FROM segments_item q JOIN segments_itemneighbours n ON n.item_id = q.id,
-         LATERAL unnest(n.similar, n.scores) WITH ORDINALITY AS x(item, score, position)
+         LATERAL unnest(n.neighbours, n.scores) WITH ORDINALITY AS x(item, score, position)
     JOIN segments_item i ON i.id = x.item AND i.active
     WHERE q.item_id = %s ORDER BY x.position LIMIT %s
 """

@@ -187,7 +187,7 @@ def _with_recommendations(content: dict, profile_id: int | None, context: dict |
     if rule is not None and context_choice(rule=rule, context=context) is False:
         profile_id = None
     found = recommendations_for(profile_id=profile_id, k=ask.get("k", 4),
-                                include_bought=ask.get("include_bought", False))
+                                include_bought=ask.get("include_bought", False), consent_sql=live.consent_sql)
     return {**content, rules.RECOMMENDATIONS_KEY: [item.as_json() for item in found.items],
             "recommendations_basis": found.basis}
 

@@ -241,7 +241,7 @@ def _write(run: RecommenderRun, learned: Learned, weight: float) -> None:
     now = timezone.now()
     bought = learned.bought.tocsr()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("CREATE TEMPORARY TABLE learned_neighbours (item_id int, similar int[], scores float8[]) "
+        cursor.execute("CREATE TEMPORARY TABLE learned_neighbours (item_id int, neighbours int[], scores float8[]) "
                        "ON COMMIT DROP")
         with cursor.copy("COPY learned_neighbours FROM STDIN") as copy:
             for row in range(neighbours.shape[0]):
@@ -251,8 +251,8 @@ def _write(run: RecommenderRun, learned: Learned, weight: float) -> None:
                     copy.write_row((int(item_ids[row]), item_ids[neighbours.indices[lo:hi][order]].tolist(),
                                     np.round(neighbours.data[lo:hi][order], 5).tolist()))
         cursor.execute(f"DELETE FROM {ItemNeighbours._meta.db_table}")
-        cursor.execute(f"INSERT INTO {ItemNeighbours._meta.db_table} (item_id, similar, scores) "
-                       f"SELECT n.item_id, n.similar, n.scores FROM learned_neighbours n "
+        cursor.execute(f"INSERT INTO {ItemNeighbours._meta.db_table} (item_id, neighbours, scores) "
+                       f"SELECT n.item_id, n.neighbours, n.scores FROM learned_neighbours n "
                        f"JOIN {Item._meta.db_table} i ON i.id = n.item_id")
         cursor.execute("CREATE TEMPORARY TABLE learned_lists (profile_id bigint, items int[], scores float8[], "
                        "bought int[]) ON COMMIT DROP")
