@@ -153,8 +153,6 @@ RECOMMENDATION_EVENTS = env.json("RECOMMENDATION_EVENTS", default={
     "Order Completed": 5.0})
 # Interactions older than this are not learned from (tastes change).
 RECOMMENDATION_DAYS = env.int("RECOMMENDATION_DAYS", default=180)
-# The share of the collaborative score in the hybrid (the rest is content similarity).
-RECOMMENDATION_HYBRID_WEIGHT = env.float("RECOMMENDATION_HYBRID_WEIGHT", default=0.7)
 # Segment webhooks: tries per delivery before it becomes a dead letter, and the wait after the first failed try
 # (doubled after each one, capped at an hour): 8 tries span about an hour at the default.
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=8)

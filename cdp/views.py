@@ -20,7 +20,7 @@ from profiles.common.permissions import PRIVACY_OFFICER
 from profiles.masking import (known_values, mask_identifier, mask_json, mask_merge_record, mask_payload, mask_text,
                               mask_traits, masks_for)
 from profiles.selectors import profile_get
-from segments.selectors import profile_segments
+from segments.selectors import profile_learned, profile_segments
 
 
 def _is_htmx(request) -> bool:
@@ -104,7 +104,8 @@ def profile_detail(request, profile_id):
     context = {"profile": profile, "timeline": timeline, "profile_id": profile_id,
                "consent": consent_selectors.consent_current(profile=profile),
                "consent_history": consent_selectors.consent_history(profile=profile)[:50],
-               "segments": list(profile_segments(profile_id=profile.pk))}
+               "segments": list(profile_segments(profile_id=profile.pk)),
+               "learned": profile_learned(profile=profile)}
     context.update(selectors.profile_detail(profile=profile))
     if masks:
         profile.traits = mask_traits(profile.traits, known)

@@ -277,6 +277,8 @@ class ModelVersion(models.Model):
     promoted = models.BooleanField(default=False)
     scored = models.PositiveIntegerField(default=0)
     duration_s = models.FloatField(default=0)
+    # Seconds per step: {"features_s", "fit_s", "score_s", "write_s"}.
+    timings = models.JSONField(default=dict)
     # The fitted estimator (joblib), so a schedule can score again without training.
     artifact = models.BinaryField(editable=False)
 
@@ -354,6 +356,8 @@ class RecommenderRun(models.Model):
     evaluated_people = models.PositiveIntegerField(default=0)
     popular = ArrayField(models.IntegerField(), default=list)
     duration_s = models.FloatField(null=True, blank=True)
+    # Seconds per step: {"read_s", "evaluate_s", "train_s", "write_s"}.
+    timings = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
 
     class Meta:

@@ -17,7 +17,7 @@ from profiles.common.prepared import fetch_prepared
 from profiles.models import Profile
 from segments import rules
 from segments.compiler import DEFERRED_CONTEXT, ContextValue, compile_members, compile_realtime
-from segments.models import Delivery, Destination, Segment, SegmentMembership, SegmentSize
+from segments.models import Delivery, Destination, PredictiveModel, Segment, SegmentMembership, SegmentSize
 
 PREVIEW_SAMPLE = 20
 
@@ -408,3 +408,23 @@ def items_similar(*, item_id: str, k: int = 10) -> list[RecommendedItem]:
     k = max(1, min(k, RECOMMENDATIONS_MAX))
     return [RecommendedItem(row[0], row[1], row[2], row[3], None if row[4] is None else float(row[4]), row[5],
                             row[6], round(row[7], 5)) for row in fetch_prepared(_SIMILAR_SQL, [item_id, k])]
+
+
+@dataclass(frozen=True)
+class ProfileLearned:
+    rfm: dict
+    # (model key, model name, probability) for each model that scored the person.
+    scores: list[tuple[str, str, float]]
+    recommendations: RecommendationList
+
+
+def profile_learned(*, profile: Profile, k: int = 6) -> ProfileLearned:
+    """What was learned about a person, for their page: RFM scores and group, each model's score, and their
+    recommendations (popular items when they do not allow personalisation)."""
+    computed = profile.computed or {}
+    models = PredictiveModel.objects.filter(key__in=list(computed)).values_list("key", "name")
+    return ProfileLearned(
+        rfm={key: computed[key] for key in ("rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_score", "rfm_group")
+             if key in computed},
+        scores=[(key, name, computed[key]) for key, name in models if isinstance(computed[key], (int, float))],
+        recommendations=recommendations_for(profile_id=profile.pk, k=k))

@@ -12,7 +12,7 @@ from segments.services.clustering import clustering_run
 from segments.services.membership import segment_recompute
 from segments.services.prediction import TRAIN_TASK as MODEL_TASK
 from segments.services.prediction import model_train, models_due
-from segments.services.recommendations import recommendations_refresh
+from segments.services.recommendations import REFRESH_TASK, recommendations_refresh
 
 RECOMPUTE = "segments.recompute"
 
@@ -81,7 +81,7 @@ def learn_models_due() -> int:
     return len(due)
 
 
-@shared_task(name="segments.learn_recommendations", acks_late=True, reject_on_worker_lost=True,
+@shared_task(name=REFRESH_TASK, acks_late=True, reject_on_worker_lost=True,
              soft_time_limit=3600, time_limit=3660)
 def learn_recommendations() -> int | None:
     """Refreshes every top list; a second refresh while one runs returns at once."""

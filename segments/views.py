@@ -1,11 +1,13 @@
 """The segments screens: the list, the builder (nested conditions edited visually, the JSON beside them, the live
-count), and a segment's page (size over time, members, deliveries)."""
+count), a segment's page (size over time, members, deliveries), and what is learned from profiles: clusterings,
+predictive models and the recommendations' evaluation."""
 from __future__ import annotations
 
 import orjson
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -14,8 +16,9 @@ from consent.selectors import purpose_choices
 from profiles.common.queueing import enqueue_after_commit
 from profiles.selectors import event_names_seen, trait_keys_seen
 from segments import rules, selectors
-from segments.models import Destination, Segment
-from segments.services import definitions
+from segments.models import ClusteringRun, Destination, PredictiveModel, RecommenderRun, Segment
+from segments.services import clustering, definitions, prediction
+from segments.services.recommendations import REFRESH_TASK
 
 EMPTY_DEFINITION = {"all": [{"trait": "plan", "op": "eq", "value": "pro"}]}
 
@@ -149,3 +152,112 @@ def segment_refresh(request, segment_id: int):
     enqueue_after_commit("segments.recompute", segment.pk)
     messages.success(request, f"A recompute of {segment.key} is queued.")
     return redirect("segment-detail", segment_id=segment.pk)
+
+
+# ------------------------------------------------------------------------------------- what was learned
+
+
+@login_required
+@permission_required("segments.view_clusteringrun", raise_exception=True)
+def clustering_list(request):
+    error = None
+    form = {"features": "recency_days, frequency_orders, monetary_value, engagement_score", "k_min": "2",
+            "k_max": "8"}
+    if request.method == "POST":
+        if not request.user.has_perm("segments.add_clusteringrun"):
+            raise PermissionDenied
+        form = {name: request.POST.get(name, "").strip() for name in form}
+        features = [f.strip() for f in form["features"].split(",") if f.strip()]
+        try:
+            k_min, k_max = (int(form["k_min"]) if form["k_min"].isdigit() else form["k_min"],
+                            int(form["k_max"]) if form["k_max"].isdigit() else form["k_max"])
+            run = clustering.clustering_queue(features=features, k_min=k_min, k_max=k_max)
+        except rules.DefinitionError as exc:
+            error = exc
+        else:
+            messages.success(request, f"Clustering {run.pk} is queued.")
+            return redirect("segment-clustering-detail", run_id=run.pk)
+    runs = ClusteringRun.objects.prefetch_related("clusters")[:50]
+    return render(request, "segments/clustering_list.html", {
+        "runs": runs, "form": form, "error": error, "computed": trait_keys_seen(computed=True)},
+        status=400 if error else 200)
+
+
+@login_required
+@permission_required("segments.view_clusteringrun", raise_exception=True)
+def clustering_detail(request, run_id: int):
+    run = ClusteringRun.objects.prefetch_related("clusters__segment").filter(pk=run_id).first()
+    if run is None:
+        raise Http404(f"No clustering #{run_id}.")
+    clusters = list(run.clusters.all())
+    chart = {"k": list(run.silhouettes), "silhouettes": list(run.silhouettes.values()),
+             "clusters": [f"{c.number}: {c.description}" for c in clusters], "sizes": [c.size for c in clusters],
+             "features": run.features,
+             "centroids": [[c.centroid.get(f) for f in run.features] for c in clusters]}
+    return render(request, "segments/clustering_detail.html", {"run": run, "clusters": clusters, "chart": chart})
+
+
+@login_required
+@permission_required("segments.view_predictivemodel", raise_exception=True)
+def model_list(request):
+    error, form = None, {"key": "", "target_event": "Order Completed", "horizon_days": "30", "negate": False}
+    if request.method == "POST":
+        if not request.user.has_perm("segments.add_predictivemodel"):
+            raise PermissionDenied
+        form = {"key": request.POST.get("key", "").strip(), "target_event": request.POST.get("target_event", ""),
+                "horizon_days": request.POST.get("horizon_days", ""), "negate": bool(request.POST.get("negate"))}
+        horizon = int(form["horizon_days"]) if form["horizon_days"].isdigit() else form["horizon_days"]
+        try:
+            if PredictiveModel.objects.filter(key=form["key"]).exists():
+                raise rules.DefinitionError(f'a model with the key "{form["key"]}" exists', "key")
+            model = prediction.model_create(key=form["key"], target_event=form["target_event"].strip(),
+                                            horizon_days=horizon, negate=form["negate"])
+        except rules.DefinitionError as exc:
+            error = exc
+        else:
+            messages.success(request, f"Model {model.key} saved; its first training is queued.")
+            return redirect("segment-model-detail", key=model.key)
+    models = PredictiveModel.objects.prefetch_related("versions")
+    latest_runs = RecommenderRun.objects.all()[:5]
+    return render(request, "segments/model_list.html", {
+        "models": models, "form": form, "error": error, "events": event_names_seen(),
+        "recommender_runs": latest_runs, "methods": ["hybrid", "collaborative", "content", "popularity"]},
+        status=400 if error else 200)
+
+
+@login_required
+@permission_required("segments.view_predictivemodel", raise_exception=True)
+def model_detail(request, key: str):
+    model = PredictiveModel.objects.filter(key=key).first()
+    if model is None:
+        raise Http404(f"No model {key}.")
+    versions = list(model.versions.defer("artifact"))
+    shown = next((v for v in versions if v.promoted), versions[0] if versions else None)
+    chart = {"importances": shown.feature_importances if shown else [],
+             "histogram": shown.score_histogram if shown else [],
+             "bins": [f"{i / 10:.1f}–{(i + 1) / 10:.1f}" for i in range(10)],
+             "versions": [v.version for v in reversed(versions)], "auc": [v.auc for v in reversed(versions)],
+             "baseline": [v.baseline_auc for v in reversed(versions)]}
+    return render(request, "segments/model_detail.html", {"model": model, "versions": versions, "shown": shown,
+                                                          "chart": chart})
+
+
+@login_required
+@permission_required("segments.change_predictivemodel", raise_exception=True)
+@require_POST
+def model_retrain(request, key: str):
+    model = PredictiveModel.objects.filter(key=key).first()
+    if model is None:
+        raise Http404(f"No model {key}.")
+    prediction.model_retrain(model=model)
+    messages.success(request, f"A training of {model.key} is queued.")
+    return redirect("segment-model-detail", key=model.key)
+
+
+@login_required
+@permission_required("segments.add_recommenderrun", raise_exception=True)
+@require_POST
+def recommendations_refresh(request):
+    enqueue_after_commit(REFRESH_TASK)
+    messages.success(request, "A refresh of the recommendations is queued.")
+    return redirect("segment-models")

@@ -23,10 +23,11 @@ from campaigns.models import Campaign, Placement
 from campaigns.selectors import snapshot_invalidate
 from campaigns.services import definitions as campaign_definitions
 from campaigns.services.exposures import QUEUE, exposures_record_queued, redis
+from cdp.bench.cleanup import profile_relations
 from cdp.bench.server import ServerError, free_port, last_json, stop, wait_ready
 from cdp.bench.decide_client import PLACEMENTS
 from consent.services.ledger import ConsentChoice, consent_record
-from profiles.models import Profile, Source
+from profiles.models import Source
 from segments.models import Segment
 from segments.services.definitions import segment_create
 from segments.services.membership import segment_recompute
@@ -223,9 +224,7 @@ def _cleanup(tag: str, source: Source, first: int, profiles: int, segment_ids: l
         cur.execute("DELETE FROM segments_segment WHERE id = ANY(%s)", [segment_ids])
         range_ = [first, first + profiles - 1]
         # Every table that points at a profile, by its on_delete (the ledger keeps its entries, anonymised).
-        for rel in Profile._meta.related_objects:
-            if rel.many_to_many:
-                continue
+        for rel in profile_relations():
             table, column = rel.related_model._meta.db_table, rel.field.column
             if rel.on_delete is models.SET_NULL:
                 cur.execute(f"UPDATE {table} SET {column} = NULL WHERE {column} BETWEEN %s AND %s", range_)

@@ -25,7 +25,6 @@ NO_MODEL = error_response("No such model.")
 NO_ITEM = error_response("No such item.")
 NO_PROFILE = error_response("No such profile.")
 TAKEN = error_response('A model already has this key ("key_taken").')
-REFRESH_TASK = "segments.learn_recommendations"
 
 
 def _invalid(exc: rules.DefinitionError) -> Response:
@@ -292,7 +291,9 @@ class ItemBulkView(generics.GenericAPIView):
         return Response({"created": created, "updated": updated})
 
 
-class ItemDetailView(generics.GenericAPIView):
+class OneItemView(generics.GenericAPIView):
+    """Base of the endpoints of one item; each declares only its own methods."""
+
     permission_classes = [RoleModelPermissions]
     queryset = Item.objects.all()
     serializer_class = ItemSerializer
@@ -303,6 +304,8 @@ class ItemDetailView(generics.GenericAPIView):
             raise NotFound(f'No item "{item_id}".')
         return item
 
+
+class ItemDetailView(OneItemView):
     @extend_schema(tags=["learning"], operation_id="items_retrieve",
                    responses={200: ItemSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NO_ITEM})
     def get(self, request, item_id: str):
@@ -340,7 +343,7 @@ class SimilarItemsSerializer(serializers.Serializer):
     similar = RecommendedItemSerializer(many=True)
 
 
-class ItemSimilarView(ItemDetailView):
+class ItemSimilarView(OneItemView):
     serializer_class = SimilarItemsSerializer
 
     @extend_schema(tags=["learning"], operation_id="items_similar", parameters=[K],
@@ -411,5 +414,5 @@ class RecommenderRunListView(generics.ListAPIView):
                    responses={202: None, 401: UNAUTHENTICATED, 403: FORBIDDEN})
     def post(self, request):
         """Queues a refresh of every top list (a refresh already running makes this one return at once)."""
-        enqueue_after_commit(REFRESH_TASK)
+        enqueue_after_commit(recommendations.REFRESH_TASK)
         return Response(status=status.HTTP_202_ACCEPTED)

@@ -15,6 +15,7 @@ from profiles.common.queueing import enqueue_after_commit
 from profiles.services.enrichment import ORDER_REVENUE_SQL, profiles_computed_remove, profiles_computed_set
 from segments import prediction, rules
 from segments.models import ModelVersion, PredictiveModel
+from segments.stopwatch import Stopwatch
 
 logger = logging.getLogger(__name__)
 
@@ -154,12 +155,14 @@ def _labels(model: PredictiveModel, did: np.ndarray) -> np.ndarray:
 
 def _train(model: PredictiveModel, now: datetime) -> ModelVersion:
     started = time.monotonic()
+    clock = Stopwatch()
     horizon = timedelta(days=model.horizon_days)
     train_cut, holdout_cut = now - 2 * horizon, now - horizon
     _, train_x, train_did = features_at(cut=train_cut, target_event=model.target_event,
                                         horizon_days=model.horizon_days)
     _, holdout_x, holdout_did = features_at(cut=holdout_cut, target_event=model.target_event,
                                             horizon_days=model.horizon_days)
+    clock.lap("features_s")
     holdout_y = _labels(model, holdout_did)
     trained = prediction.train(train_x=train_x, train_y=_labels(model, train_did), holdout_x=holdout_x,
                                holdout_y=holdout_y, algorithm=model.algorithm)
@@ -167,9 +170,11 @@ def _train(model: PredictiveModel, now: datetime) -> ModelVersion:
     incumbent_auc = (prediction.auc_of(prediction.loads(incumbent.artifact), holdout_x, holdout_y)
                      if incumbent else None)
     promoted = incumbent_auc is None or trained.auc >= incumbent_auc - NOT_WORSE_BY
+    clock.lap("fit_s")
     scorer = trained.estimator if promoted else prediction.loads(incumbent.artifact)
     ids, x, _ = features_at(cut=now, target_event=model.target_event)
     scores = prediction.score(scorer, x)
+    clock.lap("score_s")
     with transaction.atomic():
         number = (model.versions.order_by("-version").values_list("version", flat=True).first() or 0) + 1
         version = ModelVersion.objects.create(
@@ -181,7 +186,9 @@ def _train(model: PredictiveModel, now: datetime) -> ModelVersion:
             feature_importances=trained.importances, score_histogram=prediction.histogram(scores),
             promoted=promoted, scored=len(ids), artifact=prediction.dumps(trained.estimator))
         profiles_computed_set(key=model.key, values=dict(zip(ids.tolist(), np.round(scores, 4).tolist())))
-        ModelVersion.objects.filter(pk=version.pk).update(duration_s=round(time.monotonic() - started, 3))
+        clock.lap("write_s")
+        ModelVersion.objects.filter(pk=version.pk).update(duration_s=round(time.monotonic() - started, 3),
+                                                          timings=clock.laps)
         PredictiveModel.objects.filter(pk=model.pk).update(status=PredictiveModel.Status.READY, last_error="",
                                                            last_trained_at=version.trained_at)
     logger.info("model %s version %s: auc %.3f (baseline %.3f, incumbent %s), %s", model.key, number, trained.auc,

@@ -18,6 +18,7 @@ from django.utils import timezone
 from profiles.common.locks import LEARNING, session_try_lock
 from segments import recommender, rules
 from segments.models import Item, ItemNeighbours, Recommendations, RecommenderRun
+from segments.stopwatch import Stopwatch
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,11 @@ LIST_LENGTH = 50
 POPULAR_LENGTH = 100
 # People the offline evaluation holds an item out for (a random sample of those with two items or more).
 EVALUATED_PEOPLE = 5_000
+# The hybrid's weight when no evaluation chooses it (a refresh without one, or no interactions yet).
+DEFAULT_HYBRID_WEIGHT = 0.8
 # The e-commerce spec's purchase: what "leaves out what the person bought" means.
 PURCHASE_EVENT = "Order Completed"
+REFRESH_TASK = "segments.learn_recommendations"
 ITEM_FIELDS = ("name", "category", "brand", "price", "url", "image_url", "active")
 
 # Each product an event names: properties.product_id, or each entry of properties.products (orders, carts).
@@ -202,18 +206,29 @@ def recommendations_refresh(*, evaluate: bool = True, extra_methods: dict | None
             return None
         run = RecommenderRun.objects.create(started_at=timezone.now())
         started = time.monotonic()
+        clock = Stopwatch()
         try:
             since = timezone.now() - timedelta(days=settings.RECOMMENDATION_DAYS)
             catalog_from_events(since=since)
             learned = interactions_read(since=since)
-            weight = settings.RECOMMENDATION_HYBRID_WEIGHT
-            table, evaluated = {}, 0
+            clock.lap("read_s")
+            content = recommender.content_neighbours(learned.texts)
+            weight, table, evaluated = DEFAULT_HYBRID_WEIGHT, {}, 0
             if evaluate and learned.interactions.matrix.nnz:
-                split = recommender.time_split(learned.interactions, learned.first_seen, people=EVALUATED_PEOPLE)
-                methods = recommender.neighbour_methods(learned.texts, weight=weight)
+                split = recommender.time_split(learned.interactions.matrix, learned.first_seen,
+                                               people=EVALUATED_PEOPLE)
+                # The weight is chosen on the training side of the split, itself split again: the people's
+                # held-out items never choose it.
+                validation = recommender.time_split(split.train, split.train_first_seen, people=EVALUATED_PEOPLE,
+                                                    seed=1)
+                weight, by_weight = recommender.hybrid_weight(validation, content)
+                methods = recommender.neighbour_methods(content, weight=weight)
                 table = recommender.evaluate(split, {**methods, **(extra_methods or {})})
+                table["hybrid"]["weight"] = weight
+                table["hybrid"]["validation_ndcg_by_weight"] = {str(w): v for w, v in by_weight.items()}
                 evaluated = len(split.rows)
-            _write(run, learned, weight)
+            clock.lap("evaluate_s")
+            _write(run, learned, content, weight, clock)
         except Exception as exc:
             RecommenderRun.objects.filter(pk=run.pk).update(status=RecommenderRun.Status.FAILED,
                                                             error=f"{type(exc).__name__}: {exc}",
@@ -223,21 +238,21 @@ def recommendations_refresh(*, evaluate: bool = True, extra_methods: dict | None
         RecommenderRun.objects.filter(pk=run.pk).update(
             status=RecommenderRun.Status.READY, finished_at=timezone.now(), people=matrix.shape[0],
             items=matrix.shape[1], interactions=matrix.nnz, evaluation=table, evaluated_people=evaluated,
-            duration_s=round(time.monotonic() - started, 3))
+            duration_s=round(time.monotonic() - started, 3), timings=clock.laps)
         run.refresh_from_db()
         return run
 
 
-def _write(run: RecommenderRun, learned: Learned, weight: float) -> None:
+def _write(run: RecommenderRun, learned: Learned, content: sp.csr_matrix, weight: float, clock: Stopwatch) -> None:
     matrix = learned.interactions.matrix
     item_ids = learned.interactions.items
     popular = recommender.popularity(matrix)
     ranked = np.argsort(-popular, kind="stable")
     popular_ids = item_ids[ranked[popular[ranked] > 0][:POPULAR_LENGTH]].tolist()
     collaborative = recommender.collaborative_neighbours(matrix)
-    content = recommender.content_neighbours(learned.texts)
     neighbours = recommender.hybrid_neighbours(collaborative, content, weight=weight)
     top, scores = recommender.recommend(matrix, neighbours, popular, k=LIST_LENGTH)
+    clock.lap("train_s")
     now = timezone.now()
     bought = learned.bought.tocsr()
     with transaction.atomic(), connection.cursor() as cursor:
@@ -269,6 +284,7 @@ def _write(run: RecommenderRun, learned: Learned, weight: float) -> None:
                        f"computed_at) SELECT l.profile_id, l.items, l.scores, l.bought, %s FROM learned_lists l "
                        f"JOIN profiles_profile p ON p.id = l.profile_id AND p.merged_into_id IS NULL", [now])
         RecommenderRun.objects.filter(pk=run.pk).update(popular=popular_ids)
+    clock.lap("write_s")
 
 
 # ---------------------------------------------------------------------------------------------------- erasure

@@ -2,7 +2,7 @@
 import pytest
 
 from tests.campaigns.test_decide import BANNER, active, campaign_body
-from tests.segments.test_learning import pid, send, tastes  # noqa: F401  (fixtures)
+from tests.segments.test_learning import send, tastes  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 

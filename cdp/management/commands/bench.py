@@ -1,5 +1,5 @@
 """`manage.py bench ingest --events N [--json] [--workers W] [--keep]`: end-to-end throughput on PostgreSQL.
-(`bench privacy` and `bench segments` are described in their modules, cdp/bench/privacy.py and segments.py.)
+(`bench privacy`, `bench segments`, `bench decide` and `bench ml` are described in their modules under cdp/bench/.)
 
 One run measures, on fresh events of a dedicated source "bench-<timestamp>":
   accept  - events/s through POST /v1/batch (batches of 100) on a real gunicorn, loaded by a separate client process;
@@ -28,6 +28,7 @@ from cdp.bench.cleanup import bench_cleanup
 from cdp.bench.copy_limit import copy_limit, copy_rows
 from cdp.bench.decide import bench_decide
 from cdp.bench.messages import BATCH_SIZE, bench_messages
+from cdp.bench.ml import bench_ml
 from cdp.bench.privacy import bench_privacy
 from cdp.bench.segments import bench_segments
 from cdp.bench.server import ServerError, free_port, last_json, stop, wait_ready
@@ -47,8 +48,8 @@ class Command(BaseCommand):
             "segments, and the decision API.")
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["ingest", "privacy", "segments", "decide", "_process"],
-                            help="ingest, privacy or segments (_process is internal)")
+        parser.add_argument("action", choices=["ingest", "privacy", "segments", "decide", "ml", "_process"],
+                            help="ingest, privacy, segments, decide or ml (_process is internal)")
         parser.add_argument("--events", type=int, default=None,
                             help="events in the run (ingest: 100,000) or in the database (privacy: 1,000,000; "
                                  "segments: 1,000,000)")
@@ -56,6 +57,8 @@ class Command(BaseCommand):
         parser.add_argument("--profiles", type=int, default=None,
                             help="privacy: other people in the database (10,000); segments and decide: people "
                                  "(100,000)")
+        parser.add_argument("--items", type=int, default=10_000, help="ml: catalog items")
+        parser.add_argument("--interactions", type=int, default=2_000_000, help="ml: interaction events")
         parser.add_argument("--samples", type=int, default=40, help="segments: events timed for realtime latency")
         parser.add_argument("--requests", type=int, default=20_000,
                             help="decide: requests of each flat-out run (the paced run: at most 6,000)")
@@ -78,6 +81,8 @@ class Command(BaseCommand):
             return self._segments(**options)
         if action == "decide":
             return self._decide(**options)
+        if action == "ml":
+            return self._ml(**options)
         return self._ingest(**{**options, "events": options["events"] or 100_000})
 
     def _privacy(self, *, events, subject_events, profiles, json, keep, **_):
@@ -126,6 +131,26 @@ class Command(BaseCommand):
         w("reasons    " + ", ".join(f"{k} {v:,}" for k, v in sorted(result["reasons"].items())))
         w(f"exposures  {result['exposures_queued']:,} queued during the runs, {result['exposures_recorded']:,} "
           "recorded afterwards")
+        if json:
+            w(orjson.dumps(result).decode())
+
+    def _ml(self, *, profiles, items, interactions, json, keep, **_):
+        try:
+            result = bench_ml(profiles=profiles or 100_000, items=items, interactions=interactions, keep=keep,
+                              log=self.stderr.write)
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from exc
+        w = self.stdout.write
+        w(f"bench ml: {result['profiles']:,} profiles, {result['items']:,} items, {result['interactions']:,} "
+          f"interactions; peak RSS {result['peak_rss_mb']:,} MB")
+        w(f"clustering      {result['cluster_s']} s (k = {result['cluster_k']}; computed traits first: "
+          f"{result['enrich_s']} s)")
+        w(f"propensity      train {result['train_s']} s, score {result['score_s']} s; AUC {result['auc']} "
+          f"(recency alone {result['baseline_auc']})")
+        w(f"recommendations train {result['recs_train_s']} s (evaluation {result['recs_evaluate_s']} s); read p99 "
+          f"{result['recs_p99_ms']} ms (p50 {result['recs_p50_ms']} ms)")
+        for method, metrics in result["evaluation"].items():
+            w(f"  {method:15} hit rate@10 {metrics['hit_rate_at_10']:.4f}  NDCG@10 {metrics['ndcg_at_10']:.4f}")
         if json:
             w(orjson.dumps(result).decode())
 
