@@ -3,10 +3,13 @@ person and similar items, and the recommender's refreshes with their offline eva
 one service or selector, render."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from profiles.common.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, Conflict, error_response
@@ -32,14 +35,13 @@ def _invalid(exc: rules.DefinitionError) -> Response:
                     status=status.HTTP_400_BAD_REQUEST)
 
 
-def _k(request, default: int = 10) -> int:
-    raw = request.query_params.get("k", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= selectors.RECOMMENDATIONS_MAX:
-        raise serializers.ValidationError({"k": [f"k is a whole number from 1 to {selectors.RECOMMENDATIONS_MAX}"]})
-    return int(raw)
+class ListQuerySerializer(serializers.Serializer):
+    k = serializers.IntegerField(min_value=1, max_value=selectors.RECOMMENDATIONS_MAX, default=10,
+                                 help_text="How many items.")
 
 
-K = OpenApiParameter("k", int, description=f"How many items (1 to {selectors.RECOMMENDATIONS_MAX}, default 10).")
+class RecommendationsQuerySerializer(ListQuerySerializer):
+    include_bought = serializers.BooleanField(default=False, help_text="Keep items the person already bought.")
 
 
 # ----------------------------------------------------------------------------------------------- clustering
@@ -65,7 +67,7 @@ class ClusteringRunSerializer(serializers.ModelSerializer):
 
 
 class ClusteringRequestSerializer(serializers.Serializer):
-    features = serializers.ListField(child=serializers.CharField(max_length=200, validators=[NO_NUL]),
+    features = serializers.ListField(child=serializers.CharField(max_length=200, validators=[NOT_BLANK, NO_NUL]),
                                      min_length=1, max_length=clustering.MAX_FEATURES,
                                      help_text='Computed trait keys, or "events.<event name>" for event counts.')
     k_min = serializers.IntegerField(min_value=2, max_value=20, default=2)
@@ -74,6 +76,7 @@ class ClusteringRequestSerializer(serializers.Serializer):
 
 class ClusteringListView(generics.ListAPIView):
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = ClusteringRun.objects.prefetch_related("clusters__segment")
     serializer_class = ClusteringRunSerializer
 
@@ -99,6 +102,7 @@ class ClusteringListView(generics.ListAPIView):
 
 class ClusteringDetailView(generics.GenericAPIView):
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = ClusteringRun.objects.all()
     serializer_class = ClusteringRunSerializer
 
@@ -136,7 +140,8 @@ class ModelSerializer(serializers.ModelSerializer):
 
 class ModelCreateSerializer(serializers.Serializer):
     key = serializers.SlugField(max_length=100, help_text="Also the computed trait the scores are written to.")
-    name = serializers.CharField(max_length=200, required=False, default="", validators=[NO_NUL])
+    name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True, validators=[NO_NUL],
+                                 help_text="Blank: made from the key.")
     target_event = serializers.CharField(max_length=200, validators=[NOT_BLANK, NO_NUL])
     horizon_days = serializers.IntegerField(min_value=1, max_value=365, default=30)
     negate = serializers.BooleanField(default=False,
@@ -148,6 +153,7 @@ class ModelCreateSerializer(serializers.Serializer):
 
 class ModelListView(generics.ListAPIView):
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = PredictiveModel.objects.prefetch_related("versions")
     serializer_class = ModelSerializer
 
@@ -176,6 +182,7 @@ class ModelListView(generics.ListAPIView):
 
 class OneModelView(generics.GenericAPIView):
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = PredictiveModel.objects.all()
     serializer_class = ModelSerializer
 
@@ -216,20 +223,41 @@ class ModelRetrainView(OneModelView):
 
 
 class ItemSerializer(serializers.ModelSerializer):
-    item_id = serializers.CharField(max_length=200, validators=[NOT_BLANK, NO_NUL])
-    price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True,
+    price = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True, allow_null=True,
                                      coerce_to_string=False)
+    # Text, not format "uri": empty when the catalog has none.
+    url = serializers.CharField(read_only=True)
+    image_url = serializers.CharField(read_only=True)
 
     class Meta:
         model = Item
         fields = ["item_id", "name", "category", "brand", "price", "url", "image_url", "active", "origin",
                   "updated_at"]
-        read_only_fields = ["origin", "updated_at"]
-        extra_kwargs = {name: {"validators": [NO_NUL]} for name in ("name", "category", "brand")}
+        read_only_fields = fields
+
+
+class ItemInputSerializer(serializers.Serializer):
+    item_id = serializers.CharField(max_length=200, validators=[NOT_BLANK, NO_NUL],
+                                    help_text="The e-commerce spec's product_id.")
+    name = serializers.CharField(max_length=500, required=False, allow_blank=True, validators=[NO_NUL])
+    category = serializers.CharField(max_length=300, required=False, allow_blank=True, validators=[NO_NUL],
+                                     help_text='A path such as "Apparel > Shoes".')
+    brand = serializers.CharField(max_length=200, required=False, allow_blank=True, validators=[NO_NUL])
+    # Any number of decimals, rounded to cents.
+    price = serializers.DecimalField(max_digits=None, decimal_places=None, min_value=0,
+                                     max_value=Decimal("9999999999.99"), required=False, allow_null=True,
+                                     coerce_to_string=False)
+    url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
+    image_url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
+    active = serializers.BooleanField(required=False, help_text="Items no longer sold are never recommended.")
+
+
+class ItemUpdateSerializer(ItemInputSerializer):
+    item_id = None
 
 
 class ItemsBulkSerializer(serializers.Serializer):
-    items = ItemSerializer(many=True, allow_empty=False, max_length=10_000)
+    items = serializers.ListField(child=ItemInputSerializer(), min_length=1, max_length=10_000)
 
 
 class BulkResultSerializer(serializers.Serializer):
@@ -243,6 +271,7 @@ def _item_fields(data: dict) -> dict:
 
 class ItemListView(generics.ListAPIView):
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = Item.objects.all()
     serializer_class = ItemSerializer
 
@@ -258,11 +287,11 @@ class ItemListView(generics.ListAPIView):
         """The catalog, by item id."""
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(tags=["learning"], operation_id="items_create", request=ItemSerializer,
+    @extend_schema(tags=["learning"], operation_id="items_create", request=ItemInputSerializer,
                    responses={201: ItemSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN})
     def post(self, request):
         """Creates an item, or updates the one with this item_id (the catalog's values then win over events')."""
-        body = ItemSerializer(data=request.data)
+        body = ItemInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             recommendations.items_upsert(items=[_item_fields(body.validated_data)])
@@ -274,6 +303,7 @@ class ItemListView(generics.ListAPIView):
 
 class ItemBulkView(generics.GenericAPIView):
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = Item.objects.all()
     serializer_class = ItemsBulkSerializer
 
@@ -295,6 +325,7 @@ class OneItemView(generics.GenericAPIView):
     """Base of the endpoints of one item; each declares only its own methods."""
 
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = Item.objects.all()
     serializer_class = ItemSerializer
 
@@ -311,15 +342,15 @@ class ItemDetailView(OneItemView):
     def get(self, request, item_id: str):
         return Response(ItemSerializer(self.item(item_id)).data)
 
-    @extend_schema(tags=["learning"], operation_id="items_partial_update", request=ItemSerializer,
+    @extend_schema(tags=["learning"], operation_id="items_partial_update", request=ItemUpdateSerializer,
                    responses={200: ItemSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN,
                               404: NO_ITEM})
     def patch(self, request, item_id: str):
         """Changes some of the item's fields (its item_id stays)."""
         item = self.item(item_id)
-        body = ItemSerializer(item, data=request.data, partial=True)
+        body = ItemUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        fields = _item_fields({k: v for k, v in body.validated_data.items() if k != "item_id"})
+        fields = _item_fields(body.validated_data)
         try:
             recommendations.items_upsert(items=[{"item_id": item.item_id, **fields}])
         except rules.DefinitionError as exc:
@@ -346,13 +377,14 @@ class SimilarItemsSerializer(serializers.Serializer):
 class ItemSimilarView(OneItemView):
     serializer_class = SimilarItemsSerializer
 
-    @extend_schema(tags=["learning"], operation_id="items_similar", parameters=[K],
+    @extend_schema(tags=["learning"], operation_id="items_similar", parameters=[ListQuerySerializer],
                    responses={200: SimilarItemsSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN,
                               404: NO_ITEM})
     def get(self, request, item_id: str):
         """The item's most similar items, best first (bought together, viewed together, described alike)."""
-        k = _k(request)
-        similar = selectors.items_similar(item_id=item_id, k=k)
+        query = ListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        similar = selectors.items_similar(item_id=item_id, k=query.validated_data["k"])
         if not similar:
             self.item(item_id)
         return Response({"item_id": item_id, "similar": [item.as_json() for item in similar]})
@@ -371,23 +403,23 @@ class ProfileRecommendationsSerializer(serializers.Serializer):
 
 class ProfileRecommendationsView(generics.GenericAPIView):
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = Recommendations.objects.all()
     serializer_class = ProfileRecommendationsSerializer
 
     @extend_schema(tags=["learning"], operation_id="profiles_recommendations",
-                   parameters=[K, OpenApiParameter("include_bought", bool,
-                                                   description="Keep items the person already bought.")],
+                   parameters=[RecommendationsQuerySerializer],
                    responses={200: ProfileRecommendationsSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED,
                               403: FORBIDDEN, 404: NO_PROFILE})
     def get(self, request, profile_id: int):
         """The person's top items, best first; a merged profile's are its survivor's."""
-        k = _k(request)
-        include_bought = request.query_params.get("include_bought", "false").lower() in ("1", "true", "yes")
+        query = RecommendationsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         profile = profile_get(profile_id=profile_id)
         if profile is None:
             raise NotFound(f"No profile {profile_id}.")
         person = profile.pk
-        found = selectors.recommendations_for(profile_id=person, k=k, include_bought=include_bought)
+        found = selectors.recommendations_for(profile_id=person, **query.validated_data)
         return Response({"profile_id": person, "basis": found.basis, "items": [i.as_json() for i in found.items]})
 
 
@@ -400,6 +432,7 @@ class RecommenderRunSerializer(serializers.ModelSerializer):
 
 class RecommenderRunListView(generics.ListAPIView):
     permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
     queryset = RecommenderRun.objects.all()
     serializer_class = RecommenderRunSerializer
 

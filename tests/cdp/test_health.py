@@ -49,7 +49,7 @@ def test_a_deletion_waits_visibly_until_a_plain_worker_starts(client, django_use
     ready = wait_until(lambda: (r := client.get("/readyz")).status_code == 200 and r, seconds=30,
                        what="/readyz to see the worker")
     assert {name: q["consumed"] for name, q in ready.json()["queues"].items()} == {
-        "ingest": True, "privacy": True, "segments": True, "webhooks": True, "campaigns": True}
+        "ingest": True, "privacy": True, "segments": True, "webhooks": True, "campaigns": True, "learning": True}
     assert ready.json()["queues"]["privacy"]["workers"] == 1
     assert ready.json()["pipeline"] == {"pending_events": 0, "lag_seconds": 0}
     assert b"No worker consumes the privacy queue" not in client.get(reverse("privacy-queue")).content
