@@ -76,16 +76,21 @@ def profile_search(*, query: str = "", partial: bool = False, identifier_type: s
     return profiles.order_by(F("last_seen").desc(nulls_last=True), "-id")
 
 
-def profile_get(*, profile_id: int) -> Profile | None:
-    """The live profile for an id; a merged profile's id resolves to the profile it was merged into."""
+def profile_live_id(*, profile_id: int) -> int | None:
+    """The id of the live profile an id stands for (itself, or the profile it was merged into); None when there
+    is none. One query unless the profile was merged."""
     profile = Profile.objects.filter(pk=profile_id).only("id", "merged_into_id").first()
     hops = 0
     while profile is not None and profile.merged_into_id is not None and hops < MAX_MERGE_HOPS:
         profile = Profile.objects.filter(pk=profile.merged_into_id).only("id", "merged_into_id").first()
         hops += 1
-    if profile is None or profile.merged_into_id is not None:
-        return None
-    return _live_profiles().get(pk=profile.pk)
+    return None if profile is None or profile.merged_into_id is not None else profile.pk
+
+
+def profile_get(*, profile_id: int) -> Profile | None:
+    """The live profile for an id; a merged profile's id resolves to the profile it was merged into."""
+    live_id = profile_live_id(profile_id=profile_id)
+    return None if live_id is None else _live_profiles().get(pk=live_id)
 
 
 # The identifier types the pipeline reads from every message; external id types are whatever senders name.

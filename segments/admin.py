@@ -17,7 +17,8 @@ from profiles.common.queueing import enqueue_after_commit
 from profiles.masking import known_values, mask_identifier, mask_traits
 from profiles.selectors import identifier_normalise
 from segments import rules
-from segments.models import Delivery, DeliveryAttempt, Destination, Segment, SegmentMembership, StaticMember
+from segments.models import (Cluster, ClusteringRun, Delivery, DeliveryAttempt, Destination, Item, ModelVersion,
+                             PredictiveModel, RecommenderRun, Segment, SegmentMembership, StaticMember)
 from segments.services import deliveries
 from segments.services.definitions import definition_check
 
@@ -209,3 +210,84 @@ class DeliveryAdmin(PersonalDataAdmin):
         self.message_user(request, f"Queued {resent} deliveries again.", messages.SUCCESS)
         if refused:
             self.message_user(request, f"{refused} were still waiting to be sent, or gone.", messages.WARNING)
+
+
+class ItemResource(resources.ModelResource):
+    """Catalog rows of `item_id,name,category,brand,price,url,image_url,active`, matched by item_id; an imported
+    item keeps the catalog's values from then on (events no longer change it)."""
+
+    class Meta:
+        model = Item
+        fields = ["item_id", "name", "category", "brand", "price", "url", "image_url", "active"]
+        import_id_fields = ["item_id"]
+        skip_unchanged = True
+
+    def import_instance(self, instance, row, **kwargs):
+        super().import_instance(instance, row, **kwargs)
+        instance.origin = Item.Origin.API
+        instance.full_clean(exclude=["origin"])
+
+
+@admin.register(Item)
+class ItemAdmin(ImportExportMixin, admin.ModelAdmin):
+    resource_classes = [ItemResource]
+    formats = [CSV, XLSX]
+    list_display = ["item_id", "name", "category", "brand", "price", "active", "origin", "updated_at"]
+    list_filter = ["active", "origin"]
+    search_fields = ["item_id", "name", "category", "brand"]
+    readonly_fields = ["origin", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        obj.origin = Item.Origin.API
+        super().save_model(request, obj, form, change)
+
+
+class ClusterInline(admin.TabularInline):
+    model = Cluster
+    fields = ["number", "size", "description", "centroid", "segment"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ClusteringRun)
+class ClusteringRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "status", "k", "profiles", "created_at", "duration_s"]
+    list_filter = ["status"]
+    inlines = [ClusterInline]
+
+
+class ModelVersionInline(admin.TabularInline):
+    model = ModelVersion
+    fields = ["version", "trained_at", "algorithm", "auc", "baseline_auc", "brier", "base_rate", "incumbent_auc",
+              "promoted", "scored"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PredictiveModel)
+class PredictiveModelAdmin(admin.ModelAdmin):
+    """Created through the API or the models screen, which check the key and queue the training; here the
+    schedule and the algorithm can be changed."""
+
+    list_display = ["key", "target_event", "horizon_days", "negate", "status", "last_trained_at"]
+    fields = ["key", "name", "target_event", "horizon_days", "negate", "algorithm", "retrain_every_days", "status",
+              "last_error", "last_trained_at"]
+    readonly_fields = ["key", "target_event", "horizon_days", "negate", "status", "last_error", "last_trained_at"]
+    inlines = [ModelVersionInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(RecommenderRun)
+class RecommenderRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "status", "started_at", "people", "items", "interactions", "duration_s"]
+    exclude = ["popular"]

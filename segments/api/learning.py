@@ -16,7 +16,7 @@ from profiles.common.errors import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, Conf
 from profiles.common.fields import NO_NUL, NOT_BLANK
 from profiles.common.permissions import RoleModelPermissions
 from profiles.common.queueing import enqueue_after_commit
-from profiles.selectors import profile_get
+from profiles.selectors import profile_live_id
 from segments import rules, selectors
 from segments.models import (Cluster, ClusteringRun, Item, ModelVersion, PredictiveModel, Recommendations,
                              RecommenderRun)
@@ -415,10 +415,9 @@ class ProfileRecommendationsView(generics.GenericAPIView):
         """The person's top items, best first; a merged profile's are its survivor's."""
         query = RecommendationsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        profile = profile_get(profile_id=profile_id)
-        if profile is None:
+        person = profile_live_id(profile_id=profile_id)
+        if person is None:
             raise NotFound(f"No profile {profile_id}.")
-        person = profile.pk
         found = selectors.recommendations_for(profile_id=person, **query.validated_data)
         return Response({"profile_id": person, "basis": found.basis, "items": [i.as_json() for i in found.items]})
 

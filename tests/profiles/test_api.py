@@ -50,6 +50,44 @@ def test_revoked_token_is_401(api):
     assert api("/api/v1/profiles/", key="cdp_revoked").status_code == 401
 
 
+@pytest.mark.parametrize("groups", [["Marketer"], ["Privacy officer"], ["Admin"], [], ["Marketer", "Privacy officer"]])
+def test_a_token_carries_exactly_the_permissions_django_would_read(groups):
+    from django.contrib.auth.backends import ModelBackend
+    from django.contrib.auth.models import Permission
+    from rest_framework.test import APIRequestFactory
+
+    from profiles.api.authentication import BearerTokenAuthentication
+
+    user = UserFactory(groups=groups)
+    user.user_permissions.add(Permission.objects.get(codename="view_event"))
+    ApiTokenFactory(user=user, key="cdp_perm_key")
+    request = APIRequestFactory().get("/api/v1/profiles/", HTTP_AUTHORIZATION="Bearer cdp_perm_key")
+
+    authenticated, _ = BearerTokenAuthentication().authenticate(request)
+
+    fresh = type(user).objects.get(pk=user.pk)
+    assert authenticated._perm_cache == ModelBackend().get_all_permissions(fresh)
+    assert "profiles.view_event" in authenticated._perm_cache
+
+
+def test_a_tokens_last_use_is_written_once_a_minute(api, marketer_key):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from profiles.models import ApiToken
+
+    assert api("/api/v1/profiles/").status_code == 200
+    token = ApiToken.objects.get(key_hash=ApiToken.hash_key(marketer_key))
+    first = token.last_used_at
+    assert first is not None
+    assert api("/api/v1/profiles/").status_code == 200
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == first
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
+    assert api("/api/v1/profiles/").status_code == 200
+    assert first <= ApiToken.objects.get(pk=token.pk).last_used_at <= timezone.now()
+
+
 def test_marketer_token_lists_profiles(api, post_collect, drain):
     post_collect("identify", {"userId": "u1", "traits": {"email": "a@example.com"}, "messageId": "1"})
     drain()
