@@ -15,6 +15,7 @@ from profiles.common.queueing import enqueue_after_commit
 from profiles.services.enrichment import ORDER_REVENUE_SQL, profiles_computed_remove, profiles_computed_set
 from segments import prediction, rules
 from segments.models import ModelVersion, PredictiveModel
+from segments.services.memory import learning_work_mem
 from segments.stopwatch import Stopwatch
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,13 @@ _FEATURES_SQL = f"""
         count(*) FILTER (WHERE past AND target),
         coalesce(extract(epoch FROM (%(cut)s - max(e.timestamp) FILTER (WHERE past AND target))) / 86400,
                  {NEVER}),
-        count(*) FILTER (WHERE past AND e.type = 'track' AND e.event = 'Order Completed'),
-        coalesce(sum({ORDER_REVENUE_SQL}) FILTER (WHERE past AND e.type = 'track' AND e.event = 'Order Completed'), 0),
+        count(*) FILTER (WHERE past AND e.revenue IS NOT NULL),
+        coalesce(sum(e.revenue) FILTER (WHERE past), 0),
         count(DISTINCT e.event) FILTER (WHERE past AND e.timestamp > %(cut)s - interval '90 days'),
         bool_or(target AND NOT past)
-    FROM (SELECT e.*, e.timestamp <= %(cut)s AS past,
-                 (e.type = 'track' AND e.event = %(target)s) AS target
+    FROM (SELECT e.profile_id, e.timestamp, e.event, e.timestamp <= %(cut)s AS past,
+                 (e.type = 'track' AND e.event = %(target)s) AS target,
+                 CASE WHEN e.type = 'track' AND e.event = 'Order Completed' THEN {ORDER_REVENUE_SQL} END AS revenue
           FROM profiles_event e
           WHERE e.timestamp <= %(until)s AND e.profile_id IS NOT NULL) e
     JOIN profiles_profile p ON p.id = e.profile_id AND p.merged_into_id IS NULL
@@ -129,7 +131,7 @@ def model_train(*, model_id: int, now: datetime | None = None) -> ModelVersion |
     worse than the promoted version's on the same holdout; otherwise the promoted version scores again.
     Returns the version, or None when another training of the model runs or the model is gone. A model that
     cannot learn (too few people, one outcome) is marked failed with the reason."""
-    with session_try_lock(LEARNING, model_id) as held:
+    with session_try_lock(LEARNING, model_id) as held, learning_work_mem():
         if not held:
             return None
         model = PredictiveModel.objects.filter(pk=model_id).first()
