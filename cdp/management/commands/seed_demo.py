@@ -25,10 +25,12 @@ from profiles.models import Event, Identifier, MergeRecord, PendingEvent, Profil
 from profiles.services.enrichment import profiles_enrich
 from profiles.services.ingest import events_accept
 from profiles.services.sources import source_get_or_create
-from segments.models import Segment
+from segments.models import PredictiveModel, Segment
 from segments.services.definitions import segment_create
 from segments.services.destinations import destination_create
 from segments.services.membership import segment_recompute
+from segments.services.prediction import model_create, model_train
+from segments.services.recommendations import recommendations_refresh
 
 SOURCE_NAME = "Demo web shop"
 # The collection API's batch endpoint takes 500 KB; 500 demo messages stay well under it.
@@ -340,8 +342,21 @@ class Command(BaseCommand):
         enriched = profiles_enrich()
         segments = demo_segments()
         campaigns = demo_campaigns(seed=seed, now=timezone.now())
+        learned = demo_learning()
         self.stdout.write(self.style.SUCCESS(
             f"Sent {len(messages)} messages ({accepted} new, {duplicates} duplicates) for {profiles} people; "
             f"processed {processed}; {Profile.objects.filter(merged_into__isnull=True).count()} live profiles, "
             f"{MergeRecord.objects.filter(outcome=MergeRecord.Outcome.MERGED).count()} merges, {enriched} enriched; "
-            f"{requests} privacy requests; {segments} segments; {campaigns} campaigns."))
+            f"{requests} privacy requests; {segments} segments; {campaigns} campaigns; {learned}."))
+
+
+def demo_learning() -> str:
+    """What the demo traffic teaches: the recommendations' first refresh and a churn model's first version (a
+    demo too small for the model leaves it failed with the reason, as the models screen then shows)."""
+    run = recommendations_refresh()
+    model = (PredictiveModel.objects.filter(key="churn_risk").first()
+             or model_create(key="churn_risk", target_event="Order Completed", horizon_days=30, negate=True))
+    version = model_train(model_id=model.pk)
+    hit_rate = (run.evaluation.get("hybrid", {}).get("hit_rate_at_10") if run else None)
+    return (f"recommendations for {run.people if run else 0} people (hit rate at 10: {hit_rate}), churn model "
+            + (f"AUC {version.auc}" if version else "not trained (too little history)"))
