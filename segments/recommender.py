@@ -117,7 +117,9 @@ def content_neighbours(texts: list[str], *, k: int = NEIGHBOURS) -> sp.csr_matri
     """Item x item cosine similarity of TF-IDF vectors of the items' texts (sublinear term frequency)."""
     if not any(t.strip() for t in texts):
         return sp.csr_matrix((len(texts), len(texts)), dtype=np.float32)
-    vectors = TfidfVectorizer(sublinear_tf=True, dtype=np.float32, token_pattern=r"(?u)\b\w+\b").fit_transform(texts)
+    # Words with a letter only: bare numbers (model numbers, sizes) would tie unrelated items together.
+    vectors = TfidfVectorizer(sublinear_tf=True, dtype=np.float32,
+                              token_pattern=r"(?u)\b\w*[^\W\d]\w*\b").fit_transform(texts)
     by_item = vectors.tocsr()
     transposed = by_item.T.tocsc()
     return _keep_top(lambda a, b: (by_item[a:b] @ transposed).toarray(), len(texts), k)
