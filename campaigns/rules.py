@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from segments import rules as segment_rules
+from segments.recommender import LIST_MAX
 from segments.rules import DefinitionError
 
 CAP_PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1), "lifetime": None}
@@ -110,7 +111,7 @@ def parse_variants(value: object, *, path: str = "variants") -> tuple[Variant, .
         content = variant.get("content", {})
         if not isinstance(content, dict):
             raise DefinitionError("a variant's content is a JSON object", f"{here}.content")
-        _check_recommendations(content, f"{here}.content")
+        check_recommendations(content, f"{here}.content")
         variants.append(Variant(key, float(weight), content))
     total = sum(v.weight for v in variants)
     if abs(total - 100) > 1e-9:
@@ -340,10 +341,11 @@ def render_payload(template: object, values: dict) -> object:
 
 # Content {"recommendations": {"k": 4}} is filled at decision time with the person's top k items.
 RECOMMENDATIONS_KEY = "recommendations"
-RECOMMENDATIONS_MAX = 50
+RECOMMENDATIONS_MAX = LIST_MAX
 
 
-def _check_recommendations(content: dict, here: str) -> None:
+def check_recommendations(content: dict, here: str) -> None:
+    """Raises DefinitionError (at `here.recommendations...`) for a content's malformed recommendations request."""
     if RECOMMENDATIONS_KEY not in content:
         return
     ask = content[RECOMMENDATIONS_KEY]

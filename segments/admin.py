@@ -19,7 +19,7 @@ from profiles.selectors import identifier_normalise
 from segments import rules
 from segments.models import (Cluster, ClusteringRun, Delivery, DeliveryAttempt, Destination, Item, ModelVersion,
                              PredictiveModel, RecommenderRun, Segment, SegmentMembership, StaticMember)
-from segments.services import deliveries
+from segments.services import deliveries, prediction
 from segments.services.definitions import definition_check
 
 
@@ -285,6 +285,14 @@ class PredictiveModelAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def delete_model(self, request, obj):
+        prediction.model_delete(model=obj)
+
+    def delete_queryset(self, request, queryset):
+        # A model's scores go with it, as through the API.
+        for model in queryset:
+            prediction.model_delete(model=model)
 
 
 @admin.register(RecommenderRun)

@@ -272,10 +272,12 @@ class ModelVersion(models.Model):
     incumbent_auc = models.FloatField(null=True, blank=True)
     # [{"feature": "recency_days", "importance": 0.12}, ...]: the holdout AUC lost when the feature is shuffled.
     feature_importances = models.JSONField(default=list)
-    # Counts of scores in ten bins of width 0.1.
+    # The scores this training wrote: counts in ten bins of width 0.1, how many, and the version whose model
+    # wrote them (this one when promoted, else the one in use, scoring fresh features).
     score_histogram = models.JSONField(default=list)
     promoted = models.BooleanField(default=False)
     scored = models.PositiveIntegerField(default=0)
+    scored_by = models.PositiveIntegerField(null=True, blank=True)
     duration_s = models.FloatField(default=0)
     # Seconds per step: {"features_s", "fit_s", "score_s", "write_s"}.
     timings = models.JSONField(default=dict)

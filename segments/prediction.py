@@ -46,6 +46,10 @@ class Trained:
     holdout_scores: np.ndarray
 
 
+# Fewer people of either outcome and neither the validation split nor the AUC says anything.
+MIN_OF_EACH_OUTCOME = 10
+
+
 def _check(x: np.ndarray, y: np.ndarray, what: str) -> None:
     if len(y) < 50:
         raise NotLearnable(f"{what}: {len(y)} people, at least 50 are needed")
@@ -53,6 +57,10 @@ def _check(x: np.ndarray, y: np.ndarray, what: str) -> None:
     if positives == 0 or positives == len(y):
         raise NotLearnable(f"{what}: every one of the {len(y)} people has the same outcome "
                            f"({'did' if positives else 'did not do'} the target event)")
+    rarer = min(positives, len(y) - positives)
+    if rarer < MIN_OF_EACH_OUTCOME:
+        raise NotLearnable(f"{what}: only {rarer} of the {len(y)} people have the rarer outcome, at least "
+                           f"{MIN_OF_EACH_OUTCOME} are needed")
 
 
 def _candidates() -> dict[str, object]:

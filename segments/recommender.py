@@ -22,12 +22,16 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+# The most items a list gives (the API's and campaign content's largest k), and so what a person's stored list
+# holds.
+LIST_MAX = 50
 # Neighbours kept per item: beyond about 50, more neighbours change nobody's top 10 but cost memory.
 NEIGHBOURS = 50
 # Popularity's weight in a personal score: enough to order ties and fill short lists, never enough to
 # outrank a real neighbour (scores of neighbours are at least about 1e-3 of the best).
 POPULARITY_TIE_BREAK = 1e-4
-# Rows scored at once: a dense block of ROWS x items float32 scores (2,000 x 10,000 is 80 MB).
+# Cells scored at once: a dense block of rows x items float32 scores (2,000 x 10,000: 80 MB, and about five
+# times that at the peak, with the top-k selection's temporaries).
 BLOCK_CELLS = 20_000_000
 
 
@@ -93,6 +97,8 @@ def _keep_top(similarity_rows: Callable[[int, int], np.ndarray], n: int, k: int)
 
 def collaborative_neighbours(matrix: sp.csr_matrix, *, k: int = NEIGHBOURS) -> sp.csr_matrix:
     """Item x item cosine similarity of the items' columns of the (confidence-scaled) interaction matrix."""
+    if matrix.nnz == 0:
+        return sp.csr_matrix((matrix.shape[1], matrix.shape[1]), dtype=np.float32)
     columns = normalize(confidence(matrix).tocsc(), axis=0)
     by_item = columns.T.tocsr()
     return _keep_top(lambda a, b: (by_item[a:b] @ columns).toarray(), matrix.shape[1], k)
@@ -127,6 +133,8 @@ def content_neighbours(texts: list[str], *, k: int = NEIGHBOURS) -> sp.csr_matri
 
 def _scaled_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """Each row divided by its largest value."""
+    if matrix.shape[0] == 0:
+        return matrix
     peaks = matrix.max(axis=1).toarray().ravel()
     peaks[peaks == 0] = 1
     return sp.diags(1 / peaks).astype(np.float32) @ matrix
@@ -145,6 +153,8 @@ def recommend(rows: sp.csr_matrix, neighbours: sp.csr_matrix | None, popular: np
     as the tie break; `exclude` (same shape as rows) marks items never to recommend to that row. Without
     neighbours, popularity alone."""
     n_items = rows.shape[1]
+    if n_items == 0:
+        return np.empty((rows.shape[0], 0), dtype=np.int64), np.empty((rows.shape[0], 0), dtype=np.float32)
     pop = (popular / popular.max() if popular.size and popular.max() > 0 else popular).astype(np.float32)
     step = max(1, BLOCK_CELLS // max(n_items, 1))
     weighted = confidence(rows)
@@ -259,8 +269,8 @@ HYBRID_WEIGHTS = (0.5, 0.7, 0.8, 0.9)
 
 
 def hybrid_weight(validation: Split, content: sp.csr_matrix, *, k: int = 10) -> tuple[float, dict[float, float]]:
-    """The weight of HYBRID_WEIGHTS with the best NDCG at k on a validation split (made from a training set,
-    never from the people and items the evaluation holds out), and each weight's NDCG."""
+    """The weight of HYBRID_WEIGHTS with the best NDCG at k on a validation split (made from the evaluation's
+    training side, so the items it holds out never choose the weight), and each weight's NDCG."""
     collaborative = collaborative_neighbours(validation.train)
     popular = popularity(validation.train)
     rows = validation.train[validation.rows]

@@ -12,12 +12,13 @@ from django.db import connection
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
-from consent.selectors import consent_allowed_sql
+from consent.selectors import PERSONALIZATION, consent_allowed_sql
 from profiles.common.prepared import fetch_prepared
 from profiles.models import Profile
 from segments import rules
 from segments.compiler import DEFERRED_CONTEXT, ContextValue, compile_members, compile_realtime
 from segments.models import Delivery, Destination, PredictiveModel, Segment, SegmentMembership, SegmentSize
+from segments.recommender import LIST_MAX
 
 PREVIEW_SAMPLE = 20
 
@@ -327,9 +328,7 @@ def destination_deliveries(*, destination_id: int) -> QuerySet[Delivery]:
 
 # ---------------------------------------------------------------------------------------- what was learned
 
-# The purpose without which nobody gets a list made from their own behaviour (popular items instead).
-PERSONALISATION = "personalization"
-RECOMMENDATIONS_MAX = 50
+RECOMMENDATIONS_MAX = LIST_MAX
 
 
 @dataclass(frozen=True)
@@ -350,8 +349,8 @@ class RecommendedItem:
 
 @dataclass(frozen=True)
 class RecommendationList:
-    # "personal" (their own top list), "popular" (no history yet, or no consent to personalisation), "none"
-    # (nothing learned yet).
+    # "personal" (their own top list, filled with popular items when it runs short), "popular" (no history yet,
+    # or no consent to personalisation), "none" (nothing learned yet).
     basis: str
     items: list[RecommendedItem]
 
@@ -366,15 +365,22 @@ _LIST_SQL = """
     ), popular AS (
         SELECT popular FROM segments_recommenderrun WHERE status = 'ready' ORDER BY started_at DESC LIMIT 1
     ), listed AS (
-        SELECT x.item, x.score, x.position, person.personal, x.item = ANY(person.bought) AS bought
-        FROM person LEFT JOIN popular ON true,
-             LATERAL unnest(CASE WHEN person.personal THEN person.items ELSE popular.popular END,
-                            CASE WHEN person.personal THEN person.scores END) WITH ORDINALITY AS x(item, score, position)
+        SELECT x.item, x.score, x.position, true AS personal
+        FROM person, LATERAL unnest(person.items, person.scores) WITH ORDINALITY AS x(item, score, position)
+        WHERE person.personal AND (%s OR NOT x.item = ANY(person.bought))
+        UNION ALL
+        -- The popular items fill a list that runs short (and are the list of everyone else), after the personal
+        -- ones; what the person bought stays out of it as out of theirs.
+        SELECT x.item, NULL, 1000 + x.position, false
+        FROM person, popular, LATERAL unnest(popular.popular) WITH ORDINALITY AS x(item, position)
+        WHERE %s OR NOT (person.personal AND x.item = ANY(person.bought))
     )
-    SELECT i.item_id, i.name, i.category, i.brand, i.price, i.url, i.image_url, l.score, l.personal
-    FROM listed l JOIN segments_item i ON i.id = l.item AND i.active
-    WHERE %s OR NOT (l.personal AND l.bought)
-    ORDER BY l.position LIMIT %s
+    SELECT item_id, name, category, brand, price, url, image_url, score, personal FROM (
+        SELECT DISTINCT ON (l.item) i.item_id, i.name, i.category, i.brand, i.price, i.url, i.image_url, l.score,
+               l.personal, l.position
+        FROM listed l JOIN segments_item i ON i.id = l.item AND i.active
+        ORDER BY l.item, l.position) best
+    ORDER BY position LIMIT %s
 """
 
 
@@ -385,9 +391,10 @@ def recommendations_for(*, profile_id: int | None, k: int = 10, include_bought: 
     unless `include_bought`), else the popular items; for nobody (`profile_id` None, a first visit), the
     popular items. Raises Purpose.DoesNotExist when the personalisation purpose is gone."""
     k = max(1, min(k, RECOMMENDATIONS_MAX))
-    allowed, params = (consent_sql(PERSONALISATION, "p") if consent_sql is not None
-                       else consent_allowed_sql(purpose=PERSONALISATION, profile_alias="p"))
-    rows = fetch_prepared(_LIST_SQL.format(allowed=allowed), [*params, profile_id, profile_id, include_bought, k])
+    allowed, params = (consent_sql(PERSONALIZATION, "p") if consent_sql is not None
+                       else consent_allowed_sql(purpose=PERSONALIZATION, profile_alias="p"))
+    rows = fetch_prepared(_LIST_SQL.format(allowed=allowed),
+                          [*params, profile_id, profile_id, include_bought, include_bought, k])
     items = [RecommendedItem(row[0], row[1], row[2], row[3], None if row[4] is None else float(row[4]), row[5],
                              row[6], None if row[7] is None else round(row[7], 5)) for row in rows]
     basis = "none" if not rows else ("personal" if rows[0][8] else "popular")

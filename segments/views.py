@@ -232,14 +232,17 @@ def model_detail(request, key: str):
     if model is None:
         raise Http404(f"No model {key}.")
     versions = list(model.versions.defer("artifact"))
+    # The version in use explains the scores; the latest training wrote them (with the version in use, when it
+    # did worse).
     shown = next((v for v in versions if v.promoted), versions[0] if versions else None)
+    latest = versions[0] if versions else None
     chart = {"importances": shown.feature_importances if shown else [],
-             "histogram": shown.score_histogram if shown else [],
+             "histogram": latest.score_histogram if latest else [],
              "bins": [f"{i / 10:.1f}–{(i + 1) / 10:.1f}" for i in range(10)],
              "versions": [v.version for v in reversed(versions)], "auc": [v.auc for v in reversed(versions)],
              "baseline": [v.baseline_auc for v in reversed(versions)]}
     return render(request, "segments/model_detail.html", {"model": model, "versions": versions, "shown": shown,
-                                                          "chart": chart})
+                                                          "latest": latest, "chart": chart})
 
 
 @login_required

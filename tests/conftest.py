@@ -19,6 +19,7 @@ SEED_MIGRATIONS = [("profiles", "0002_rules_and_roles"), ("profiles", "0007_pers
                    ("consent", "0002_purposes_roles_append_only"), ("consent", "0004_privacy_request_roles"),
                    ("consent", "0007_retention"), ("consent", "0010_consent_sources_and_audit_viewer"),
                    ("segments", "0002_destination_roles"), ("segments", "0003_segment_roles"),
+                   ("segments", "0008_learning_roles"),
                    ("campaigns", "0002_campaign_roles")]
 
 

@@ -21,11 +21,11 @@ from campaigns.models import Campaign
 from campaigns.selectors import (LiveCampaign, LivePlacement, PersonRead, person_seen_read, person_seen_statement,
                                  recent_version, snapshot, variant_stats, version_seen)
 from campaigns.services.exposures import RECORD_TASK, ExposureRecord, QueueRefused, exposure_queue, new_decision_id
-from consent.selectors import context_choice, visitor_allowed
+from consent.selectors import PERSONALIZATION, context_choice, visitor_allowed
 from profiles.common.prepared import fetch_prepared
 from profiles.selectors import source_id_for_write_key
 from segments.rules import Consent
-from segments.selectors import PERSONALISATION, recommendations_for, targeting_matches, targeting_statement
+from segments.selectors import recommendations_for, targeting_matches, targeting_statement
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,8 @@ def _choose(live, placement: LivePlacement, running: list[LiveCampaign], purpose
     seen = person.seen
 
     def nothing(reason: str) -> Decision:
-        return Decision(None, placement.key, None, None, placement.default_content, reason)
+        content = _with_recommendations(placement.default_content, person.profile_id, context, live)
+        return Decision(None, placement.key, None, None, content, reason)
 
     if rules.held_out(share=live.holdout_share, unit=unit, earlier=seen.held_out):
         return _Show(None, rules.HOLDOUT, placement.default_content, "global_holdout")
@@ -183,7 +184,7 @@ def _with_recommendations(content: dict, profile_id: int | None, context: dict |
     ask = content.get(rules.RECOMMENDATIONS_KEY)
     if not isinstance(ask, dict):
         return content
-    rule = live.purposes.get(PERSONALISATION)
+    rule = live.purposes.get(PERSONALIZATION)
     if rule is not None and context_choice(rule=rule, context=context) is False:
         profile_id = None
     found = recommendations_for(profile_id=profile_id, k=ask.get("k", 4),

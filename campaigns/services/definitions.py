@@ -34,6 +34,7 @@ def placement_save(*, placement: Placement | None = None, **fields) -> Placement
         setattr(placement, name, value)
     if not isinstance(placement.default_content, dict):
         raise DefinitionError("default content is a JSON object", "default_content")
+    rules.check_recommendations(placement.default_content, "default_content")
     placement.save()
     snapshot_invalidate()
     return placement

@@ -9,8 +9,9 @@ from profiles.models import ApiToken
 
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-# What ModelBackend.get_all_permissions gives an active user, "app_label.codename" of their own permissions and
-# their groups', correlated with the token row's user.
+# What ModelBackend.get_all_permissions gives an active user who is not a superuser, "app_label.codename" of their
+# own permissions and their groups', correlated with the token row's user. (For an active superuser, has_perm
+# answers yes without reading it.)
 _PERMISSIONS_SQL = """
     SELECT coalesce(array_agg(DISTINCT ct.app_label || '.' || p.codename), '{}')
     FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id

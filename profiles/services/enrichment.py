@@ -38,9 +38,10 @@ def profiles_enrich(*, profile_ids: list[int] | None = None) -> int:
     monetary_value: sum of their properties.revenue (or total); engagement_score: 0-100, events in
     the last 30 days weighted by recency (log-scaled so a handful of visits already counts).
     Customers (one order or more) also get rfm_recency, rfm_frequency and rfm_monetary, 1 to 5: the quintile
-    among all customers of the last order's date, the orders and the money (ties share a score, as
-    cume_dist gives them), rfm_score ("545") and rfm_group ("Champions", ...). Other keys (a model's scores)
-    are kept.
+    among all customers of the last order's date, the orders and the money (ties share the score of their
+    lowest place, as percent_rank gives it: when most customers ordered once, they all have frequency 1),
+    rfm_score ("545") and rfm_group ("Champions", ...). Other keys (a model's scores) are kept. The quintiles
+    are ranks among every customer, so the events of all profiles are read whichever profiles are updated.
     """
     now = timezone.now()
     where = "p.merged_into_id IS NULL" + (" AND p.id = ANY(%(ids)s)" if profile_ids is not None else "")
@@ -61,9 +62,9 @@ def profiles_enrich(*, profile_ids: list[int] | None = None) -> int:
         rfm AS (
             SELECT profile_id, r, f, m, {_RFM_GROUP} AS grp FROM (
                 SELECT profile_id,
-                       least(5, ceil(5 * cume_dist() OVER (ORDER BY last_order)))::int AS r,
-                       least(5, ceil(5 * cume_dist() OVER (ORDER BY orders)))::int AS f,
-                       least(5, ceil(5 * cume_dist() OVER (ORDER BY revenue)))::int AS m
+                       least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY last_order)))::int AS r,
+                       least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY orders)))::int AS f,
+                       least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY revenue)))::int AS m
                 FROM stats WHERE orders > 0) scored
         )
         UPDATE profiles_profile p SET computed = (p.computed - %(rfm_keys)s::text[]) || jsonb_build_object(

@@ -125,7 +125,7 @@ class VersionSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = ["version", "trained_at", "algorithm", "train_cutoff", "holdout_cutoff", "train_rows",
                   "holdout_rows", "auc", "brier", "base_rate", "baseline_auc", "incumbent_auc",
-                  "feature_importances", "score_histogram", "promoted", "scored", "duration_s"]
+                  "feature_importances", "score_histogram", "promoted", "scored", "scored_by", "duration_s"]
 
 
 class ModelSerializer(serializers.ModelSerializer):

@@ -26,8 +26,9 @@ urlpatterns = [
     path("models/<slug:key>/retrain/", learning.ModelRetrainView.as_view(), name="api-model-retrain"),
     path("items/", learning.ItemListView.as_view(), name="api-item-list"),
     path("items/bulk/", learning.ItemBulkView.as_view(), name="api-item-bulk"),
-    path("items/<str:item_id>/", learning.ItemDetailView.as_view(), name="api-item-detail"),
-    path("items/<str:item_id>/similar/", learning.ItemSimilarView.as_view(), name="api-item-similar"),
+    # Product ids may hold slashes ("shoes/red-42"): `path`, with "similar/" matched first.
+    path("items/<path:item_id>/similar/", learning.ItemSimilarView.as_view(), name="api-item-similar"),
+    path("items/<path:item_id>/", learning.ItemDetailView.as_view(), name="api-item-detail"),
     path("profiles/<int:profile_id>/recommendations/", learning.ProfileRecommendationsView.as_view(),
          name="api-profile-recommendations"),
     path("recommendations/runs/", learning.RecommenderRunListView.as_view(), name="api-recommender-runs"),

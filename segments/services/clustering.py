@@ -95,11 +95,14 @@ def clustering_run(*, run_id: int) -> ClusteringRun | None:
         segment_ids = _save(run, ids, x, result, skipped)
         for segment_id in segment_ids:
             segment_recompute(segment_id=segment_id)
-    except ValueError as exc:
+    except Exception as exc:
+        # Whatever stopped it, the run says so: a run left "running" would never be retried nor explained.
+        ClusteringRun.objects.filter(pk=run_id).update(
+            status=ClusteringRun.Status.FAILED, error=str(exc) if isinstance(exc, ValueError)
+            else f"{type(exc).__name__}: {exc}", finished_at=timezone.now(), duration_s=time.monotonic() - started)
+        if not isinstance(exc, ValueError):
+            raise
         logger.warning("clustering %s failed: %s", run_id, exc)
-        ClusteringRun.objects.filter(pk=run_id).update(status=ClusteringRun.Status.FAILED, error=str(exc),
-                                                        finished_at=timezone.now(),
-                                                        duration_s=time.monotonic() - started)
         return ClusteringRun.objects.get(pk=run_id)
     ClusteringRun.objects.filter(pk=run_id).update(status=ClusteringRun.Status.READY, finished_at=timezone.now(),
                                                     duration_s=round(time.monotonic() - started, 3))
@@ -121,11 +124,18 @@ def _save(run: ClusteringRun, ids: np.ndarray, x: np.ndarray, result: clustering
                                centroid={f: round(float(v), 4) for f, v in zip(run.features, result.centroids[number])},
                                description=description)
         with connection.cursor() as cursor:
+            # The members are locked against an erasure first (FOR KEY SHARE waits for one that holds them, and
+            # keeps one from starting), so no identifier of a person being erased is listed after the erasure
+            # has looked for the lists that name them. Identifier types longer than a list's column are skipped.
             cursor.execute(
+                f"WITH members AS (SELECT id FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
+                f"AND merged_into_id IS NULL ORDER BY id FOR KEY SHARE) "
                 f"INSERT INTO {StaticMember._meta.db_table} (segment_id, identifier_type, value, added_at) "
-                f"SELECT DISTINCT ON (i.profile_id) %s, i.type, i.value, now() FROM profiles_identifier i "
-                f"WHERE i.profile_id = ANY(%s::bigint[]) ORDER BY i.profile_id, {_IDENTIFIER_ORDER}, i.id "
-                f"ON CONFLICT DO NOTHING", [segment.pk, ids[members].tolist()])
+                f"SELECT DISTINCT ON (i.profile_id) %s, i.type, i.value, now() "
+                f"FROM profiles_identifier i JOIN members m ON m.id = i.profile_id "
+                f"WHERE length(i.type) <= {StaticMember._meta.get_field('identifier_type').max_length} "
+                f"ORDER BY i.profile_id, {_IDENTIFIER_ORDER}, i.id ON CONFLICT DO NOTHING",
+                [ids[members].tolist(), segment.pk])
         segment_ids.append(segment.pk)
     ClusteringRun.objects.filter(pk=run.pk).update(
         k=result.k, silhouettes={str(k): v for k, v in result.silhouettes.items()}, profiles=len(ids),

@@ -121,7 +121,9 @@ def features_at(*, cut: datetime, target_event: str, horizon_days: int = 0
 def models_due(*, now: datetime | None = None) -> list[int]:
     """Models whose retraining is due: never trained, or trained longer ago than they ask."""
     now = now or timezone.now()
-    return [m.pk for m in PredictiveModel.objects.exclude(status=PredictiveModel.Status.TRAINING)
+    # A model still marked training is included: if its worker died, nothing else would ever train it again,
+    # and if it is really training, the new task returns at once (model_train's lock).
+    return [m.pk for m in PredictiveModel.objects.all()
             if m.last_trained_at is None or m.last_trained_at + timedelta(days=m.retrain_every_days) <= now]
 
 
@@ -186,7 +188,8 @@ def _train(model: PredictiveModel, now: datetime) -> ModelVersion:
             baseline_auc=round(trained.baseline_auc, 4),
             incumbent_auc=None if incumbent_auc is None else round(incumbent_auc, 4),
             feature_importances=trained.importances, score_histogram=prediction.histogram(scores),
-            promoted=promoted, scored=len(ids), artifact=prediction.dumps(trained.estimator))
+            promoted=promoted, scored=len(ids), scored_by=number if promoted else incumbent.version,
+            artifact=prediction.dumps(trained.estimator))
         profiles_computed_set(key=model.key, values=dict(zip(ids.tolist(), np.round(scores, 4).tolist())))
         clock.lap("write_s")
         ModelVersion.objects.filter(pk=version.pk).update(duration_s=round(time.monotonic() - started, 3),

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from consent.selectors import PERSONALIZATION, consent_allowed_sql
 from profiles.common.locks import LEARNING, session_try_lock
 from segments import recommender, rules
 from segments.models import Item, ItemNeighbours, Recommendations, RecommenderRun
@@ -23,9 +24,9 @@ from segments.stopwatch import Stopwatch
 
 logger = logging.getLogger(__name__)
 
-# Items kept in each person's list: enough for any k a page asks (the API caps k at this), and for leaving
-# out what they bought.
-LIST_LENGTH = 50
+LIST_LENGTH = recommender.LIST_MAX
+# Extra places in a stored list for items the person bought, which reads leave out unless asked.
+BOUGHT_ROOM = 10
 POPULAR_LENGTH = 100
 # People the offline evaluation holds an item out for (a random sample of those with two items or more).
 EVALUATED_PEOPLE = 5_000
@@ -110,6 +111,7 @@ def items_upsert(*, items: list[dict]) -> tuple[int, int]:
             for field, value in values.items():
                 setattr(item, field, value)
             item.origin = Item.Origin.API
+            item.updated_at = timezone.now()  # bulk_update does not run auto_now
             changed.append(item)
     Item.objects.bulk_create(new, batch_size=1000)
     if changed:
@@ -186,6 +188,9 @@ def interactions_read(*, since) -> Learned:
         people, items, values, first, bought = (np.array(column) for column in cursor.fetchone())
     all_items = np.array([row["pk"] for row in catalog], dtype=np.int64)
     texts = recommender.item_texts(catalog)
+    # An item activated between the two reads is left for the next refresh: every column needs its text.
+    known = np.isin(items, all_items)
+    people, items, values, first, bought = (column[known] for column in (people, items, values, first, bought))
     if not len(people):
         empty = recommender.Interactions.from_triples(np.empty(0, np.int64), np.empty(0, np.int64),
                                                       np.empty(0), all_items)
@@ -261,10 +266,15 @@ def _write(run: RecommenderRun, learned: Learned, content: sp.csr_matrix, weight
     popular_ids = item_ids[ranked[popular[ranked] > 0][:POPULAR_LENGTH]].tolist()
     collaborative = recommender.collaborative_neighbours(matrix)
     neighbours = recommender.hybrid_neighbours(collaborative, content, weight=weight)
-    top, scores = recommender.recommend(matrix, neighbours, popular, k=LIST_LENGTH)
+    bought = learned.bought.tocsr()
+    # A list holds what the person has not touched yet (as the evaluation measures) and what they bought, marked,
+    # for the reads that ask for it; enough places that leaving the bought ones out still fills most lists.
+    touched_not_bought = (matrix - matrix.multiply(bought > 0)).tocsr()
+    touched_not_bought.eliminate_zeros()
+    top, scores = recommender.recommend(matrix, neighbours, popular, k=LIST_LENGTH + BOUGHT_ROOM,
+                                        exclude=touched_not_bought)
     clock.lap("train_s")
     now = timezone.now()
-    bought = learned.bought.tocsr()
     # Whole arrays are converted to Python lists once; each row is then a slice of them (a loop that indexed
     # numpy per row spent most of the write's time in small numpy calls).
     best_first = _best_first(neighbours)
@@ -298,10 +308,13 @@ def _write(run: RecommenderRun, learned: Learned, content: sp.csr_matrix, weight
                                 bought_ids[bought_ends[row]:bought_ends[row + 1]]))
                 start = end
         cursor.execute(f"DELETE FROM {Recommendations._meta.db_table}")
-        # Joined to the live profiles as they are now: a person erased or merged during training gets no row.
+        # Joined to the live profiles as they are now: a person erased or merged during training gets no row, and
+        # nothing made from their behaviour is kept for someone who does not allow personalisation.
+        allowed, params = consent_allowed_sql(purpose=PERSONALIZATION, profile_alias="p")
         cursor.execute(f"INSERT INTO {Recommendations._meta.db_table} (profile_id, items, scores, bought, "
                        f"computed_at) SELECT l.profile_id, l.items, l.scores, l.bought, %s FROM learned_lists l "
-                       f"JOIN profiles_profile p ON p.id = l.profile_id AND p.merged_into_id IS NULL", [now])
+                       f"JOIN profiles_profile p ON p.id = l.profile_id AND p.merged_into_id IS NULL "
+                       f"WHERE {allowed}", [now, *params])
         RecommenderRun.objects.filter(pk=run.pk).update(popular=popular_ids)
     clock.lap("write_s")
 

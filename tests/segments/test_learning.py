@@ -211,6 +211,24 @@ def test_rfm_scores_and_groups_are_computed_traits_usable_in_rules(send):
         Profile.objects.filter(computed__rfm_group="Champions").count() >= 1
 
 
+def test_rfm_ties_share_their_lowest_place(send):
+    # Most customers ordered once, as in most shops: they all have frequency 1, and the most recent of them is
+    # a new customer, not a champion.
+    messages = [track(f"once{i}", "Order Completed", 1 + 10 * i, 0, revenue=20) for i in range(8)]
+    messages += [track(f"often{i}", "Order Completed", 2 + 5 * n + i, n, revenue=20) for i in range(2)
+                 for n in range(6)]
+    send(messages)
+
+    profiles_enrich()
+
+    once = [Profile.objects.get(pk=pid(f"once{i}")).computed for i in range(8)]
+    assert {c["rfm_frequency"] for c in once} == {1}
+    assert {c["rfm_monetary"] for c in once} == {1}
+    assert once[0]["rfm_recency"] == 5 and once[0]["rfm_group"] == "New customers"
+    assert once[7]["rfm_recency"] == 1 and once[7]["rfm_group"] == "Lost"
+    assert {Profile.objects.get(pk=pid(f"often{i}")).computed["rfm_frequency"] for i in range(2)} == {5}
+
+
 def test_enrichment_keeps_a_models_scores(send):
     send([track("a", "Order Completed", 2, 0, revenue=5)])
     profiles_computed_set(key="churn_risk", values={pid("a"): 0.25})
@@ -310,3 +328,48 @@ def test_bad_items_are_refused_whole_with_their_place(client, admin_user, source
     assert response.status_code == 400
     assert response.json()["field"] == "items.1.price"
     assert not Item.objects.exists()
+
+
+def test_a_refresh_without_interactions_keeps_the_catalogs_similar_items(client, admin_user, source):
+    client.force_login(admin_user)
+    client.post("/api/v1/items/bulk/", {"items": [
+        {"item_id": "shoes/red-42", "name": "Red runner", "category": "Shoes > Running"},
+        {"item_id": "shoes/blue-42", "name": "Blue runner", "category": "Shoes > Running"},
+        {"item_id": "hat-1", "name": "Wool hat", "category": "Hats"}]}, content_type="application/json")
+
+    run = recommendations.recommendations_refresh()
+
+    assert run.status == "ready" and run.interactions == 0 and run.popular == []
+    # A product id with a slash is an address like any other, and its neighbours come from the catalog's words.
+    assert client.get("/api/v1/items/shoes/red-42/").json()["name"] == "Red runner"
+    similar = client.get("/api/v1/items/shoes/red-42/similar/?k=1").json()
+    assert [i["item_id"] for i in similar["similar"]] == ["shoes/blue-42"]
+    assert client.get("/api/v1/items/nothing-like-it/similar/").status_code == 404
+
+
+def test_deleting_a_model_in_the_admin_takes_its_scores(send, client, admin_user):
+    send([track("a", "Page Viewed", 1, 0)])
+    model = model_create(key="propensity", target_event="Order Completed")
+    profiles_computed_set(key="propensity", values={pid("a"): 0.4})
+    client.force_login(admin_user)
+
+    response = client.post(f"/admin/segments/predictivemodel/{model.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not PredictiveModel.objects.exists()
+    assert "propensity" not in Profile.objects.get(pk=pid("a")).computed
+
+
+def test_a_clustering_that_cannot_save_its_segments_is_failed_with_the_reason(send):
+    from segments.models import Segment
+
+    send([{"type": "identify", "userId": f"c{i}", "messageId": f"c{i}"} for i in range(12)])
+    profiles_computed_set(key="monetary_value", values={pid(f"c{i}"): float(i % 3) * 100 for i in range(12)})
+    run = clustering.clustering_queue(features=["monetary_value"], k_min=2, k_max=3)
+    Segment.objects.create(key=f"cluster-{run.pk}-1", name="Taken", mode="static")
+
+    with pytest.raises(Exception):
+        clustering.clustering_run(run_id=run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "failed" and "IntegrityError" in run.error
