@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 import scipy.sparse as sp
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from consent.selectors import PERSONALIZATION, consent_allowed_sql
@@ -87,11 +87,10 @@ def item_values(data: dict, *, path: str = "") -> dict:
     return values
 
 
-@transaction.atomic
 def items_upsert(*, items: list[dict]) -> tuple[int, int]:
-    """Creates or updates catalog items by item_id in one statement each way; the catalog's values win over
-    what events say from then on. All or nothing: raises rules.DefinitionError (with `items[i].field`) on the
-    first bad item, and nothing is saved. Returns (created, updated)."""
+    """Creates or updates catalog items by item_id, a statement each way; the catalog's values win over what
+    events say from then on. All or nothing: raises rules.DefinitionError (with `items[i].field`) on the first
+    bad item, and nothing is saved. Returns (created, updated)."""
     checked = {}
     for i, data in enumerate(items):
         if not isinstance(data, dict):
@@ -101,6 +100,16 @@ def items_upsert(*, items: list[dict]) -> tuple[int, int]:
             raise rules.DefinitionError("item_id is a non-empty string of at most 200 characters",
                                         f"items[{i}].item_id")
         checked[item_id.strip()] = item_values(data, path=f"items[{i}]")
+    try:
+        return _items_write(checked)
+    except IntegrityError:
+        # Someone else (another upload, or the refresh adding items seen in events) created one of the new
+        # items meanwhile: it is now an update.
+        return _items_write(checked)
+
+
+@transaction.atomic
+def _items_write(checked: dict[str, dict]) -> tuple[int, int]:
     existing = {item.item_id: item for item in Item.objects.select_for_update().filter(item_id__in=list(checked))}
     new, changed = [], []
     for item_id, values in checked.items():
@@ -284,6 +293,9 @@ def _write(run: RecommenderRun, learned: Learned, content: sp.csr_matrix, weight
     list_ids, list_scores = item_ids[top[listed]].tolist(), np.round(scores[listed], 5).tolist()
     bought_ids, bought_ends = item_ids[bought.indices].tolist(), bought.indptr.tolist()
     with transaction.atomic(), connection.cursor() as cursor:
+        # Dropped first as well as on commit: inside an outer transaction (a command run in one) a second refresh
+        # would find the first one's tables.
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.learned_neighbours, pg_temp.learned_lists")
         cursor.execute("CREATE TEMPORARY TABLE learned_neighbours (item_id int, neighbours int[], scores float8[]) "
                        "ON COMMIT DROP")
         with cursor.copy("COPY learned_neighbours FROM STDIN (FORMAT BINARY)") as copy:
