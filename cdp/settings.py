@@ -225,6 +225,8 @@ CELERY_BEAT_SCHEDULE = {
     "triggered-sends": {"task": "campaigns.send_triggered", "schedule": 30.0, "options": {"expires": 30}},
     # Models whose retraining is due (each model says how often), and the recommendations' top lists.
     "models-due": {"task": "segments.learn_models_due", "schedule": 3600.0, "options": {"expires": 3600}},
+    # Scores move with the features (recency above all) between retrainings.
+    "model-scores": {"task": "segments.learn_scores", "schedule": 24 * 3600.0, "options": {"expires": 3600}},
     "recommendations": {"task": "segments.learn_recommendations", "schedule": 6 * 3600.0,
                         "options": {"expires": 3600}},
 }

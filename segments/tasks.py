@@ -11,7 +11,7 @@ from segments.services.clustering import RUN_TASK as CLUSTERING_TASK
 from segments.services.clustering import clustering_run
 from segments.services.membership import segment_recompute
 from segments.services.prediction import TRAIN_TASK as MODEL_TASK
-from segments.services.prediction import model_train, models_due
+from segments.services.prediction import model_train, models_due, models_score
 from segments.services.recommendations import REFRESH_TASK, recommendations_refresh
 
 RECOMPUTE = "segments.recompute"
@@ -79,6 +79,13 @@ def learn_models_due() -> int:
     for model_id in due:
         learn_model.delay(model_id)
     return len(due)
+
+
+@shared_task(name="segments.learn_scores", acks_late=True, reject_on_worker_lost=True, soft_time_limit=1800,
+             time_limit=1860)
+def learn_scores() -> dict[str, int]:
+    """Idempotent: scoring again with the same version and features writes the same scores."""
+    return models_score()
 
 
 @shared_task(name=REFRESH_TASK, acks_late=True, reject_on_worker_lost=True,

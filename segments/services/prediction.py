@@ -200,3 +200,20 @@ def _train(model: PredictiveModel, now: datetime) -> ModelVersion:
                 trained.baseline_auc, incumbent_auc, "promoted" if promoted else "kept the incumbent")
     version.refresh_from_db()
     return version
+
+
+def models_score(*, now: datetime | None = None) -> dict[str, int]:
+    """Scores everyone again with each model's version in use, on features as of now (recency changes every
+    day, retraining only every few): a model being trained is left to its training. Returns people scored per
+    model key."""
+    scored = {}
+    for model in PredictiveModel.objects.filter(versions__promoted=True).distinct():
+        with session_try_lock(LEARNING, model.pk) as held, learning_work_mem():
+            version = model.versions.filter(promoted=True).order_by("-version").first() if held else None
+            if version is None:
+                continue
+            ids, x, _ = features_at(cut=now or timezone.now(), target_event=model.target_event)
+            scores = prediction.score(prediction.loads(version.artifact), x)
+            scored[model.key] = profiles_computed_set(
+                key=model.key, values=dict(zip(ids.tolist(), np.round(scores, 4).tolist())))
+    return scored

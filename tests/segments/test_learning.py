@@ -151,6 +151,22 @@ def test_a_planted_signal_gives_a_high_auc_and_scores_become_a_computed_trait(se
     assert segment_preview(definition={"computed": "churn_risk", "op": "gt", "value": 0.5}).count == 60
 
 
+def test_scores_follow_the_features_between_trainings(send):
+    from segments.services.prediction import models_score
+
+    _shoppers(send, people=80)
+    model = model_create(key="churn_risk", target_event="Order Completed", horizon_days=14, negate=True)
+    model_train(model_id=model.pk)
+    buyer = pid("u0")
+    before = Profile.objects.get(pk=buyer).computed["churn_risk"]
+
+    # Sixty days later, without a visit: the buyer has lapsed, and the same model says so.
+    assert models_score(now=timezone.now() + timedelta(days=60)) == {"churn_risk": 80}
+
+    assert Profile.objects.get(pk=buyer).computed["churn_risk"] > before + 0.3
+    assert model.versions.count() == 1
+
+
 def test_a_version_worse_on_the_holdout_does_not_replace_the_scores(send, monkeypatch):
     _shoppers(send, people=80)
     model = model_create(key="propensity", target_event="Order Completed", horizon_days=14,
