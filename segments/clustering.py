@@ -1,13 +1,13 @@
 """Clustering profiles: K-Means on robustly scaled features for each k asked, k chosen by silhouette score, and
-each cluster described in words. Pure numpy and scikit-learn, no database."""
+each cluster described in words. Pure numpy and scikit-learn, no database.
+
+scikit-learn is imported where it is used (here and in segments/prediction.py, recommender.py): it costs a
+process about 85 MB, and only the learning workers need it, not the web or the pipeline."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
-from sklearn.preprocessing import RobustScaler
 
 # Silhouette is quadratic in the rows: past this many it is measured on a random sample of them.
 SILHOUETTE_SAMPLE = 10_000
@@ -40,6 +40,10 @@ class Clustering:
 def cluster(x: np.ndarray, *, k_min: int, k_max: int) -> Clustering:
     """K-Means for each k in [k_min, k_max] on RobustScaler-scaled features (median and interquartile range,
     so a few huge spenders do not squash everyone else together); the k with the best silhouette wins."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+    from sklearn.preprocessing import RobustScaler
+
     rows = len(x)
     k_max = min(k_max, rows - 1)
     if rows < 3 or k_max < k_min:

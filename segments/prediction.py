@@ -3,21 +3,14 @@ one cutoff and judged on a later one it never saw, beside a one-feature baseline
 
 Why a time-based holdout: people's behaviour drifts, and a random split of one snapshot shares its moment with
 the training rows, which flatters a model that will always be applied to a future it has not seen.
+scikit-learn and joblib are imported where they are used (see segments/clustering.py).
 """
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
 
-import joblib
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.inspection import permutation_importance
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 # The features every profile gets as of a cutoff (segments.services.prediction builds them in SQL).
 FEATURES = ["recency_days", "tenure_days", "events_7d", "events_30d", "events_90d", "active_days_30d",
@@ -64,6 +57,11 @@ def _check(x: np.ndarray, y: np.ndarray, what: str) -> None:
 
 
 def _candidates() -> dict[str, object]:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
     # log1p first: counts and money are heavy-tailed, and a linear model should not be driven by a few whales.
     logistic = make_pipeline(FunctionTransformer(np.log1p), StandardScaler(),
                              LogisticRegression(max_iter=1000, C=1.0))
@@ -74,6 +72,8 @@ def _candidates() -> dict[str, object]:
 
 
 def _auc(y: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, scores))
 
 
@@ -83,6 +83,11 @@ def train(*, train_x: np.ndarray, train_y: np.ndarray, holdout_x: np.ndarray, ho
     training rows, then refitting it on all of them) and judges it on the holdout.
 
     Raises NotLearnable when either set is too small or has a single outcome."""
+    from sklearn.inspection import permutation_importance
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import brier_score_loss
+    from sklearn.model_selection import train_test_split
+
     _check(train_x, train_y, "training cutoff")
     _check(holdout_x, holdout_y, "holdout cutoff")
     candidates = _candidates()
@@ -126,11 +131,15 @@ def histogram(scores: np.ndarray) -> list[int]:
 
 
 def dumps(estimator: object) -> bytes:
+    import joblib
+
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer, compress=3)
     return buffer.getvalue()
 
 
 def loads(artifact: bytes) -> object:
+    import joblib
+
     # Only ever artifacts this module wrote into the product's own database.
     return joblib.load(io.BytesIO(bytes(artifact)))

@@ -10,7 +10,7 @@ interaction row times S (the items near what they touched, weighted by how much 
   neighbours (from its text) and a bought-together pair outranks two items that merely share words.
 A tiny share of popularity breaks ties and fills the list of someone whose neighbours run out. Item-to-item
 keeps the top lists explainable ("because you viewed X") and cheap to refresh: the neighbour matrix is the
-model, and it grows with items, not people.
+model, and it grows with items, not people. scikit-learn is imported where it is used (see segments/clustering.py).
 """
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 # The most items a list gives (the API's and campaign content's largest k), and so what a person's stored list
 # holds.
@@ -97,6 +95,8 @@ def _keep_top(similarity_rows: Callable[[int, int], np.ndarray], n: int, k: int)
 
 def collaborative_neighbours(matrix: sp.csr_matrix, *, k: int = NEIGHBOURS) -> sp.csr_matrix:
     """Item x item cosine similarity of the items' columns of the (confidence-scaled) interaction matrix."""
+    from sklearn.preprocessing import normalize
+
     if matrix.nnz == 0:
         return sp.csr_matrix((matrix.shape[1], matrix.shape[1]), dtype=np.float32)
     columns = normalize(confidence(matrix).tocsc(), axis=0)
@@ -121,6 +121,8 @@ def item_texts(catalog: list[dict]) -> list[str]:
 
 def content_neighbours(texts: list[str], *, k: int = NEIGHBOURS) -> sp.csr_matrix:
     """Item x item cosine similarity of TF-IDF vectors of the items' texts (sublinear term frequency)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     if not any(t.strip() for t in texts):
         return sp.csr_matrix((len(texts), len(texts)), dtype=np.float32)
     # Words with a letter only: bare numbers (model numbers, sizes) would tie unrelated items together.
