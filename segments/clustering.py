@@ -73,17 +73,22 @@ def cluster(x: np.ndarray, *, k_min: int, k_max: int) -> Clustering:
 
 
 def describe(centroid: np.ndarray, features: list[str], x: np.ndarray) -> str:
-    """Words for the features where the centre sits in the population's top or bottom third, strongest
-    first ("high spend, recent, frequent"); "typical" when none does."""
+    """Words for the features where the centre stands out from the population, strongest first ("high spend,
+    recent, frequent"); "typical" when none does.
+
+    Standing out takes both: being in the top (or bottom) third of people, and being a quarter of the way from the
+    median to the 90th (or 10th) percentile. The first alone misleads when most people share one value: a centre
+    just above zero spend is above the 70% who spent nothing, yet nobody would call it high spend."""
     phrases = []
     for column, feature in enumerate(features):
         values = x[:, column]
-        share_below = float((values < centroid[column]).mean())
-        if values.min() == values.max():
-            continue
+        centre = float(centroid[column])
+        low_end, median, high_end = np.percentile(values, [10, 50, 90])
+        share_below = float((values < centre).mean())
+        share_above = float((values > centre).mean())
         high, low = WORDS.get(feature, (f"high {feature.replace('_', ' ')}", f"low {feature.replace('_', ' ')}"))
-        if share_below >= 2 / 3:
-            phrases.append((share_below, high))
-        elif share_below + float((values == centroid[column]).mean()) <= 1 / 3:
-            phrases.append((1 - share_below, low))
+        if share_below >= 2 / 3 and high_end > median and centre - median >= 0.25 * (high_end - median):
+            phrases.append(((centre - median) / (high_end - median), high))
+        elif share_above >= 2 / 3 and median > low_end and median - centre >= 0.25 * (median - low_end):
+            phrases.append(((median - centre) / (median - low_end), low))
     return ", ".join(word for _, word in sorted(phrases, reverse=True)) or "typical"

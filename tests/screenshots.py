@@ -34,11 +34,12 @@ def _prepare() -> dict:
     from django.utils import timezone
 
     from campaigns.models import Campaign
-    from cdp.management.commands.seed_demo import demo_campaigns
+    from cdp.management.commands.seed_demo import demo_campaigns, demo_learning
     from consent.models import PrivacyRequest
     from consent.services.privacy import privacy_request_create
     from profiles.models import Profile
-    from segments.models import Segment, SegmentMembership
+    from segments.models import ClusteringRun, PredictiveModel, Segment, SegmentMembership
+    from segments.services.clustering import clustering_queue, clustering_run
 
     call_command("migrate", verbosity=0)
     call_command("seed_demo", profiles=300, if_empty=True)
@@ -52,7 +53,16 @@ def _prepare() -> dict:
         "profile_id").first()
     profile = (Profile.objects.filter(pk=member.profile_id).first() if member else None) or (
         Profile.objects.filter(merged_into__isnull=True).order_by("-event_count").first())
+    # What is learned: a clustering of the demo's customers, and the churn model seed_demo trains (a database
+    # seeded before it existed gets both now).
+    if not ClusteringRun.objects.filter(status=ClusteringRun.Status.READY).exists():
+        run = clustering_queue(features=["recency_days", "frequency_orders", "monetary_value", "engagement_score"],
+                               k_min=2, k_max=6)
+        clustering_run(run_id=run.pk)
+    if not PredictiveModel.objects.filter(key="churn_risk").exists():
+        demo_learning()
     return {"profile": profile.pk, "request": PrivacyRequest.objects.order_by("id").first().pk,
+            "clustering": ClusteringRun.objects.filter(status=ClusteringRun.Status.READY).order_by("-id").first().pk,
             "segment": Segment.objects.get(key="cart-abandoners").pk,
             "edited": Segment.objects.get(key="window-shoppers").pk,
             "campaign": Campaign.objects.get(key="spring-trails").pk,
@@ -86,7 +96,9 @@ def _shoot(url: str, ids: dict) -> list[Path]:
                ("segments", "/segments/", "marketer"), ("segment", f"/segments/{ids['segment']}/", "marketer"),
                ("segment-builder", f"/segments/{ids['edited']}/edit/", "marketer"),
                ("campaigns", "/campaigns/", "marketer"), ("campaign", f"/campaigns/{ids['campaign']}/", "marketer"),
-               ("campaign-editor", f"/campaigns/{ids['triggered']}/edit/", "marketer")]
+               ("campaign-editor", f"/campaigns/{ids['triggered']}/edit/", "marketer"),
+               ("clustering", f"/segments/clustering/{ids['clustering']}/", "marketer"),
+               ("models", "/segments/models/", "marketer"), ("model", "/segments/models/churn_risk/", "marketer")]
     written = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
