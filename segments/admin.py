@@ -138,18 +138,25 @@ class DestinationAdmin(admin.ModelAdmin):
     search_fields = ["name", "url"]
 
 
-class DeliveryAttemptInline(admin.TabularInline):
-    model = DeliveryAttempt
+class ReadOnlyInline(admin.TabularInline):
+    """Rows a task wrote (a delivery's attempts, a training's results): shown, never edited here."""
+
     extra = 0
-    fields = ["at", "status_code", "error", "duration_ms"]
-    readonly_fields = fields
     can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class DeliveryAttemptInline(ReadOnlyInline):
+    model = DeliveryAttempt
+    fields = ["at", "status_code", "error", "duration_ms"]
 
 
 def _masked(payload: dict) -> dict:
@@ -242,15 +249,9 @@ class ItemAdmin(ImportExportMixin, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-class ClusterInline(admin.TabularInline):
+class ClusterInline(ReadOnlyInline):
     model = Cluster
     fields = ["number", "size", "description", "centroid", "segment"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ClusteringRun)
@@ -260,16 +261,10 @@ class ClusteringRunAdmin(ReadOnlyAdmin):
     inlines = [ClusterInline]
 
 
-class ModelVersionInline(admin.TabularInline):
+class ModelVersionInline(ReadOnlyInline):
     model = ModelVersion
     fields = ["version", "trained_at", "algorithm", "auc", "baseline_auc", "brier", "base_rate", "incumbent_auc",
               "promoted", "scored"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PredictiveModel)

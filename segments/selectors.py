@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from consent.selectors import PERSONALIZATION, consent_allowed_sql
@@ -17,7 +17,8 @@ from profiles.common.prepared import fetch_prepared
 from profiles.models import Profile
 from segments import rules
 from segments.compiler import DEFERRED_CONTEXT, ContextValue, compile_members, compile_realtime
-from segments.models import Delivery, Destination, PredictiveModel, Segment, SegmentMembership, SegmentSize
+from segments.models import (Delivery, Destination, ModelVersion, PredictiveModel, Segment, SegmentMembership,
+                             SegmentSize)
 from segments.recommender import LIST_MAX
 
 PREVIEW_SAMPLE = 20
@@ -415,6 +416,13 @@ def items_similar(*, item_id: str, k: int = 10) -> list[RecommendedItem]:
     k = max(1, min(k, RECOMMENDATIONS_MAX))
     return [RecommendedItem(row[0], row[1], row[2], row[3], None if row[4] is None else float(row[4]), row[5],
                             row[6], round(row[7], 5)) for row in fetch_prepared(_SIMILAR_SQL, [item_id, k])]
+
+
+def models_with_versions() -> QuerySet[PredictiveModel]:
+    """Predictive models with their versions (newest first) in two queries, without the versions' fitted
+    estimators, which no screen or response shows (each is up to a few megabytes)."""
+    return PredictiveModel.objects.prefetch_related(
+        Prefetch("versions", queryset=ModelVersion.objects.defer("artifact").order_by("-version")))
 
 
 @dataclass(frozen=True)

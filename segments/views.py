@@ -177,7 +177,7 @@ def clustering_list(request):
         else:
             messages.success(request, f"Clustering {run.pk} is queued.")
             return redirect("segment-clustering-detail", run_id=run.pk)
-    runs = ClusteringRun.objects.prefetch_related("clusters")[:50]
+    runs = ClusteringRun.objects.all()[:50]
     return render(request, "segments/clustering_list.html", {
         "runs": runs, "form": form, "error": error, "computed": trait_keys_seen(computed=True)},
         status=400 if error else 200)
@@ -217,7 +217,7 @@ def model_list(request):
         else:
             messages.success(request, f"Model {model.key} saved; its first training is queued.")
             return redirect("segment-model-detail", key=model.key)
-    models = PredictiveModel.objects.prefetch_related("versions")
+    models = selectors.models_with_versions()
     latest_runs = RecommenderRun.objects.all()[:5]
     return render(request, "segments/model_list.html", {
         "models": models, "form": form, "error": error, "events": event_names_seen(),

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from cdp.bench.cleanup import bench_cleanup
+from cdp.bench.segments import reserve_ids
 from cdp.bench.server import ServerError, free_port, stop, wait_ready
 from profiles.models import Profile, Source
 from profiles.services.tokens import api_token_create
@@ -53,21 +54,12 @@ INSERT_CHUNK = 500_000
 READS = 2_000
 
 
-def _reserve(cur, table: str, count: int) -> int:
-    cur.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')")
-    sequence = cur.fetchone()[0]
-    cur.execute("SELECT nextval(%s)", [sequence])
-    first = cur.fetchone()[0]
-    cur.execute("SELECT setval(%s, %s)", [sequence, first + count])
-    return first
-
-
 def _build(tag: str, source: Source, profiles: int, items: int, interactions: int, now: datetime,
            log: Callable) -> int:
     per_category = max(1, items // CATEGORIES)
     with connection.cursor() as cur:
-        first_profile = _reserve(cur, "profiles_profile", profiles)
-        first_event = _reserve(cur, "profiles_pendingevent", interactions)
+        first_profile = reserve_ids(cur, "profiles_profile", profiles)
+        first_event = reserve_ids(cur, "profiles_pendingevent", interactions)
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(

@@ -55,7 +55,7 @@ TRAIT_SQL = (
     "AND jsonb_typeof(p.traits -> 'ltv') = 'number' AND (p.traits ->> 'ltv')::numeric > 500")
 
 
-def _reserve(cur, table: str, count: int) -> int:
+def reserve_ids(cur, table: str, count: int) -> int:
     """Reserves `count` ids of the table's identity sequence; returns the first."""
     cur.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')")
     sequence = cur.fetchone()[0]
@@ -67,8 +67,8 @@ def _reserve(cur, table: str, count: int) -> int:
 
 def _build(tag: str, source: Source, profiles: int, events: int, now: datetime, log: Callable) -> dict:
     with connection.cursor() as cur:
-        first_profile = _reserve(cur, "profiles_profile", profiles)
-        first_event = _reserve(cur, "profiles_pendingevent", events)
+        first_profile = reserve_ids(cur, "profiles_profile", profiles)
+        first_event = reserve_ids(cur, "profiles_pendingevent", events)
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(

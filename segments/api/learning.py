@@ -44,6 +44,14 @@ class RecommendationsQuerySerializer(ListQuerySerializer):
     include_bought = serializers.BooleanField(default=False, help_text="Keep items the person already bought.")
 
 
+class LearningView(generics.GenericAPIView):
+    """Base of the learning endpoints: the role needs the permission on the view's model for the method; bodies
+    are JSON."""
+
+    permission_classes = [RoleModelPermissions]
+    parser_classes = [JSONParser]
+
+
 # ----------------------------------------------------------------------------------------------- clustering
 
 
@@ -74,9 +82,7 @@ class ClusteringRequestSerializer(serializers.Serializer):
     k_max = serializers.IntegerField(min_value=2, max_value=20, default=8)
 
 
-class ClusteringListView(generics.ListAPIView):
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
+class ClusteringListView(LearningView, generics.ListAPIView):
     queryset = ClusteringRun.objects.prefetch_related("clusters__segment")
     serializer_class = ClusteringRunSerializer
 
@@ -100,9 +106,7 @@ class ClusteringListView(generics.ListAPIView):
         return Response(ClusteringRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
-class ClusteringDetailView(generics.GenericAPIView):
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
+class ClusteringDetailView(LearningView):
     queryset = ClusteringRun.objects.all()
     serializer_class = ClusteringRunSerializer
 
@@ -151,10 +155,11 @@ class ModelCreateSerializer(serializers.Serializer):
     retrain_every_days = serializers.IntegerField(min_value=1, max_value=365, default=7)
 
 
-class ModelListView(generics.ListAPIView):
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
-    queryset = PredictiveModel.objects.prefetch_related("versions")
+class ModelListView(LearningView, generics.ListAPIView):
+    queryset = PredictiveModel.objects.all()
+
+    def get_queryset(self):
+        return selectors.models_with_versions()
     serializer_class = ModelSerializer
 
     @extend_schema(tags=["learning"], operation_id="models_list",
@@ -180,14 +185,12 @@ class ModelListView(generics.ListAPIView):
         return Response(ModelSerializer(model).data, status=status.HTTP_202_ACCEPTED)
 
 
-class OneModelView(generics.GenericAPIView):
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
+class OneModelView(LearningView):
     queryset = PredictiveModel.objects.all()
     serializer_class = ModelSerializer
 
     def model(self, key: str) -> PredictiveModel:
-        model = PredictiveModel.objects.prefetch_related("versions").filter(key=key).first()
+        model = selectors.models_with_versions().filter(key=key).first()
         if model is None:
             raise NotFound(f'No model "{key}".')
         return model
@@ -269,9 +272,7 @@ def _item_fields(data: dict) -> dict:
     return {k: (str(v) if k == "price" and v is not None else v) for k, v in data.items()}
 
 
-class ItemListView(generics.ListAPIView):
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
+class ItemListView(LearningView, generics.ListAPIView):
     queryset = Item.objects.all()
     serializer_class = ItemSerializer
 
@@ -301,9 +302,7 @@ class ItemListView(generics.ListAPIView):
                         status=status.HTTP_201_CREATED)
 
 
-class ItemBulkView(generics.GenericAPIView):
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
+class ItemBulkView(LearningView):
     queryset = Item.objects.all()
     serializer_class = ItemsBulkSerializer
 
@@ -321,11 +320,9 @@ class ItemBulkView(generics.GenericAPIView):
         return Response({"created": created, "updated": updated})
 
 
-class OneItemView(generics.GenericAPIView):
+class OneItemView(LearningView):
     """Base of the endpoints of one item; each declares only its own methods."""
 
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
     queryset = Item.objects.all()
     serializer_class = ItemSerializer
 
@@ -401,9 +398,7 @@ class ProfileRecommendationsSerializer(serializers.Serializer):
     items = RecommendedItemSerializer(many=True)
 
 
-class ProfileRecommendationsView(generics.GenericAPIView):
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
+class ProfileRecommendationsView(LearningView):
     queryset = Recommendations.objects.all()
     serializer_class = ProfileRecommendationsSerializer
 
@@ -429,9 +424,7 @@ class RecommenderRunSerializer(serializers.ModelSerializer):
                   "evaluated_people", "duration_s", "error"]
 
 
-class RecommenderRunListView(generics.ListAPIView):
-    permission_classes = [RoleModelPermissions]
-    parser_classes = [JSONParser]
+class RecommenderRunListView(LearningView, generics.ListAPIView):
     queryset = RecommenderRun.objects.all()
     serializer_class = RecommenderRunSerializer
 
