@@ -37,8 +37,12 @@ class ProfileImportExportAdmin(AuditedAdmin, ImportExportMixin, ProfileAdmin):
         super().save_model(request, obj, form, change)
         # Edited traits may name another country; the admin's transaction holds the row saved just above.
         consent_regimes_store(traits={obj.pk: obj.traits})
+        before, after = form.initial.get("traits") or {}, obj.traits or {}
+        edited = frozenset(key for key in before.keys() | after.keys()
+                           if key not in before or key not in after or before[key] != after[key])
         # Realtime segments follow an edit as they follow the pipeline's writes, not at their next sweep.
-        segments_after_batch(changes=BatchChanges(traits=frozenset({obj.pk})))
+        if edited:
+            segments_after_batch(changes=BatchChanges(traits={obj.pk: edited}))
 
     def has_import_permission(self, request):
         """An import writes profiles for everyone in the file: the Admin role only."""

@@ -390,26 +390,19 @@ def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: date
     return Compiled(sql.text, sql.params)
 
 
-def compile_reasons(node, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
-                    profile_ids: list[int], context: dict | None = None) -> Compiled:
-    """Rows (profile_id, reasons): for each given profile, each condition in document order with the profile's
-    own value and whether the condition holds for it:
-    [{"path", "condition", "value", "held"}, ...]."""
-    scope = _scope_literal(profile_ids)
-    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=scope, context=context)
-    joins: list[_Sql] = []
+def _reasons(node, compiler: _Compiler, event_value: Callable[[int, Event], _Sql]) -> _Sql:
+    """jsonb_build_array of each condition in document order, with the profile's own value and whether the
+    condition holds for it: {"path", "condition", "value", "held"}. `event_value(n, leaf)` is the measure of the
+    n-th condition (an event condition) for the profile `p`."""
     items: list[_Sql] = []
     for n, (path, leaf) in enumerate(rules.leaves(node)):
         label = _Sql("'path', %s::text, 'condition', %s::text, ", [path, rules.describe(leaf)])
         if isinstance(leaf, Event):
-            alias = f"a{n}"
-            joins.append(" LEFT JOIN (" + _aggregate(leaf, now, scope) + f") {alias} ON {alias}.profile_id = p.id")
+            value = event_value(n, leaf)
             if leaf.measure.kind in ("count", "sum"):
-                value = _Sql(f"coalesce({alias}.v, 0)")
-            else:
-                value = _Sql(f"{alias}.v")
-            held = _measure_holds(leaf.measure, value, now)
-            shown = _Sql("to_jsonb(") + value + ")"
+                value = "coalesce(" + value + ", 0)"
+            held = _measure_holds(leaf.measure, value, compiler.now)
+            shown = "to_jsonb(" + value + ")"
         elif isinstance(leaf, (Trait, Context)):
             if isinstance(leaf, Trait):
                 column = "computed" if leaf.computed else "traits"
@@ -425,6 +418,92 @@ def compile_reasons(node, *, now: datetime, segment_ids: dict[str, int], consent
             shown = "to_jsonb(coalesce(" + held + ", false))"
         items.append("jsonb_build_object(" + label + "'value', " + shown + ", 'held', coalesce(" + held
                      + ", false))")
-    sql = ("SELECT p.id AS profile_id, jsonb_build_array(" + _join(items, ", ") + ") AS reasons FROM "
-           "profiles_profile p" + _join(joins, "") + _Sql(" WHERE p.id = ANY(%s::bigint[])", [scope]))
+    return "jsonb_build_array(" + _join(items, ", ") + ")"
+
+
+def compile_reasons(node, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
+                    profile_ids: list[int], context: dict | None = None) -> Compiled:
+    """Rows (profile_id, reasons): for each given profile, each condition in document order with the profile's
+    own value and whether the condition holds for it:
+    [{"path", "condition", "value", "held"}, ...]."""
+    scope = _scope_literal(profile_ids)
+    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=scope, context=context)
+    joins: list[_Sql] = []
+
+    def event_value(n: int, leaf: Event) -> _Sql:
+        joins.append(" LEFT JOIN (" + _aggregate(leaf, now, scope) + f") a{n} ON a{n}.profile_id = p.id")
+        return _Sql(f"a{n}.v")
+
+    reasons = _reasons(node, compiler, event_value)
+    sql = ("SELECT p.id AS profile_id, " + reasons + " AS reasons FROM profiles_profile p" + _join(joins, "")
+           + _Sql(" WHERE p.id = ANY(%s::bigint[])", [scope]))
+    return Compiled(sql.text, sql.params)
+
+
+def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int]], *, now: datetime,
+                 segment_ids: dict[str, int], consent_sql: ConsentSql) -> Compiled:
+    """Rows (segment_id, profile_id, holds, reasons) of the memberships the realtime step of a pipeline batch
+    changes: for each pair (segment id, profile id, way), whether the segment (`segments`, by id) now holds for
+    the live profile, where that differs from its open membership; `reasons` for those entering (as
+    compile_reasons gives them). `way` 1 says the profile can only have entered, -1 only left, 0 either: a member
+    who could only enter, or a non-member who could only leave, is not evaluated at all.
+
+    Each profile's events are read once, by index, back to the earliest window of the segments it is evaluated
+    for (all its history when one has no window), and every event condition of every segment is one FILTERed
+    aggregate over them. The pairs are two arrays, sent once."""
+    measured: dict[str, str] = {}
+    aggregates: list[_Sql] = []
+    names: set[str] = set()
+    since: dict[int, str | None] = {}
+    for segment_id, node in segments.items():
+        windows: list[datetime | None] = []
+        for _, leaf in rules.leaves(node):
+            if isinstance(leaf, Event):
+                windows.append(None if leaf.within is None else now - leaf.within)
+                names.add(leaf.name)
+                if repr(leaf) not in measured:
+                    measured[repr(leaf)] = f"v{len(measured)}"
+                    aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None))
+                                      + f" AS {measured[repr(leaf)]}")
+        since[segment_id] = None if not windows else (
+            "-infinity" if None in windows else min(windows).isoformat())
+    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=None, context=None,
+                         measured=measured)
+    holds = _join([_Sql("WHEN %s THEN ", [segment_id]) + compiler.node(node, "definition")
+                   for segment_id, node in segments.items()], " ")
+    reasons = _join([_Sql("WHEN %s THEN ", [segment_id]) + _reasons(
+        node, compiler, lambda n, leaf: _Sql(f"a.{measured[repr(leaf)]}")) for segment_id, node in segments.items()],
+        " ")
+    # One index probe per pair for its open membership, whatever the table's statistics say (LIMIT keeps the
+    # lateral from being flattened into a join that a stale estimate can turn into sorting every membership).
+    head = _Sql(
+        "WITH s AS MATERIALIZED (SELECT s.segment_id, s.profile_id, s.since, m.profile_id IS NOT NULL AS member "
+        "FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::timestamptz[]) AS s(segment_id, profile_id, way, "
+        f"since) LEFT JOIN LATERAL (SELECT o.profile_id FROM {MEMBERSHIPS} o WHERE o.segment_id = s.segment_id "
+        "AND o.profile_id = s.profile_id AND o.exited_at IS NULL LIMIT 1) m ON true "
+        "WHERE s.way = 0 OR (s.way = 1) <> (m.profile_id IS NOT NULL)), ",
+        [_scope_literal([pair[0] for pair in pairs]), _scope_literal([pair[1] for pair in pairs]),
+         "{" + ",".join(str(int(pair[2])) for pair in pairs) + "}",
+         "{" + ",".join("NULL" if since[pair[0]] is None else f'"{since[pair[0]]}"' for pair in pairs) + "}"])
+    # Only the columns conditions read (the others would be detoasted for nothing); each person's open memberships
+    # in one array, read once by index, when a segment condition looks them up.
+    in_segments = any(isinstance(leaf, InSegment) for node in segments.values() for _, leaf in rules.leaves(node))
+    memberships = (f"ARRAY(SELECT m.segment_id FROM {MEMBERSHIPS} m WHERE m.profile_id = profiles_profile.id "
+                   "AND m.exited_at IS NULL)") if in_segments else "'{}'::bigint[]"
+    head = head + _Sql(
+        f"p AS MATERIALIZED (SELECT id, traits, computed, {memberships} AS segments FROM profiles_profile "
+        "WHERE id = ANY(ARRAY(SELECT DISTINCT profile_id FROM s)) AND merged_into_id IS NULL)")
+    joined = ""
+    if aggregates:
+        head = (head + ", r AS MATERIALIZED (SELECT profile_id, min(since) AS since FROM s WHERE since IS NOT NULL "
+                "GROUP BY profile_id), a AS MATERIALIZED (SELECT r.profile_id, " + _join(aggregates, ", ")
+                + f" FROM r CROSS JOIN LATERAL (SELECT * FROM {EVENTS} x WHERE x.profile_id = r.profile_id AND "
+                + _Sql("x.\"timestamp\" >= r.since AND x.type = 'track' AND x.event = ANY(%s::text[])) e "
+                       "GROUP BY r.profile_id)", [sorted(names)]))
+        joined = " LEFT JOIN a ON a.profile_id = p.id"
+    sql = (head + ", t AS MATERIALIZED (SELECT s.segment_id, s.profile_id, s.member, p.id IS NOT NULL AND coalesce("
+           "CASE s.segment_id " + holds + " END, false) AS holds FROM s LEFT JOIN p ON p.id = s.profile_id"
+           + joined + ") SELECT t.segment_id, t.profile_id, t.holds, CASE WHEN t.holds THEN CASE t.segment_id "
+           + reasons + " END END AS reasons FROM t LEFT JOIN p ON p.id = t.profile_id" + joined
+           + " WHERE t.holds <> t.member")
     return Compiled(sql.text, sql.params)

@@ -357,12 +357,19 @@ def purposes(node: Node) -> set[str]:
     return {leaf.purpose for _, leaf in leaves(node) if isinstance(leaf, Consent)}
 
 
+# The ways a written event can move a definition's answer: a profile can enter (false to true) or leave.
+ENTER, LEAVE = "enter", "leave"
+EITHER = frozenset({ENTER, LEAVE})
+
+
 @dataclass(frozen=True)
 class Reads:
     """What a definition's answer depends on, so the realtime step evaluates it only where that changed."""
 
-    events: frozenset[str]
-    traits: bool
+    # Each event name it reads, with the ways a newly written occurrence of it can move the answer (event_moves).
+    events: dict[str, frozenset[str]]
+    # The top-level keys of the traits it reads.
+    traits: frozenset[str]
     computed: bool
     identifiers: bool
     consent: bool
@@ -379,13 +386,56 @@ def _event_reads_clock(leaf: Event) -> bool:
             or any(w.compare.op in DATE_OPS for w in wheres))
 
 
+def _measure_moves(measure: Measure, *, adding: bool) -> frozenset[str]:
+    """How one more qualifying occurrence (or, not `adding`, one fewer) can move an event condition, whatever its
+    time, properties or window: a count only grows, the first occurrence only gets older, the last only newer.
+    A sum or an average can go either way (a property can be negative), and so can a condition that an
+    occurrence can both make true and false (a count equal to 2, a first occurrence newer than a week)."""
+    op, kind = measure.compare.op, measure.kind
+    if kind == "count" and op in ("gt", "gte", "lt", "lte"):
+        grows = op in ("gt", "gte")
+    elif (kind, op) in (("first", "older_than"), ("last", "newer_than")):
+        grows = True
+    else:
+        return EITHER
+    return frozenset({ENTER if grows == adding else LEAVE})
+
+
+def event_moves(node: Node) -> dict[str, frozenset[str]]:
+    """For each event name the definition reads, the ways a newly written occurrence of it can move the answer.
+    An occurrence of an event condition's own event can only add a qualifying occurrence; one of its followed_by
+    event can only make more of its occurrences followed (add them), one of its not_followed_by event fewer
+    (remove them). Under `not` the moves swap; `all` and `any` keep them (so does SQL's three-valued logic,
+    where a condition that held stays held or NULL)."""
+    moves: dict[str, set[str]] = {}
+
+    def add(name: str, found: frozenset[str], positive: bool) -> None:
+        if not positive:
+            found = frozenset({LEAVE if move == ENTER else ENTER for move in found})
+        moves.setdefault(name, set()).update(found)
+
+    def walk(node: Node, positive: bool) -> None:
+        if isinstance(node, (All, Any)):
+            for child in node.children:
+                walk(child, positive)
+        elif isinstance(node, Not):
+            walk(node.child, not positive)
+        elif isinstance(node, Event):
+            add(node.name, _measure_moves(node.measure, adding=True), positive)
+            if node.follow:
+                add(node.follow.event, _measure_moves(node.measure, adding=not node.follow.negated), positive)
+
+    walk(node, True)
+    return {name: frozenset(found) for name, found in moves.items()}
+
+
 def reads(node: Node) -> Reads:
     found = [leaf for _, leaf in leaves(node)]
     events = [leaf for leaf in found if isinstance(leaf, Event)]
     traits = [leaf for leaf in found if isinstance(leaf, Trait)]
     return Reads(
-        events=frozenset({e.name for e in events} | {e.follow.event for e in events if e.follow}),
-        traits=any(not t.computed for t in traits),
+        events=event_moves(node),
+        traits=frozenset(t.key[0] for t in traits if not t.computed),
         computed=any(t.computed for t in traits),
         identifiers=any(isinstance(leaf, HasIdentifier) for leaf in found),
         consent=any(isinstance(leaf, Consent) for leaf in found),

@@ -157,12 +157,12 @@ def _lock_identities(keys: set[tuple[str, str]]) -> None:
 class ResolveOutcome:
     """What a resolved batch did, for the pipeline's next steps: the live profile of each event, every existing
     profile merged away, as (merged profile, survivor), and the live profiles it created, whose traits changed
-    value and whose identifiers changed."""
+    value (with the top-level keys that changed) and whose identifiers changed."""
 
     profile_of: dict[int, int]
     merged: list[tuple[int, int]]
     created: frozenset[int] = frozenset()
-    traits_changed: frozenset[int] = frozenset()
+    traits_changed: dict[int, frozenset[str]] = field(default_factory=dict)
     identifiers_changed: frozenset[int] = frozenset()
 
 
@@ -556,7 +556,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
     return ResolveOutcome(
         profile_of=profile_of, merged=sorted(merged_existing.items()),
         created=frozenset(person.id for pid, person in r.people.items() if person.is_new and r.find(pid) == pid),
-        traits_changed=frozenset(r.people[pid].id for pid in changed_keys),
+        traits_changed={r.people[pid].id: frozenset(keys) for pid, keys in changed_keys.items()},
         identifiers_changed=frozenset({final(p) for _, _, p, _, _ in r.new_identifiers}
                                       | {final(p) for p, _, _ in r.released}))
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from consent.selectors import consent_allowed_sql
 from profiles.common.locks import SEGMENT_RECOMPUTE, xact_lock
 from segments import rules
-from segments.compiler import Compiled, compile_members, compile_realtime, compile_reasons
+from segments.compiler import Compiled, compile_members, compile_reasons, compile_step
 from segments.entries import segment_entries_notify
 from segments.models import Segment, SegmentMembership, SegmentSize, StaticMember
 from segments.services.deliveries import deliveries_enqueue
@@ -122,24 +122,6 @@ def _record_reasons(segment: Segment, entered: list[int], *, now: datetime, segm
                 [*reasons.params, segment.pk])
 
 
-def _record_reasons_together(entries: list[tuple[int, object, list[int]]], *, now: datetime,
-                             segment_ids: dict[str, int]) -> None:
-    """The reasons of the profiles that entered several segments (segment id, node, entered), in one statement."""
-    if not entries:
-        return
-    parts, params = [], []
-    for segment_id, node, entered in entries:
-        reasons = compile_reasons(node, now=now, segment_ids=segment_ids, consent_sql=_consent_sql,
-                                  profile_ids=entered)
-        parts.append(f"SELECT {int(segment_id)}::bigint AS segment_id, profile_id, reasons FROM ({reasons.sql}) r")
-        params += reasons.params
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH r AS MATERIALIZED ({' UNION ALL '.join(parts)}) UPDATE {_MEMBERSHIPS} m SET reasons = r.reasons "
-            "FROM r WHERE m.segment_id = r.segment_id AND m.exited_at IS NULL AND m.profile_id = r.profile_id",
-            params)
-
-
 def _after_diff(segment: Segment, diff: Diff, *, now: datetime, segment_ids: dict[str, int]) -> None:
     _record_reasons(segment, diff.entered, now=now, segment_ids=segment_ids)
     if diff.entered or diff.exited:
@@ -199,7 +181,8 @@ class BatchChanges:
     # Each profile the batch wrote, with the track event names it received.
     events: dict[int, set[str]] = field(default_factory=dict)
     created: frozenset[int] = frozenset()
-    traits: frozenset[int] = frozenset()
+    # Each profile whose traits changed value, with the top-level keys that did.
+    traits: dict[int, frozenset[str]] = field(default_factory=dict)
     identifiers: frozenset[int] = frozenset()
     consent: frozenset[int] = frozenset()
     # Profiles that absorbed a merge: everything about them may have changed.
@@ -241,25 +224,39 @@ def _realtime_segments() -> list[_Realtime]:
     return ordered
 
 
+@dataclass
+class _Scope:
+    """The profiles whose membership of one segment a change can have moved; of those, the ones it can have moved
+    one way only (rules.ENTER or rules.LEAVE: a member who could only enter, or a non-member who could only
+    leave, is where they were)."""
+
+    profiles: set[int] = field(default_factory=set)
+    one_way: dict[int, str] = field(default_factory=dict)
+
+
 def _scope_of(item: _Realtime, changes: BatchChanges, by_event: dict[str, set[int]],
-              moved: dict[str, set[int]]) -> set[int]:
+              moved: dict[str, set[int]]) -> _Scope:
     """The profiles whose membership this batch can have changed: those whose events, traits, identifiers or
     consent the definition reads changed, new profiles (a condition can hold for someone with nothing), merge
-    survivors, and profiles that have just entered or left a segment it names."""
+    survivors, and profiles that have just entered or left a segment it names. Only events can move a profile
+    one way only; anything else can move it either way."""
     reads = item.reads
-    scope = set(changes.survivors) | changes.created
-    for name in reads.events:
-        scope |= by_event.get(name, set())
+    either = set(changes.survivors) | changes.created
     if reads.traits:
-        scope |= changes.traits
+        either.update(pid for pid, keys in changes.traits.items() if keys & reads.traits)
     if reads.identifiers:
-        scope |= changes.identifiers
+        either |= changes.identifiers
     if reads.consent:
         # A trait change can change the profile's regime, and with it the default of every purpose.
-        scope |= changes.consent | changes.traits
+        either |= changes.consent | changes.traits.keys()
     for key in reads.segments:
-        scope |= moved.get(key, set())
-    return scope
+        either |= moved.get(key, set())
+    by_events: dict[int, set[str]] = defaultdict(set)
+    for name, moves in reads.events.items():
+        for pid in by_event.get(name, ()):
+            by_events[pid] |= moves
+    one_way = {pid: next(iter(moves)) for pid, moves in by_events.items() if len(moves) == 1 and pid not in either}
+    return _Scope(either | by_events.keys(), one_way)
 
 
 def segments_after_batch(*, changes: BatchChanges, now: datetime | None = None) -> int:
@@ -293,11 +290,11 @@ def realtime_follow(*, segment: Segment, diff: Diff, now: datetime) -> _Step:
         return _Step()
     moved_in_recompute = {segment.key: changed}
 
-    def scope(item: _Realtime, moved: dict[str, set[int]]) -> set[int]:
+    def scope(item: _Realtime, moved: dict[str, set[int]]) -> _Scope:
         found: set[int] = set()
         for key in item.reads.segments:
             found |= moved.get(key, set()) | moved_in_recompute.get(key, set())
-        return found
+        return _Scope(found)
 
     return _evaluate_realtime(realtime, scope, now=now)
 
@@ -321,13 +318,13 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) ->
     for level in _levels(realtime):
         items = []
         for item in level:
-            scope = sorted(scope_of(item, moved))
+            scope = scope_of(item, moved)
             missing = item.reads.segments - set(segment_ids)
             if missing:
                 # A segment it names is gone: its own recompute marks it failed; the batch goes on without it.
                 logger.warning("realtime segment %s skipped: it names unknown segments %s", item.segment.pk,
                                sorted(missing))
-            elif scope:
+            elif scope.profiles:
                 items.append((item, scope))
         if not items:
             continue
@@ -354,14 +351,10 @@ def _tune_session() -> str:
         return cursor.fetchone()[0]
 
 
-def _evaluate_level(items: list[tuple[_Realtime, list[int]]], moved: dict[str, set[int]], growth: dict[int, int],
+def _evaluate_level(items: list[tuple[_Realtime, _Scope]], moved: dict[str, set[int]], growth: dict[int, int],
                     *, now: datetime, segment_ids: dict[str, int]) -> None:
     """Segments that do not name one another, each within its scope, in one statement; records what moved."""
-    diffs = _apply_scoped([(item.segment, item.node, scope) for item, scope in items], now=now,
-                          segment_ids=segment_ids)
-    nodes = {item.segment.pk: item.node for item, _ in items}
-    _record_reasons_together([(segment.pk, nodes[segment.pk], diff.entered) for segment, diff in diffs.items()
-                              if diff.entered], now=now, segment_ids=segment_ids)
+    diffs = _apply_scoped(items, now=now, segment_ids=segment_ids)
     delivers = {item.segment.pk for item, _ in items if item.delivers}
     for segment, diff in diffs.items():
         if segment.pk in delivers:
@@ -384,26 +377,30 @@ def _levels(realtime: list[_Realtime]) -> list[list[_Realtime]]:
     return levels
 
 
-def _apply_scoped(items: list[tuple[Segment, object, list[int]]], *, now: datetime,
+_WAYS = {rules.ENTER: 1, rules.LEAVE: -1}
+
+
+def _apply_scoped(items: list[tuple[_Realtime, _Scope]], *, now: datetime,
                   segment_ids: dict[str, int]) -> dict[Segment, Diff]:
-    """The diff of several segments (segment, node, scope), each within its scope, in one statement; returns the
-    segments that changed."""
-    target = compile_realtime([(segment.pk, node, scope) for segment, node, scope in items], now=now,
-                              segment_ids=segment_ids, consent_sql=_consent_sql)
-    pair_segments = [segment.pk for segment, _, scope in items for _ in scope]
-    pair_profiles = [profile_id for _, _, scope in items for profile_id in scope]
+    """The diff of several segments, each within its scope, in one statement: new members enter with their
+    reasons, leavers' stays are closed. Returns the segments that changed."""
+    pairs = [(item.segment.pk, pid, _WAYS.get(scope.one_way.get(pid), 0))
+             for item, scope in items for pid in sorted(scope.profiles)]
+    step = compile_step({item.segment.pk: item.node for item, _ in items}, pairs, now=now, segment_ids=segment_ids,
+                        consent_sql=_consent_sql)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH target AS MATERIALIZED (SELECT segment_id, id FROM ({target.sql}) t), "
-            # One index probe per pair, whatever the table's statistics say (LIMIT keeps the lateral from being
-            # flattened into a join that a stale estimate can turn into sorting every membership).
-            f"current AS MATERIALIZED (SELECT m.segment_id, m.profile_id FROM unnest(%s::bigint[], %s::bigint[]) "
-            f"AS s(segment_id, profile_id) CROSS JOIN LATERAL (SELECT o.segment_id, o.profile_id FROM {_MEMBERSHIPS} o "
-            "WHERE o.segment_id = s.segment_id AND o.profile_id = s.profile_id AND o.exited_at IS NULL LIMIT 1) m), "
-            + _DIFF,
-            [*target.params, _int_array(pair_segments), _int_array(pair_profiles), now, now])
+            f"WITH step AS MATERIALIZED ({step.sql}), "
+            f"closed AS (UPDATE {_MEMBERSHIPS} m SET exited_at = %s FROM step WHERE NOT step.holds "
+            "AND m.segment_id = step.segment_id AND m.profile_id = step.profile_id AND m.exited_at IS NULL "
+            "RETURNING m.segment_id, m.profile_id), "
+            f"opened AS (INSERT INTO {_MEMBERSHIPS} (segment_id, profile_id, entered_at, reasons) "
+            "SELECT segment_id, profile_id, %s, reasons FROM step WHERE step.holds ON CONFLICT DO NOTHING "
+            "RETURNING segment_id, profile_id) "
+            "SELECT true, segment_id, profile_id FROM opened UNION ALL SELECT false, segment_id, profile_id FROM closed",
+            [*step.params, now, now])
         rows = cursor.fetchall()
-    return _diffs(rows, {segment.pk: segment for segment, _, _ in items})
+    return _diffs(rows, {item.segment.pk: item.segment for item, _ in items})
 
 
 def _lock_segments(segment_ids) -> None:
