@@ -123,6 +123,35 @@ def test_a_track_event_does_not_evaluate_segments_of_traits_identifiers_or_conse
     assert not [q for q in queries.captured_queries if "segments_segmentmembership" in q["sql"]]
 
 
+def test_only_segments_that_read_a_changed_trait_or_that_an_event_can_move_are_evaluated(people, post_collect,
+                                                                                         drain):
+    """Shown by memberships left stale on purpose, which only an evaluation would correct."""
+    pro = definitions.segment_create(key="pro", name="Pro", mode="realtime",
+                                     definition={"trait": "plan", "op": "eq", "value": "pro"})
+    german = definitions.segment_create(key="german", name="German", mode="realtime",
+                                        definition={"trait": "country", "op": "eq", "value": "DE"})
+    rarely = definitions.segment_create(key="rarely", name="Rarely", mode="realtime",
+                                        definition={"event": "Viewed", "count": {"op": "lt", "value": 3}})
+    for segment in (pro, german, rarely):
+        segment_recompute(segment_id=segment.pk)
+    assert pid("ann") in open_members(pro) and pid("ann") in open_members(rarely)
+    SegmentMembership.objects.filter(profile_id=pid("ann"), segment__in=[pro, rarely]).update(
+        exited_at=timezone.now())
+
+    post_collect("identify", {"userId": "ann", "traits": {"country": "DE"}, "messageId": "c1"})
+    post_collect("track", {"userId": "ann", "event": "Viewed", "messageId": "v1"})
+    drain()
+    # The country moved her into "german"; "pro" reads only the plan, and a view can only take her out of
+    # "rarely", which she is not in: neither is evaluated, so neither notices she should be in.
+    assert pid("ann") in open_members(german)
+    assert pid("ann") not in open_members(pro) | open_members(rarely)
+
+    post_collect("identify", {"userId": "ann", "traits": {"plan": "enterprise"}, "messageId": "c2"})
+    post_collect("identify", {"userId": "ann", "traits": {"plan": "pro"}, "messageId": "c3"})
+    drain()
+    assert pid("ann") in open_members(pro)
+
+
 def test_realtime_segments_follow_trait_identifier_and_consent_changes(people, post_collect, drain):
     segments = {key: definitions.segment_create(key=key, name=key, mode="realtime", definition=definition)
                 for key, definition in [("enterprise", {"trait": "plan", "op": "eq", "value": "enterprise"}),
@@ -315,6 +344,12 @@ _STEP_SEGMENTS = [
     ("rich", {"event": "Bought", "sum": {"property": "revenue", "op": "gt", "value": 100}}),
     ("pro-viewers", {"all": [{"segment": "pro"}, {"segment": "viewed"}]}),
     ("phone-or-refused", {"any": [{"identifier": "phone"}, {"consent": "marketing_email", "is": "denied"}]}),
+    ("rarely-viewed", {"event": "Viewed", "count": {"op": "lt", "value": 2}}),
+    ("viewed-long-ago", {"event": "Viewed", "first": {"op": "older_than", "value": "2h"}}),
+    ("bought-lately", {"not": {"event": "Bought", "last": {"op": "newer_than", "value": "24h"}}}),
+    ("added-then-bought", {"event": "Added", "followed_by": {"event": "Bought", "within": "2h"}}),
+    ("german-or-viewed", {"any": [{"trait": "country", "op": "eq", "value": "DE"},
+                                  {"event": "Viewed", "count": {"op": "eq", "value": 1}}]}),
 ]
 _PEOPLE = [("userId", "u0"), ("userId", "u1"), ("userId", "u2"), ("anonymousId", "a0"), ("anonymousId", "a1")]
 # Hours back from now: well inside or well outside every window above, so no boundary is crossed while a test runs.
