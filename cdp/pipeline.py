@@ -96,14 +96,16 @@ def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
     # After consent: a segment that reads consent sees this batch's choices.
     memberships_follow_merges(merges=outcome.merged)
     touched: dict[int, set[str]] = {}
+    written = []
     for e in events:
         profile_id = outcome.profile_of.get(e.id)
         if profile_id is not None:
             names = touched.setdefault(profile_id, set())
             if e.type == "track":
                 names.add(e.event)
+                written.append((e.id, e.timestamp))
     segments_after_batch(changes=BatchChanges(
-        events=touched, created=outcome.created, traits=outcome.traits_changed,
+        events=touched, written=written, created=outcome.created, traits=outcome.traits_changed,
         identifiers=outcome.identifiers_changed, consent=frozenset(entry.profile_id for entry in recorded),
         survivors=frozenset(survivor for _, survivor in outcome.merged)))
     # A first visit's exposures wait for the id they were decided by to reach a profile: only ids new to one here.

@@ -440,13 +440,17 @@ def compile_reasons(node, *, now: datetime, segment_ids: dict[str, int], consent
     return Compiled(sql.text, sql.params)
 
 
-def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int]], *, now: datetime,
-                 segment_ids: dict[str, int], consent_sql: ConsentSql) -> Compiled:
+def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, bool]], *, now: datetime,
+                 segment_ids: dict[str, int], consent_sql: ConsentSql,
+                 written: list[tuple[int, datetime]] = ()) -> Compiled:
     """Rows (segment_id, profile_id, holds, reasons) of the memberships the realtime step of a pipeline batch
-    changes: for each pair (segment id, profile id, way), whether the segment (`segments`, by id) now holds for
-    the live profile, where that differs from its open membership; `reasons` for those entering (as
+    changes: for each pair (segment id, profile id, way, by_events), whether the segment (`segments`, by id) now
+    holds for the live profile, where that differs from its open membership; `reasons` for those entering (as
     compile_reasons gives them). `way` 1 says the profile can only have entered, -1 only left, 0 either: a member
-    who could only enter, or a non-member who could only leave, is not evaluated at all.
+    who could only enter, or a non-member who could only leave, is not evaluated at all. Neither is a pair that
+    only the batch's events (`written`, as (id, timestamp)) can have moved when none of the profile's among them
+    is an occurrence an event condition of the segment could count: of its event, its window and its `where`,
+    or of the event, and the `where`, that follows.
 
     Each profile's events are read once, by index, back to the earliest window of the segments it is evaluated
     for (all its history when one has no window), and every event condition of every segment is one FILTERed
@@ -469,6 +473,14 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int]],
             "-infinity" if None in windows else min(windows).isoformat())
     compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=None, context=None,
                          measured=measured)
+    counts: list[_Sql] = []
+    for segment_id, node in segments.items():
+        filters = [_event_filter("e", leaf.name, leaf.where, now, leaf.within, None) for _, leaf in rules.leaves(node)
+                   if isinstance(leaf, Event)]
+        filters += [_event_filter("e", leaf.follow.event, leaf.follow.where, now, None, None)
+                    for _, leaf in rules.leaves(node) if isinstance(leaf, Event) and leaf.follow]
+        if filters:
+            counts.append(_Sql("WHEN %s THEN ", [segment_id]) + "(" + _join(filters, ") OR (") + ")")
     holds = _join([_Sql("WHEN %s THEN ", [segment_id]) + compiler.node(node, "definition")
                    for segment_id, node in segments.items()], " ")
     reasons = _join([_Sql("WHEN %s THEN ", [segment_id]) + _reasons(
@@ -476,15 +488,35 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int]],
         " ")
     # One index probe per pair for its open membership, whatever the table's statistics say (LIMIT keeps the
     # lateral from being flattened into a join that a stale estimate can turn into sorting every membership).
-    head = _Sql(
-        "WITH s AS MATERIALIZED (SELECT s.segment_id, s.profile_id, s.since, m.profile_id IS NOT NULL AS member "
-        "FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::timestamptz[]) AS s(segment_id, profile_id, way, "
-        f"since) LEFT JOIN LATERAL (SELECT o.profile_id FROM {MEMBERSHIPS} o WHERE o.segment_id = s.segment_id "
-        "AND o.profile_id = s.profile_id AND o.exited_at IS NULL LIMIT 1) m ON true "
-        "WHERE s.way = 0 OR (s.way = 1) <> (m.profile_id IS NOT NULL)), ",
+    if not counts:
+        # No event condition: no event counts for any of the segments.
+        pairs = [pair for pair in pairs if not pair[3]]
+    by_events = any(pair[3] for pair in pairs)
+    # The batch's events by their key (each probe finds its partition by the timestamp), and the (segment,
+    # profile) pairs one of them can count for.
+    counted = _Sql(
+        "WITH written AS MATERIALIZED (SELECT x.profile_id, x.type, x.event, x.\"timestamp\", x.payload FROM "
+        f"unnest(%s::bigint[], %s::timestamptz[]) AS k(id, at) CROSS JOIN LATERAL (SELECT * FROM {EVENTS} x "
+        "WHERE x.id = k.id AND x.\"timestamp\" = k.at) x), "
+        "counted AS MATERIALIZED (SELECT DISTINCT c.segment_id, e.profile_id FROM written e CROSS JOIN "
+        "unnest(%s::bigint[]) AS c(segment_id) WHERE CASE c.segment_id ",
+        [_scope_literal([key[0] for key in written]),
+         "{" + ",".join(f'"{key[1].isoformat()}"' for key in written) + "}",
+         _scope_literal(list(segments))]) + _join(counts, " ") + " ELSE false END), " if by_events else _Sql("WITH ")
+    # One index probe per pair for its open membership, whatever the table's statistics say (LIMIT keeps the
+    # lateral from being flattened into a join that a stale estimate can turn into sorting every membership).
+    head = counted + _Sql(
+        "s AS MATERIALIZED (SELECT s.segment_id, s.profile_id, s.since, m.profile_id IS NOT NULL AS member "
+        "FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::timestamptz[], %s::boolean[]) AS s(segment_id, "
+        f"profile_id, way, since, by_events) LEFT JOIN LATERAL (SELECT o.profile_id FROM {MEMBERSHIPS} o "
+        "WHERE o.segment_id = s.segment_id AND o.profile_id = s.profile_id AND o.exited_at IS NULL LIMIT 1) m "
+        "ON true WHERE (s.way = 0 OR (s.way = 1) <> (m.profile_id IS NOT NULL))"
+        + (" AND (NOT s.by_events OR (s.segment_id, s.profile_id) IN (SELECT segment_id, profile_id FROM counted))"
+           if by_events else "") + "), ",
         [_scope_literal([pair[0] for pair in pairs]), _scope_literal([pair[1] for pair in pairs]),
          "{" + ",".join(str(int(pair[2])) for pair in pairs) + "}",
-         "{" + ",".join("NULL" if since[pair[0]] is None else f'"{since[pair[0]]}"' for pair in pairs) + "}"])
+         "{" + ",".join("NULL" if since[pair[0]] is None else f'"{since[pair[0]]}"' for pair in pairs) + "}",
+         "{" + ",".join("t" if pair[3] else "f" for pair in pairs) + "}"])
     # Only the columns conditions read (the others would be detoasted for nothing); each person's open memberships
     # in one array, read once by index, when a segment condition looks them up.
     in_segments = any(isinstance(leaf, InSegment) for node in segments.values() for _, leaf in rules.leaves(node))

@@ -180,6 +180,8 @@ class BatchChanges:
 
     # Each profile the batch wrote, with the track event names it received.
     events: dict[int, set[str]] = field(default_factory=dict)
+    # The keys (id, timestamp) of those track events.
+    written: list[tuple[int, datetime]] = field(default_factory=list)
     created: frozenset[int] = frozenset()
     # Each profile whose traits changed value, with the top-level keys that did.
     traits: dict[int, frozenset[str]] = field(default_factory=dict)
@@ -232,6 +234,8 @@ class _Scope:
 
     profiles: set[int] = field(default_factory=set)
     one_way: dict[int, str] = field(default_factory=dict)
+    # The profiles in it through the batch's events alone (so only if one of them counts for the segment).
+    by_events: set[int] = field(default_factory=set)
 
 
 def _scope_of(item: _Realtime, changes: BatchChanges, by_event: dict[str, set[int]],
@@ -256,7 +260,7 @@ def _scope_of(item: _Realtime, changes: BatchChanges, by_event: dict[str, set[in
         for pid in by_event.get(name, ()):
             by_events[pid] |= moves
     one_way = {pid: next(iter(moves)) for pid, moves in by_events.items() if len(moves) == 1 and pid not in either}
-    return _Scope(either | by_events.keys(), one_way)
+    return _Scope(either | by_events.keys(), one_way, by_events.keys() - either)
 
 
 def segments_after_batch(*, changes: BatchChanges, now: datetime | None = None) -> int:
@@ -273,7 +277,8 @@ def segments_after_batch(*, changes: BatchChanges, now: datetime | None = None) 
     for profile_id, names in changes.events.items():
         for name in names:
             by_event[name].add(profile_id)
-    step = _evaluate_realtime(realtime, lambda item, moved: _scope_of(item, changes, by_event, moved), now=now)
+    step = _evaluate_realtime(realtime, lambda item, moved: _scope_of(item, changes, by_event, moved), now=now,
+                              written=changes.written)
     sizes_shift(growth=step.growth, now=now)
     return step.moved
 
@@ -307,7 +312,8 @@ class _Step:
     growth: dict[int, int] = field(default_factory=dict)
 
 
-def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) -> _Step:
+def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime,
+                       written: list[tuple[int, datetime]] = ()) -> _Step:
     """Evaluates the segments in order, each for its scope (a function of the segment and the profiles that have
     already moved in earlier segments of this step, by key); one statement for all segments that do not name one
     another."""
@@ -330,7 +336,7 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime) ->
             continue
         if restore_jit is None:
             restore_jit = _tune_session()
-        _evaluate_level(items, moved, growth, now=now, segment_ids=segment_ids)
+        _evaluate_level(items, moved, growth, now=now, segment_ids=segment_ids, written=written)
     if restore_jit is not None:
         # A failure above aborts the transaction (or its savepoint), which undoes the setting by itself.
         with connection.cursor() as cursor:
@@ -352,9 +358,9 @@ def _tune_session() -> str:
 
 
 def _evaluate_level(items: list[tuple[_Realtime, _Scope]], moved: dict[str, set[int]], growth: dict[int, int],
-                    *, now: datetime, segment_ids: dict[str, int]) -> None:
+                    *, now: datetime, segment_ids: dict[str, int], written: list[tuple[int, datetime]]) -> None:
     """Segments that do not name one another, each within its scope, in one statement; records what moved."""
-    diffs = _apply_scoped(items, now=now, segment_ids=segment_ids)
+    diffs = _apply_scoped(items, now=now, segment_ids=segment_ids, written=written)
     delivers = {item.segment.pk for item, _ in items if item.delivers}
     for segment, diff in diffs.items():
         if segment.pk in delivers:
@@ -380,14 +386,14 @@ def _levels(realtime: list[_Realtime]) -> list[list[_Realtime]]:
 _WAYS = {rules.ENTER: 1, rules.LEAVE: -1}
 
 
-def _apply_scoped(items: list[tuple[_Realtime, _Scope]], *, now: datetime,
-                  segment_ids: dict[str, int]) -> dict[Segment, Diff]:
+def _apply_scoped(items: list[tuple[_Realtime, _Scope]], *, now: datetime, segment_ids: dict[str, int],
+                  written: list[tuple[int, datetime]]) -> dict[Segment, Diff]:
     """The diff of several segments, each within its scope, in one statement: new members enter with their
     reasons, leavers' stays are closed. Returns the segments that changed."""
-    pairs = [(item.segment.pk, pid, _WAYS.get(scope.one_way.get(pid), 0))
+    pairs = [(item.segment.pk, pid, _WAYS.get(scope.one_way.get(pid), 0), pid in scope.by_events)
              for item, scope in items for pid in sorted(scope.profiles)]
     step = compile_step({item.segment.pk: item.node for item, _ in items}, pairs, now=now, segment_ids=segment_ids,
-                        consent_sql=_consent_sql)
+                        consent_sql=_consent_sql, written=written)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH step AS MATERIALIZED ({step.sql}), "
@@ -397,8 +403,8 @@ def _apply_scoped(items: list[tuple[_Realtime, _Scope]], *, now: datetime,
             f"opened AS (INSERT INTO {_MEMBERSHIPS} (segment_id, profile_id, entered_at, reasons) "
             "SELECT segment_id, profile_id, %s, reasons FROM step WHERE step.holds ON CONFLICT DO NOTHING "
             "RETURNING segment_id, profile_id) "
-            "SELECT true, segment_id, profile_id FROM opened UNION ALL SELECT false, segment_id, profile_id FROM closed",
-            [*step.params, now, now])
+            "SELECT true, segment_id, profile_id FROM opened "
+            "UNION ALL SELECT false, segment_id, profile_id FROM closed", [*step.params, now, now])
         rows = cursor.fetchall()
     return _diffs(rows, {item.segment.pk: item.segment for item, _ in items})
 

@@ -188,15 +188,30 @@ def _run(compiled) -> set[int]:
 @hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(definition=definitions, other=definitions, world=worlds, scope_picks=st.sets(st.integers(0, 4)),
-       ways=st.lists(st.sampled_from([0, 1, -1]), min_size=10, max_size=10))
-def test_the_compiled_query_selects_what_the_reference_selects(stage, definition, other, world, scope_picks, ways):
+       ways=st.lists(st.tuples(st.sampled_from([0, 1, -1]), st.booleans()), min_size=10, max_size=10),
+       written_picks=st.sets(st.integers(0, 24)))
+def test_the_compiled_query_selects_what_the_reference_selects(stage, definition, other, world, scope_picks, ways,
+                                                               written_picks):
     # Each example in a savepoint rolled back at its end: the next starts from the same empty tables.
     with transaction.atomic():
-        _check(stage, definition, other, world, scope_picks, ways)
+        _check(stage, definition, other, world, scope_picks, ways, written_picks)
         transaction.set_rollback(True)
 
 
-def _check(stage, definition, other, world, scope_picks, ways):
+def _counts(event: WorldEvent, node) -> bool:
+    """Whether an event is an occurrence one of the definition's event conditions could count (its event, window
+    and where), or its followed_by or not_followed_by event."""
+    for _, leaf in rules.leaves(node):
+        if isinstance(leaf, rules.Event):
+            if (reference._matches(event, leaf.name, leaf.where, event.profile_id, NOW)
+                    and (leaf.within is None or event.timestamp >= NOW - leaf.within)):
+                return True
+            if leaf.follow and reference._matches(event, leaf.follow.event, leaf.follow.where, event.profile_id, NOW):
+                return True
+    return False
+
+
+def _check(stage, definition, other, world, scope_picks, ways, written_picks=frozenset()):
     source, segment_ids = stage
     people, events = world
     state, live = _write(source, segment_ids, people, events)
@@ -230,19 +245,28 @@ def _check(stage, definition, other, world, scope_picks, ways):
         by_profile_other = dict(cur.fetchall())
 
     # The pipeline's step: the memberships of s1 (the definition) and s2 (the other) that change, for everyone
-    # and the tombstone, except where the way a profile can move is where it already is; entering with reasons.
+    # and the tombstone, except where the way a profile can move is where it already is, or where it is in scope
+    # through a batch's events (some of the world's) and none of them counts; entering with reasons.
     s1, s2 = segment_ids["s1"], segment_ids["s2"]
     people_and_tombstone = live + sorted(state.merged)
-    pairs = [(segment, pid, ways[n % 10]) for segment in (s1, s2) for n, pid in enumerate(people_and_tombstone)]
-    step = compile_step({s1: node, s2: other_node}, pairs, now=NOW, segment_ids=segment_ids, consent_sql=_consent)
+    pairs = [(segment, pid, *ways[(n + 3 * k) % 10]) for k, segment in enumerate((s1, s2))
+             for n, pid in enumerate(people_and_tombstone)]
+    stored_ids = list(range(1, len(state.events) + 1))
+    batch = [n for n in sorted(written_picks) if n < len(state.events)]
+    step = compile_step({s1: node, s2: other_node}, pairs, now=NOW, segment_ids=segment_ids, consent_sql=_consent,
+                        written=[(stored_ids[n], state.events[n].timestamp) for n in batch])
     with connection.cursor() as cur:
         cur.execute(step.sql, step.params)
         changed = {(segment, pid): (holds, reasons) for segment, pid, holds, reasons in cur.fetchall()}
     holding = {s1: expected, s2: other_expected}
+    nodes = {s1: node, s2: other_node}
     members = {s1: state.members.get("s1", set()), s2: state.members.get("s2", set())}
-    expected_changes = {(segment, pid): pid in holding[segment] for segment, pid, way in pairs
+    counted = {(segment, state.events[n].profile_id) for segment in (s1, s2) for n in batch
+               if _counts(state.events[n], nodes[segment])}
+    expected_changes = {(segment, pid): pid in holding[segment] for segment, pid, way, by_events in pairs
                         if (pid in holding[segment]) != (pid in members[segment])
-                        and way != (1 if pid in members[segment] else -1)}
+                        and way != (1 if pid in members[segment] else -1)
+                        and (not by_events or (segment, pid) in counted)}
     assert {key: holds for key, (holds, _) in changed.items()} == expected_changes
     for (segment, pid), (holds, got) in changed.items():
         if holds:
@@ -362,7 +386,7 @@ def test_the_step_reads_each_person_back_to_the_earliest_window_and_all_history_
     recent_and_week = rules.parse({"all": [{"event": "A", "within": "1h"}, {"event": "B", "within": "1w"}]})
     ever = rules.parse({"all": [{"event": "A", "within": "1h"}, {"event": "C"}]})
     s1, s2 = segment_ids["s1"], segment_ids["s2"]
-    step = compile_step({s1: recent_and_week, s2: ever}, [(s1, live[0], 0), (s2, live[1], 0)], now=NOW,
+    step = compile_step({s1: recent_and_week, s2: ever}, [(s1, live[0], 0, False), (s2, live[1], 0, False)], now=NOW,
                         segment_ids=segment_ids, consent_sql=_consent)
     with connection.cursor() as cur:
         cur.execute(step.sql, step.params)
