@@ -18,6 +18,7 @@ from consent.services.audit import audit_record
 from consent.services.regimes import consent_regimes_store
 from profiles.admin import ProfileAdmin, SourceAdmin
 from profiles.masking import masks_for
+from profiles.messages import same_trait_value
 from profiles.models import Profile, Source
 from profiles.services.sources import sources_rotate_write_keys
 from segments.services.membership import BatchChanges, segments_after_batch
@@ -39,7 +40,7 @@ class ProfileImportExportAdmin(AuditedAdmin, ImportExportMixin, ProfileAdmin):
         consent_regimes_store(traits={obj.pk: obj.traits})
         before, after = form.initial.get("traits") or {}, obj.traits or {}
         edited = frozenset(key for key in before.keys() | after.keys()
-                           if key not in before or key not in after or before[key] != after[key])
+                           if key not in before or key not in after or not same_trait_value(before[key], after[key]))
         # Realtime segments follow an edit as they follow the pipeline's writes, not at their next sweep.
         if edited:
             segments_after_batch(changes=BatchChanges(traits={obj.pk: edited}))

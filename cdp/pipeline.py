@@ -21,7 +21,8 @@ from consent.services.suppression import suppressed_events
 from profiles.services.ingest import events_discard
 from profiles.services.identity import (ClaimedEvent, ResolveOutcome, event_set_aside, events_claim_pending,
                                        events_resolve)
-from segments.services.membership import BatchChanges, memberships_follow_merges, segments_after_batch
+from segments.services.membership import (BatchChanges, WrittenEvent, memberships_follow_merges,
+                                          segments_after_batch)
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -95,17 +96,10 @@ def _after_resolve(events: list[ClaimedEvent], outcome: ResolveOutcome) -> None:
         for e in events if e.id in outcome.profile_of])
     # After consent: a segment that reads consent sees this batch's choices.
     memberships_follow_merges(merges=outcome.merged)
-    touched: dict[int, set[str]] = {}
-    written = []
-    for e in events:
-        profile_id = outcome.profile_of.get(e.id)
-        if profile_id is not None:
-            names = touched.setdefault(profile_id, set())
-            if e.type == "track":
-                names.add(e.event)
-                written.append((e.id, e.timestamp))
     segments_after_batch(changes=BatchChanges(
-        events=touched, written=written, created=outcome.created, traits=outcome.traits_changed,
+        events=[WrittenEvent(e.id, e.timestamp, outcome.profile_of[e.id], e.event)
+                for e in events if e.type == "track" and e.id in outcome.profile_of],
+        created=outcome.created, traits=outcome.traits_changed,
         identifiers=outcome.identifiers_changed, consent=frozenset(entry.profile_id for entry in recorded),
         survivors=frozenset(survivor for _, survivor in outcome.merged)))
     # A first visit's exposures wait for the id they were decided by to reach a profile: only ids new to one here.

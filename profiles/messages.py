@@ -201,6 +201,12 @@ def message_traits(payload: dict) -> dict:
     return traits
 
 
+def same_trait_value(a, b) -> bool:
+    """Whether two trait values are the same JSON: Python's == holds 1 equal to true and [0] to [false], which
+    the segments' conditions (jsonb) tell apart."""
+    return a == b and orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+
+
 def message_identifiers(payload: dict, *, default_region: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The identifiers a message carries, and those it only links if they already exist (alias's previousId).
 

@@ -8,8 +8,10 @@ How behaviour compiles, and why: each event condition becomes one aggregate over
 profile, which the profile is IN (or, when the condition holds for someone with no such event, NOT IN the
 profiles for whom it fails). PostgreSQL turns IN into a hash semi join and keeps NOT IN as a hashed subplan: one
 pass over the events whatever the number of profiles, also under OR and NOT where a correlated EXISTS would run
-once per profile. Restricted to a few profiles (`scope_ids`, the realtime step), the same restriction goes inside
-every aggregate, so it reads those profiles' events by index instead of the whole table.
+once per profile. Restricted to a few profiles (`scope_ids`), the same restriction goes inside every aggregate, so
+it reads those profiles' events by index instead of the whole table. For a few people and many segments at once
+(campaigns' targeting, compile_realtime; the pipeline's realtime step, compile_step), every event condition is
+instead a column of one shared aggregate over each person's events.
 """
 from __future__ import annotations
 
@@ -238,7 +240,8 @@ class _Compiler:
                  scope: str | None, context: dict | None, measured: dict[str, str] | None = None):
         self.now, self.segment_ids, self.consent_sql = now, segment_ids, consent_sql
         self.scope, self.context = scope, context or {}
-        # compile_realtime: each event condition's measure is a column of the shared aggregate `a` (by repr).
+        # compile_realtime and compile_step: each event condition's measure is a column of the shared aggregate `a`
+        # (by repr).
         self.measured = measured
 
     def node(self, node, path: str, conjunct: bool = False) -> _Sql:
@@ -286,7 +289,7 @@ class _Compiler:
                         + _measure_holds(leaf.measure, _Sql("a.v"), self.now) + ", false))")
             return ("p.id IN (SELECT a.profile_id FROM (" + aggregate + ") a WHERE "
                     + _measure_holds(leaf.measure, _Sql("a.v"), self.now) + ")")
-        # For the realtime step's few people, a lookup per person, never a hash of the whole table: the planner
+        # For a shared aggregate's few people, a lookup per person, never a hash of the whole table: the planner
         # may hash an EXISTS it can rewrite as IN, and OFFSET 0 is what keeps it from rewriting.
         probe = " OFFSET 0" if self.measured is not None else ""
         if isinstance(leaf, Consent):
@@ -295,7 +298,7 @@ class _Compiler:
             return allowed if leaf.granted else ("NOT " + allowed)
         if isinstance(leaf, InSegment):
             if self.measured is not None:
-                # The few people's open memberships were read once, with the people (compile_realtime).
+                # The few people's open memberships were read once, with the people (`p.segments`).
                 return _Sql("%s = ANY(p.segments)", [self.segment_id(leaf.key, path)])
             return _Sql(f"EXISTS (SELECT 1 FROM {MEMBERSHIPS} m WHERE m.segment_id = %s AND m.profile_id = p.id "
                         f"AND m.exited_at IS NULL)", [self.segment_id(leaf.key, path)])
@@ -332,8 +335,8 @@ def compile_members(node, *, now: datetime, segment_ids: dict[str, int], consent
 def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: datetime, segment_ids: dict[str, int],
                      consent_sql: ConsentSql, context: dict | None = None, visitors: bool = False) -> Compiled:
     """Rows (segment_id, id): for each (segment id, node, scope), the live profiles of its scope it selects, for
-    all the segments in one query (the realtime step of a pipeline batch; campaigns' targeting of one person, with
-    the request's `context`, labelled by campaign id). With `visitors`, the scopes' ids are people without a
+    all the segments in one query (campaigns' targeting of one person, with the request's `context`, labelled by
+    campaign id). With `visitors`, the scopes' ids are people without a
     profile (a first visit): no traits, and nothing of theirs is found in any table.
 
     Every event condition of every segment is one FILTERed aggregate of a single pass over the events of all the
@@ -454,7 +457,7 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
 
     Each profile's events are read once, by index, back to the earliest window of the segments it is evaluated
     for (all its history when one has no window), and every event condition of every segment is one FILTERed
-    aggregate over them. The pairs are two arrays, sent once."""
+    aggregate over them. The pairs are sent once, as arrays."""
     measured: dict[str, str] = {}
     aggregates: list[_Sql] = []
     names: set[str] = set()
@@ -486,8 +489,6 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
     reasons = _join([_Sql("WHEN %s THEN ", [segment_id]) + _reasons(
         node, compiler, lambda n, leaf: _Sql(f"a.{measured[repr(leaf)]}")) for segment_id, node in segments.items()],
         " ")
-    # One index probe per pair for its open membership, whatever the table's statistics say (LIMIT keeps the
-    # lateral from being flattened into a join that a stale estimate can turn into sorting every membership).
     if not counts:
         # No event condition: no event counts for any of the segments.
         pairs = [pair for pair in pairs if not pair[3]]
@@ -527,10 +528,12 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
         "WHERE id = ANY(ARRAY(SELECT DISTINCT profile_id FROM s)) AND merged_into_id IS NULL)")
     joined = ""
     if aggregates:
+        # Each person's events by index, back to their own earliest window (OFFSET 0 keeps the lateral from being
+        # flattened into a join that a stale estimate can turn into scanning a month of events).
         head = (head + ", r AS MATERIALIZED (SELECT profile_id, min(since) AS since FROM s WHERE since IS NOT NULL "
                 "GROUP BY profile_id), a AS MATERIALIZED (SELECT r.profile_id, " + _join(aggregates, ", ")
                 + f" FROM r CROSS JOIN LATERAL (SELECT * FROM {EVENTS} x WHERE x.profile_id = r.profile_id AND "
-                + _Sql("x.\"timestamp\" >= r.since AND x.type = 'track' AND x.event = ANY(%s::text[])) e "
+                + _Sql("x.\"timestamp\" >= r.since AND x.type = 'track' AND x.event = ANY(%s::text[]) OFFSET 0) e "
                        "GROUP BY r.profile_id)", [sorted(names)]))
         joined = " LEFT JOIN a ON a.profile_id = p.id"
     sql = (head + ", t AS MATERIALIZED (SELECT s.segment_id, s.profile_id, s.member, p.id IS NOT NULL AND coalesce("

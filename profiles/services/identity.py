@@ -21,7 +21,8 @@ from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
 
 from profiles.common.locks import IDENTITY_BUCKETS, xact_lock
-from profiles.messages import message_identifiers, message_traits, normalise_email, normalise_phone
+from profiles.messages import (message_identifiers, message_traits, normalise_email, normalise_phone,
+                               same_trait_value)
 from profiles.models import Identifier, IdentityRule, MergeRecord, Profile, Source, TraitChange
 
 UNLIMITED = None
@@ -500,7 +501,7 @@ def _flush(r: _Resolver, events: list[ClaimedEvent], now: datetime) -> ResolveOu
         old = person.traits.get(key)
         person.trait_times[key] = stamp
         person.traits_dirty = True
-        if key in person.traits and old == value:
+        if key in person.traits and same_trait_value(old, value):
             continue
         person.traits[key] = value
         changed_keys[r.find(pid)].add(key)

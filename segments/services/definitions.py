@@ -119,6 +119,9 @@ def segment_update(*, segment: Segment, name: str | None = None, description: st
         segment.name = name
     if description is not None:
         segment.description = description
+    if recompute and segment.status == Segment.Status.READY:
+        # Its memberships answer the old definition until the recompute (which makes it ready again).
+        segment.status = Segment.Status.COMPUTING
     segment.save()
     if destinations is not None:
         segment.destinations.set(destinations)

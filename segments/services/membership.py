@@ -174,14 +174,22 @@ def segment_recompute(*, segment_id: int, now: datetime | None = None) -> Diff |
 
 
 @dataclass(frozen=True)
+class WrittenEvent:
+    """A track event a batch wrote: its key in the events table (id, timestamp), its live profile and its name."""
+
+    id: int
+    timestamp: datetime
+    profile_id: int
+    name: str
+
+
+@dataclass(frozen=True)
 class BatchChanges:
     """What one pipeline batch changed, by live profile: everything a realtime segment's answer can depend on,
     except the clock and enrichment (the sweep's work)."""
 
-    # Each profile the batch wrote, with the track event names it received.
-    events: dict[int, set[str]] = field(default_factory=dict)
-    # The keys (id, timestamp) of those track events.
-    written: list[tuple[int, datetime]] = field(default_factory=list)
+    # The track events it wrote.
+    events: list[WrittenEvent] = field(default_factory=list)
     created: frozenset[int] = frozenset()
     # Each profile whose traits changed value, with the top-level keys that did.
     traits: dict[int, frozenset[str]] = field(default_factory=dict)
@@ -198,6 +206,10 @@ class _Realtime:
     reads: rules.Reads
     # Whether the segment sends its moves to an active destination.
     delivers: bool
+    # Whether its open memberships answer its definition as of its last evaluation, so that a change which can
+    # move a profile only one way, or not at all, can leave the profile where it is. Not so between an edit of the
+    # definition and the recompute it queued, nor before the first one, nor after a failed one.
+    trusted: bool
 
 
 def _realtime_segments() -> list[_Realtime]:
@@ -219,7 +231,8 @@ def _realtime_segments() -> list[_Realtime]:
             node = rules.parse(segment.definition)
         except rules.DefinitionError:
             return
-        ordered.append(_Realtime(segment, node, rules.reads(node), segment.delivers))
+        ordered.append(_Realtime(segment, node, rules.reads(node), segment.delivers,
+                                 segment.status == Segment.Status.READY))
 
     for key in segments:
         place(key)
@@ -259,6 +272,8 @@ def _scope_of(item: _Realtime, changes: BatchChanges, by_event: dict[str, set[in
     for name, moves in reads.events.items():
         for pid in by_event.get(name, ()):
             by_events[pid] |= moves
+    if not item.trusted:
+        return _Scope(either | by_events.keys())
     one_way = {pid: next(iter(moves)) for pid, moves in by_events.items() if len(moves) == 1 and pid not in either}
     return _Scope(either | by_events.keys(), one_way, by_events.keys() - either)
 
@@ -274,11 +289,10 @@ def segments_after_batch(*, changes: BatchChanges, now: datetime | None = None) 
         return 0
     now = now or timezone.now()
     by_event: dict[str, set[int]] = defaultdict(set)
-    for profile_id, names in changes.events.items():
-        for name in names:
-            by_event[name].add(profile_id)
+    for event in changes.events:
+        by_event[event.name].add(event.profile_id)
     step = _evaluate_realtime(realtime, lambda item, moved: _scope_of(item, changes, by_event, moved), now=now,
-                              written=changes.written)
+                              written=[(event.id, event.timestamp) for event in changes.events])
     sizes_shift(growth=step.growth, now=now)
     return step.moved
 

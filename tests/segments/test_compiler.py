@@ -318,8 +318,9 @@ def measured_events(draw):
        properties=st.fixed_dictionaries({}, optional={"cat": scalars, "rev": st.integers(-3, 3)}))
 def test_an_event_moves_a_definition_only_the_ways_event_moves_says(definition, traits, history, properties):
     """Whatever the history, one more event of a name moves a definition's answer only in a way event_moves
-    gives for that name (and not at all for a name it does not give): what lets the realtime step skip a member
-    whom an event could only bring in, and a non-member whom it could only take out."""
+    gives for that name (and not at all for a name it does not give), and only if one of its event conditions
+    counts that event: what lets the realtime step skip a member whom an event could only bring in, a non-member
+    whom it could only take out, and everyone whose events no condition of the segment counts."""
     node = rules.parse(definition)
     moves = rules.event_moves(node)
     world = World(traits={1: traits["traits"]}, computed={1: traits["computed"]},
@@ -330,10 +331,13 @@ def test_an_event_moves_a_definition_only_the_ways_event_moves_says(definition, 
     before = reference.holds(world, node, 1, NOW)
     for name in NAMES:
         for ago in (-30, 0, 60, 90, 1441, 20000):
-            world.events = past + [WorldEvent(1, name, NOW - timedelta(minutes=ago), properties)]
+            written = WorldEvent(1, name, NOW - timedelta(minutes=ago), properties)
+            world.events = past + [written]
             after = reference.holds(world, node, 1, NOW)
             if before != after:
                 assert (rules.ENTER if after else rules.LEAVE) in moves.get(name, frozenset()), (name, ago)
+                # And it is an occurrence one of the definition's event conditions counts.
+                assert _counts(written, node), (name, ago)
 
 
 @pytest.mark.parametrize("definition, moves", [

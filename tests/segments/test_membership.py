@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from consent.registry import handlers
-from profiles.models import Identifier
+from profiles.models import Identifier, Profile
 from segments import rules
 from segments.models import Segment, SegmentMembership, SegmentSize, StaticMember
 from segments.selectors import segments_due
@@ -150,6 +150,26 @@ def test_only_segments_that_read_a_changed_trait_or_that_an_event_can_move_are_e
     post_collect("identify", {"userId": "ann", "traits": {"plan": "pro"}, "messageId": "c3"})
     drain()
     assert pid("ann") in open_members(pro)
+
+
+def test_an_edited_definition_is_evaluated_whole_until_its_recompute(people, post_collect, drain):
+    """Between the edit and the recompute it queues, memberships answer the old definition: a view, which can only
+    bring people into "viewed at least N times", still takes out a member who no longer qualifies."""
+    viewers = definitions.segment_create(key="viewers", name="Viewers", mode="realtime",
+                                         definition={"event": "Viewed"})
+    post_collect("track", {"userId": "ann", "event": "Viewed", "messageId": "v1"})
+    drain()
+    segment_recompute(segment_id=viewers.pk)
+    assert pid("ann") in open_members(viewers)
+    definitions.segment_update(segment=viewers, definition={"event": "Viewed", "count": {"op": "gte", "value": 5}})
+    viewers.refresh_from_db()
+    assert viewers.status == Segment.Status.COMPUTING
+    post_collect("track", {"userId": "ann", "event": "Viewed", "messageId": "v2"})
+    drain()
+    assert pid("ann") not in open_members(viewers)
+    segment_recompute(segment_id=viewers.pk)
+    viewers.refresh_from_db()
+    assert viewers.status == Segment.Status.READY
 
 
 def test_realtime_segments_follow_trait_identifier_and_consent_changes(people, post_collect, drain):
@@ -350,10 +370,12 @@ _STEP_SEGMENTS = [
     ("added-then-bought", {"event": "Added", "followed_by": {"event": "Bought", "within": "2h"}}),
     ("german-or-viewed", {"any": [{"trait": "country", "op": "eq", "value": "DE"},
                                   {"event": "Viewed", "count": {"op": "eq", "value": 1}}]}),
+    ("big-spender", {"event": "Bought", "within": "7d", "where": [{"property": "revenue", "op": "gt", "value": 100}]}),
 ]
 _PEOPLE = [("userId", "u0"), ("userId", "u1"), ("userId", "u2"), ("anonymousId", "a0"), ("anonymousId", "a1")]
-# Hours back from now: well inside or well outside every window above, so no boundary is crossed while a test runs.
-_HOURS = [0.5, 1, 5, 30, 100]
+# Hours back from now (one ahead): well inside or well outside every window above, so no boundary is crossed while
+# a test runs.
+_HOURS = [-1, 0.5, 1, 5, 30, 100, 400]
 _message = st.one_of(
     st.tuples(st.just("track"), st.sampled_from(_PEOPLE), st.sampled_from(["Viewed", "Added", "Bought"]),
               st.sampled_from(_HOURS), st.sampled_from([0, 60, 150])),
@@ -422,6 +444,21 @@ def _prefixed(definition, prefix: str):
     if isinstance(definition, list):
         return [_prefixed(v, prefix) for v in definition]
     return definition
+
+
+def test_an_admin_edit_that_only_changes_a_value_s_json_type_moves_realtime_segments(client, people):
+    from tests.factories import UserFactory
+
+    flagged = definitions.segment_create(key="flagged", name="Flagged", mode="realtime",
+                                         definition={"trait": "vip", "op": "eq", "value": True})
+    Profile.objects.filter(pk=pid("bo")).update(traits={"plan": "free", "vip": 1})
+    segment_recompute(segment_id=flagged.pk)
+    assert open_members(flagged) == set()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    form = {"traits": '{"plan": "free", "vip": true}', "identifiers-TOTAL_FORMS": "0",
+            "identifiers-INITIAL_FORMS": "0", "_save": "Save"}
+    assert client.post(f"/admin/profiles/profile/{pid('bo')}/change/", form).status_code == 302
+    assert open_members(flagged) == {pid("bo")}
 
 
 def test_an_admin_edit_of_the_traits_moves_realtime_segments(client, people):
