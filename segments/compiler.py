@@ -462,28 +462,29 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
     aggregates: list[_Sql] = []
     names: set[str] = set()
     since: dict[int, str | None] = {}
-    for segment_id, node in segments.items():
-        windows: list[datetime | None] = []
-        for _, leaf in rules.leaves(node):
-            if isinstance(leaf, Event):
-                windows.append(None if leaf.within is None else now - leaf.within)
-                names.add(leaf.name)
-                if repr(leaf) not in measured:
-                    measured[repr(leaf)] = f"v{len(measured)}"
-                    aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None))
-                                      + f" AS {measured[repr(leaf)]}")
-        since[segment_id] = None if not windows else (
-            "-infinity" if None in windows else min(windows).isoformat())
-    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=None, context=None,
-                         measured=measured)
+    # Per segment, whether an event row `e` is one its event conditions could count.
     counts: list[_Sql] = []
     for segment_id, node in segments.items():
-        filters = [_event_filter("e", leaf.name, leaf.where, now, leaf.within, None) for _, leaf in rules.leaves(node)
-                   if isinstance(leaf, Event)]
-        filters += [_event_filter("e", leaf.follow.event, leaf.follow.where, now, None, None)
-                    for _, leaf in rules.leaves(node) if isinstance(leaf, Event) and leaf.follow]
+        windows: list[datetime | None] = []
+        filters: list[_Sql] = []
+        for _, leaf in rules.leaves(node):
+            if not isinstance(leaf, Event):
+                continue
+            windows.append(None if leaf.within is None else now - leaf.within)
+            names.add(leaf.name)
+            filters.append(_event_filter("e", leaf.name, leaf.where, now, leaf.within, None))
+            if leaf.follow:
+                filters.append(_event_filter("e", leaf.follow.event, leaf.follow.where, now, None, None))
+            if repr(leaf) not in measured:
+                measured[repr(leaf)] = f"v{len(measured)}"
+                aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None))
+                                  + f" AS {measured[repr(leaf)]}")
+        since[segment_id] = None if not windows else (
+            "-infinity" if None in windows else min(windows).isoformat())
         if filters:
             counts.append(_Sql("WHEN %s THEN ", [segment_id]) + "(" + _join(filters, ") OR (") + ")")
+    compiler = _Compiler(now=now, segment_ids=segment_ids, consent_sql=consent_sql, scope=None, context=None,
+                         measured=measured)
     holds = _join([_Sql("WHEN %s THEN ", [segment_id]) + compiler.node(node, "definition")
                    for segment_id, node in segments.items()], " ")
     reasons = _join([_Sql("WHEN %s THEN ", [segment_id]) + _reasons(
