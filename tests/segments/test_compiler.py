@@ -396,3 +396,18 @@ def test_the_step_reads_each_person_back_to_the_earliest_window_and_all_history_
         cur.execute(step.sql, step.params)
         assert {(segment, pid, holds) for segment, pid, holds, _ in cur.fetchall()} == {
             (s1, live[0], True), (s2, live[1], True)}
+
+
+def test_a_date_condition_is_never_planned_in_parallel(db):
+    """The date parser catches bad dates in a subtransaction, which no process of a parallel plan may start, the
+    leader included: a query that calls it is planned without workers, however cheap they are made."""
+    with connection.cursor() as cur:
+        cur.execute("CREATE TABLE test_dates (x text)")
+        cur.execute("INSERT INTO test_dates SELECT CASE WHEN g % 2 = 0 THEN '2026-02-30' ELSE '2026-11-25' END "
+                    "FROM generate_series(1, 100000) g")
+        cur.execute("ANALYZE test_dates")
+        for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+            cur.execute(f"SET LOCAL {setting} = 0")
+        cur.execute("SELECT t.x, segments_try_timestamptz(t.x) IS NULL FROM (SELECT x FROM test_dates GROUP BY x) t "
+                    "ORDER BY t.x")
+        assert cur.fetchall() == [("2026-02-30", True), ("2026-11-25", False)]
