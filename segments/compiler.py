@@ -316,7 +316,7 @@ class _Compiler:
 def _scope_literal(scope_ids: list[int] | None) -> str | None:
     if scope_ids is None:
         return None
-    return "{" + ",".join(str(int(i)) for i in scope_ids) + "}"
+    return "{" + ",".join(map(str, map(int, scope_ids))) + "}"
 
 
 def compile_members(node, *, now: datetime, segment_ids: dict[str, int], consent_sql: ConsentSql,
@@ -462,8 +462,9 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
     aggregates: list[_Sql] = []
     names: set[str] = set()
     since: dict[int, str | None] = {}
-    # Per segment, whether an event row `e` is one its event conditions could count.
+    # Per segment, whether an event row `e` is one its event conditions could count, and the names of those events.
     counts: list[_Sql] = []
+    counted_names: list[tuple[int, str]] = []
     for segment_id, node in segments.items():
         windows: list[datetime | None] = []
         filters: list[_Sql] = []
@@ -472,9 +473,15 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
                 continue
             windows.append(None if leaf.within is None else now - leaf.within)
             names.add(leaf.name)
-            filters.append(_event_filter("e", leaf.name, leaf.where, now, leaf.within, None))
+            occurrence = _event_filter("e", leaf.name, leaf.where, now, leaf.within, None)
+            if leaf.follow and leaf.follow.negated:
+                # An occurrence whose window to be followed has not passed is not counted yet.
+                occurrence = occurrence + _Sql(' AND e."timestamp" + %s <= %s', [leaf.follow.within, now])
+            filters.append(occurrence)
+            counted_names.append((segment_id, leaf.name))
             if leaf.follow:
                 filters.append(_event_filter("e", leaf.follow.event, leaf.follow.where, now, None, None))
+                counted_names.append((segment_id, leaf.follow.event))
             if repr(leaf) not in measured:
                 measured[repr(leaf)] = f"v{len(measured)}"
                 aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None))
@@ -490,35 +497,35 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
     reasons = _join([_Sql("WHEN %s THEN ", [segment_id]) + _reasons(
         node, compiler, lambda n, leaf: _Sql(f"a.{measured[repr(leaf)]}")) for segment_id, node in segments.items()],
         " ")
-    if not counts:
-        # No event condition: no event counts for any of the segments.
+    counted_names = sorted(set(counted_names))
+    if not counts or not written:
+        # No event condition, or no event: no event counts for any of the segments.
         pairs = [pair for pair in pairs if not pair[3]]
     by_events = any(pair[3] for pair in pairs)
     # The batch's events by their key (each probe finds its partition by the timestamp), and the (segment,
     # profile) pairs one of them can count for.
     counted = _Sql(
         "WITH written AS MATERIALIZED (SELECT x.profile_id, x.type, x.event, x.\"timestamp\", x.payload FROM "
-        f"unnest(%s::bigint[], %s::timestamptz[]) AS k(id, at) CROSS JOIN LATERAL (SELECT * FROM {EVENTS} x "
-        "WHERE x.id = k.id AND x.\"timestamp\" = k.at) x), "
-        "counted AS MATERIALIZED (SELECT DISTINCT c.segment_id, e.profile_id FROM written e CROSS JOIN "
-        "unnest(%s::bigint[]) AS c(segment_id) WHERE CASE c.segment_id ",
-        [_scope_literal([key[0] for key in written]),
-         "{" + ",".join(f'"{key[1].isoformat()}"' for key in written) + "}",
-         _scope_literal(list(segments))]) + _join(counts, " ") + " ELSE false END), " if by_events else _Sql("WITH ")
+        f"{EVENTS} x WHERE x.id = ANY(%s::bigint[]) AND x.\"timestamp\" BETWEEN %s AND %s), "
+        "counted AS MATERIALIZED (SELECT DISTINCT c.segment_id, e.profile_id FROM written e JOIN "
+        "unnest(%s::bigint[], %s::text[]) AS c(segment_id, event) ON c.event = e.event WHERE CASE c.segment_id ",
+        [_scope_literal([key[0] for key in written]), min(key[1] for key in written), max(key[1] for key in written),
+         _scope_literal([segment_id for segment_id, _ in counted_names]), [name for _, name in counted_names]]
+    ) + _join(counts, " ") + " ELSE false END), " if by_events else _Sql("WITH ")
     # One index probe per pair for its open membership, whatever the table's statistics say (LIMIT keeps the
     # lateral from being flattened into a join that a stale estimate can turn into sorting every membership).
     head = counted + _Sql(
-        "s AS MATERIALIZED (SELECT s.segment_id, s.profile_id, s.since, m.profile_id IS NOT NULL AS member "
-        "FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::timestamptz[], %s::boolean[]) AS s(segment_id, "
-        f"profile_id, way, since, by_events) LEFT JOIN LATERAL (SELECT o.profile_id FROM {MEMBERSHIPS} o "
+        "s AS MATERIALIZED (SELECT s.segment_id, s.profile_id, w.since, m.profile_id IS NOT NULL AS member "
+        "FROM unnest(%s::bigint[], %s::bigint[], %s::int[], %s::boolean[]) AS s(segment_id, profile_id, way, "
+        "by_events) JOIN unnest(%s::bigint[], %s::timestamptz[]) AS w(segment_id, since) "
+        f"ON w.segment_id = s.segment_id LEFT JOIN LATERAL (SELECT o.profile_id FROM {MEMBERSHIPS} o "
         "WHERE o.segment_id = s.segment_id AND o.profile_id = s.profile_id AND o.exited_at IS NULL LIMIT 1) m "
         "ON true WHERE (s.way = 0 OR (s.way = 1) <> (m.profile_id IS NOT NULL))"
         + (" AND (NOT s.by_events OR (s.segment_id, s.profile_id) IN (SELECT segment_id, profile_id FROM counted))"
            if by_events else "") + "), ",
         [_scope_literal([pair[0] for pair in pairs]), _scope_literal([pair[1] for pair in pairs]),
-         "{" + ",".join(str(int(pair[2])) for pair in pairs) + "}",
-         "{" + ",".join("NULL" if since[pair[0]] is None else f'"{since[pair[0]]}"' for pair in pairs) + "}",
-         "{" + ",".join("t" if pair[3] else "f" for pair in pairs) + "}"])
+         _scope_literal([pair[2] for pair in pairs]), "{" + ",".join(["t" if pair[3] else "f" for pair in pairs]) + "}",
+         _scope_literal(list(since)), "{" + ",".join(["NULL" if at is None else at for at in since.values()]) + "}"])
     # Only the columns conditions read (the others would be detoasted for nothing); each person's open memberships
     # in one array, read once by index, when a segment condition looks them up.
     in_segments = any(isinstance(leaf, InSegment) for node in segments.values() for _, leaf in rules.leaves(node))
@@ -532,10 +539,11 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
         # Each person's events by index, back to their own earliest window (OFFSET 0 keeps the lateral from being
         # flattened into a join that a stale estimate can turn into scanning a month of events).
         head = (head + ", r AS MATERIALIZED (SELECT profile_id, min(since) AS since FROM s WHERE since IS NOT NULL "
-                "GROUP BY profile_id), a AS MATERIALIZED (SELECT r.profile_id, " + _join(aggregates, ", ")
-                + f" FROM r CROSS JOIN LATERAL (SELECT * FROM {EVENTS} x WHERE x.profile_id = r.profile_id AND "
-                + _Sql("x.\"timestamp\" >= r.since AND x.type = 'track' AND x.event = ANY(%s::text[]) OFFSET 0) e "
-                       "GROUP BY r.profile_id)", [sorted(names)]))
+                "GROUP BY profile_id), a AS MATERIALIZED (SELECT r.profile_id, e.* FROM r CROSS JOIN LATERAL "
+                "(SELECT " + _join(aggregates, ", ")
+                + f" FROM {EVENTS} e WHERE e.profile_id = r.profile_id AND "
+                + _Sql("e.\"timestamp\" >= r.since AND e.type = 'track' AND e.event = ANY(%s::text[])) e)",
+                       [sorted(names)]))
         joined = " LEFT JOIN a ON a.profile_id = p.id"
     sql = (head + ", t AS MATERIALIZED (SELECT s.segment_id, s.profile_id, s.member, p.id IS NOT NULL AND coalesce("
            "CASE s.segment_id " + holds + " END, false) AS holds FROM s LEFT JOIN p ON p.id = s.profile_id"

@@ -87,14 +87,16 @@ _DIFF = (
 
 
 def _diffs(rows: list[tuple], segments: dict[int, Segment]) -> dict[Segment, Diff]:
-    diffs: dict[Segment, Diff] = {}
+    by_id: dict[int, Diff] = {}
     for entered, segment_id, profile_id in rows:
-        diff = diffs.setdefault(segments[segment_id], Diff())
+        diff = by_id.get(segment_id)
+        if diff is None:
+            diff = by_id[segment_id] = Diff()
         (diff.entered if entered else diff.exited).append(profile_id)
-    for diff in diffs.values():
+    for diff in by_id.values():
         diff.entered.sort()
         diff.exited.sort()
-    return diffs
+    return {segments[segment_id]: diff for segment_id, diff in by_id.items()}
 
 
 def _record_reasons(segment: Segment, entered: list[int], *, now: datetime, segment_ids: dict[str, int]) -> None:
@@ -404,8 +406,11 @@ def _apply_scoped(items: list[tuple[_Realtime, _Scope]], *, now: datetime, segme
                   written: list[tuple[int, datetime]]) -> dict[Segment, Diff]:
     """The diff of several segments, each within its scope, in one statement: new members enter with their
     reasons, leavers' stays are closed. Returns the segments that changed."""
-    pairs = [(item.segment.pk, pid, _WAYS.get(scope.one_way.get(pid), 0), pid in scope.by_events)
-             for item, scope in items for pid in sorted(scope.profiles)]
+    pairs = []
+    for item, scope in items:
+        segment_id, one_way, by_events = item.segment.pk, scope.one_way, scope.by_events
+        pairs.extend((segment_id, pid, _WAYS.get(one_way.get(pid), 0), pid in by_events)
+                     for pid in sorted(scope.profiles))
     step = compile_step({item.segment.pk: item.node for item, _ in items}, pairs, now=now, segment_ids=segment_ids,
                         consent_sql=_consent_sql, written=written)
     with connection.cursor() as cursor:
