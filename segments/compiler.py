@@ -142,8 +142,13 @@ def _property(alias: str, prop: tuple[str, ...]) -> _Sql:
 
 
 def _event_filter(alias: str, name: str, where: tuple[Where, ...], now: datetime, within: timedelta | None,
-                  scope: str | None) -> _Sql:
-    sql = _Sql(f"{alias}.type = 'track' AND {alias}.event = %s AND {alias}.profile_id IS NOT NULL", [name])
+                  scope: str | None, tracked: bool = False) -> _Sql:
+    """`tracked`: the rows are known to be track events of a profile (a person's events read for the shared
+    aggregate), so only the name is tested, first: most rows are some other condition's event."""
+    if tracked:
+        sql = _Sql(f"{alias}.event = %s", [name])
+    else:
+        sql = _Sql(f"{alias}.type = 'track' AND {alias}.event = %s AND {alias}.profile_id IS NOT NULL", [name])
     if within is not None:
         sql = sql + _Sql(f' AND {alias}."timestamp" >= %s', [now - within])
     if scope is not None:
@@ -160,9 +165,9 @@ def event_condition(leaf: Event, alias: str, now: datetime) -> Compiled:
     return Compiled(sql.text, sql.params)
 
 
-def _occurrences(leaf: Event, now: datetime, scope: str | None) -> _Sql:
+def _occurrences(leaf: Event, now: datetime, scope: str | None, tracked: bool = False) -> _Sql:
     """The condition on an event row `e` of being one of the leaf's qualifying occurrences."""
-    occurrences = _event_filter("e", leaf.name, leaf.where, now, leaf.within, scope)
+    occurrences = _event_filter("e", leaf.name, leaf.where, now, leaf.within, scope, tracked)
     if leaf.follow:
         follow = leaf.follow
         inner = _Sql(f"SELECT 1 FROM {EVENTS} f WHERE f.profile_id = e.profile_id AND ") + _event_filter(
@@ -356,7 +361,7 @@ def compile_realtime(segments: list[tuple[int, object, list[int]]], *, now: date
         for _, leaf in rules.leaves(node):
             if isinstance(leaf, Event) and repr(leaf) not in measured:
                 measured[repr(leaf)] = f"v{len(measured)}"
-                aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None))
+                aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None, tracked=True))
                                   + f" AS {measured[repr(leaf)]}")
                 names.add(leaf.name)
                 since.append(None if leaf.within is None else now - leaf.within)
@@ -473,18 +478,18 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
                 continue
             windows.append(None if leaf.within is None else now - leaf.within)
             names.add(leaf.name)
-            occurrence = _event_filter("e", leaf.name, leaf.where, now, leaf.within, None)
+            occurrence = _event_filter("e", leaf.name, leaf.where, now, leaf.within, None, tracked=True)
             if leaf.follow and leaf.follow.negated:
                 # An occurrence whose window to be followed has not passed is not counted yet.
                 occurrence = occurrence + _Sql(' AND e."timestamp" + %s <= %s', [leaf.follow.within, now])
             filters.append(occurrence)
             counted_names.append((segment_id, leaf.name))
             if leaf.follow:
-                filters.append(_event_filter("e", leaf.follow.event, leaf.follow.where, now, None, None))
+                filters.append(_event_filter("e", leaf.follow.event, leaf.follow.where, now, None, None, True))
                 counted_names.append((segment_id, leaf.follow.event))
             if repr(leaf) not in measured:
                 measured[repr(leaf)] = f"v{len(measured)}"
-                aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None))
+                aggregates.append(_measure_value(leaf.measure, _occurrences(leaf, now, None, tracked=True))
                                   + f" AS {measured[repr(leaf)]}")
         since[segment_id] = None if not windows else (
             "-infinity" if None in windows else min(windows).isoformat())
@@ -506,7 +511,8 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
     # profile) pairs one of them can count for.
     counted = _Sql(
         "WITH written AS MATERIALIZED (SELECT x.profile_id, x.type, x.event, x.\"timestamp\", x.payload FROM "
-        f"{EVENTS} x WHERE x.id = ANY(%s::bigint[]) AND x.\"timestamp\" BETWEEN %s AND %s), "
+        f"{EVENTS} x WHERE x.id = ANY(%s::bigint[]) AND x.\"timestamp\" BETWEEN %s AND %s AND x.type = 'track' "
+        "AND x.profile_id IS NOT NULL), "
         "counted AS MATERIALIZED (SELECT DISTINCT c.segment_id, e.profile_id FROM written e JOIN "
         "unnest(%s::bigint[], %s::text[]) AS c(segment_id, event) ON c.event = e.event WHERE CASE c.segment_id ",
         [_scope_literal([key[0] for key in written]), min(key[1] for key in written), max(key[1] for key in written),
