@@ -467,7 +467,7 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
     aggregates: list[_Sql] = []
     names: set[str] = set()
     since: dict[int, str | None] = {}
-    # Per segment, whether an event row `e` is one its event conditions could count, and the names of those events.
+    # Per segment, whether an event row `e` is one its event conditions could count; the names of those events.
     counts: list[_Sql] = []
     counted_names: list[tuple[int, str]] = []
     for segment_id, node in segments.items():
@@ -507,8 +507,9 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
         # No event condition, or no event: no event counts for any of the segments.
         pairs = [pair for pair in pairs if not pair[3]]
     by_events = any(pair[3] for pair in pairs)
-    # The batch's events by their key (each probe finds its partition by the timestamp), and the (segment,
-    # profile) pairs one of them can count for.
+    # The batch's events by id within their time range (which leaves only their partitions to probe), and the
+    # (segment, profile) pairs one of them can count for, each event tried only against the segments that read
+    # its name.
     counted = _Sql(
         "WITH written AS MATERIALIZED (SELECT x.profile_id, x.type, x.event, x.\"timestamp\", x.payload FROM "
         f"{EVENTS} x WHERE x.id = ANY(%s::bigint[]) AND x.\"timestamp\" BETWEEN %s AND %s AND x.type = 'track' "
@@ -542,8 +543,9 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
         "WHERE id = ANY(ARRAY(SELECT DISTINCT profile_id FROM s)) AND merged_into_id IS NULL)")
     joined = ""
     if aggregates:
-        # Each person's events by index, back to their own earliest window (OFFSET 0 keeps the lateral from being
-        # flattened into a join that a stale estimate can turn into scanning a month of events).
+        # Each person's events by index, back to their own earliest window, aggregated inside the lateral: an
+        # aggregate subquery is never flattened into a join (which a stale estimate could turn into scanning a
+        # month of events), and rows that arrive grouped by person need no sort to be grouped again.
         head = (head + ", r AS MATERIALIZED (SELECT profile_id, min(since) AS since FROM s WHERE since IS NOT NULL "
                 "GROUP BY profile_id), a AS MATERIALIZED (SELECT r.profile_id, e.* FROM r CROSS JOIN LATERAL "
                 "(SELECT " + _join(aggregates, ", ")

@@ -200,11 +200,13 @@ def test_the_compiled_query_selects_what_the_reference_selects(stage, definition
 
 def _counts(event: WorldEvent, node) -> bool:
     """Whether an event is an occurrence one of the definition's event conditions could count (its event, window
-    and where), or its followed_by or not_followed_by event."""
+    and where, and for a not_followed_by a window to be followed that has passed), or its followed_by or
+    not_followed_by event."""
     for _, leaf in rules.leaves(node):
         if isinstance(leaf, rules.Event):
             if (reference._matches(event, leaf.name, leaf.where, event.profile_id, NOW)
-                    and (leaf.within is None or event.timestamp >= NOW - leaf.within)):
+                    and (leaf.within is None or event.timestamp >= NOW - leaf.within)
+                    and not (leaf.follow and leaf.follow.negated and event.timestamp + leaf.follow.within > NOW)):
                 return True
             if leaf.follow and reference._matches(event, leaf.follow.event, leaf.follow.where, event.profile_id, NOW):
                 return True
@@ -396,6 +398,32 @@ def test_the_step_reads_each_person_back_to_the_earliest_window_and_all_history_
         cur.execute(step.sql, step.params)
         assert {(segment, pid, holds) for segment, pid, holds, _ in cur.fetchall()} == {
             (s1, live[0], True), (s2, live[1], True)}
+
+
+def test_an_occurrence_whose_not_followed_by_window_is_open_moves_no_one_yet(stage):
+    """Cart abandonment cannot be known for a cart added 30 minutes ago: the step leaves the person where they were
+    (here a member the definition no longer selects, left so on purpose), while a cart added 90 minutes ago and not
+    followed is counted and decides."""
+    source, segment_ids = stage
+    person = {"traits": {}, "computed": {}, "identifiers": set(), "regime": "", "consent": {}, "segments": {"s1"}}
+    state, live = _write(source, segment_ids, [person] * 5, [(0, "A", 30, {}), (1, "A", 90, {})])
+    abandoned = rules.parse({"event": "A", "within": "1d", "not_followed_by": {"event": "B", "within": "1h"}})
+    s1 = segment_ids["s1"]
+    written = [(1, state.events[0].timestamp), (2, state.events[1].timestamp)]
+    for pid, holds in ((live[0], False), (live[1], True)):
+        assert (pid in reference.members(state, abandoned, NOW)) is holds
+    stale = live[2]
+    step = compile_step({s1: abandoned}, [(s1, live[0], 0, True), (s1, live[1], 0, True), (s1, stale, 0, False)],
+                        now=NOW, segment_ids=segment_ids, consent_sql=_consent, written=written)
+    with connection.cursor() as cur:
+        cur.execute(step.sql, step.params)
+        # live[1] was a member already; the one who never added a cart leaves.
+        assert {(segment, pid, holds) for segment, pid, holds, _ in cur.fetchall()} == {(s1, stale, False)}
+    step = compile_step({s1: abandoned}, [(s1, live[0], 0, False)], now=NOW, segment_ids=segment_ids,
+                        consent_sql=_consent, written=written)
+    with connection.cursor() as cur:
+        cur.execute(step.sql, step.params)
+        assert {(segment, pid, holds) for segment, pid, holds, _ in cur.fetchall()} == {(s1, live[0], False)}
 
 
 def test_a_date_condition_is_never_planned_in_parallel(db):
