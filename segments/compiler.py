@@ -457,8 +457,9 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
     compile_reasons gives them). `way` 1 says the profile can only have entered, -1 only left, 0 either: a member
     who could only enter, or a non-member who could only leave, is not evaluated at all. Neither is a pair that
     only the batch's events (`written`, as (id, timestamp)) can have moved when none of the profile's among them
-    is an occurrence an event condition of the segment could count: of its event, its window and its `where`,
-    or of the event, and the `where`, that follows.
+    is an occurrence an event condition of the segment could count: of its event, its window and its `where`
+    (and, for a not_followed_by, whose window to be followed has passed), or of the event, and the `where`, that
+    follows.
 
     Each profile's events are read once, by index, back to the earliest window of the segments it is evaluated
     for (all its history when one has no window), and every event condition of every segment is one FILTERed
@@ -507,7 +508,8 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
         # No event condition, or no event: no event counts for any of the segments.
         pairs = [pair for pair in pairs if not pair[3]]
     by_events = any(pair[3] for pair in pairs)
-    # The batch's events by id within their time range (which leaves only their partitions to probe), and the
+    # The batch's events by id within their time range (a batch of live traffic lies in one or two partitions; a
+    # backfill spanning months probes each partition in between for the ids, still one statement), and the
     # (segment, profile) pairs one of them can count for, each event tried only against the segments that read
     # its name.
     counted = _Sql(

@@ -363,8 +363,8 @@ def _evaluate_realtime(realtime: list[_Realtime], scope_of, *, now: datetime,
 def _tune_session() -> str:
     """For the rest of the transaction: no JIT (the statement's estimated cost is that of reading many segments,
     its real work a few index probes per person, and compiling it to machine code would cost more than running
-    it), and work_mem of at least 32 MB (the shared aggregate groups every event of the batch's people, sorted
-    in memory, not on disk). Returns the JIT setting to restore afterwards; work_mem is only ever raised."""
+    it), and work_mem of at least 32 MB (the hashes that join each pair to its person's profile and aggregates,
+    and the pairs the batch's events count for, stay in memory, not on disk, for a batch of many people). Returns the JIT setting to restore afterwards; work_mem is only ever raised."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('jit'), set_config('jit', 'off', true), set_config('work_mem', CASE WHEN "
