@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import orjson
 
@@ -26,6 +26,8 @@ from segments.rules import (All, Any, Compare, Consent, Context, Event, HasIdent
                             Where)
 
 ConsentSql = Callable[[str, str], tuple[str, list]]
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 EVENTS = "profiles_event"
 MEMBERSHIPS = "segments_segmentmembership"
 
@@ -508,17 +510,18 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
         # No event condition, or no event: no event counts for any of the segments.
         pairs = [pair for pair in pairs if not pair[3]]
     by_events = any(pair[3] for pair in pairs)
-    # The batch's events by id within their time range (a batch of live traffic lies in one or two partitions; a
-    # backfill spanning months probes each partition in between for the ids, still one statement), and the
-    # (segment, profile) pairs one of them can count for, each event tried only against the segments that read
-    # its name.
+    # The batch's events by their key (each lookup finds its one partition by the timestamp, also in a backfill
+    # spanning months; sent as microseconds since the epoch, exact and cheap to write), and the (segment, profile)
+    # pairs one of them can count for, each event tried only against the segments that read its name.
     counted = _Sql(
-        "WITH written AS MATERIALIZED (SELECT x.profile_id, x.type, x.event, x.\"timestamp\", x.payload FROM "
-        f"{EVENTS} x WHERE x.id = ANY(%s::bigint[]) AND x.\"timestamp\" BETWEEN %s AND %s AND x.type = 'track' "
-        "AND x.profile_id IS NOT NULL), "
+        "WITH written AS MATERIALIZED (SELECT x.profile_id, x.event, x.\"timestamp\", x.payload FROM "
+        f"unnest(%s::bigint[], %s::bigint[]) AS k(id, us) CROSS JOIN LATERAL (SELECT * FROM {EVENTS} x "
+        "WHERE x.id = k.id AND x.\"timestamp\" = timestamptz 'epoch' + k.us * interval '1 microsecond' "
+        "AND x.type = 'track' AND x.profile_id IS NOT NULL) x), "
         "counted AS MATERIALIZED (SELECT DISTINCT c.segment_id, e.profile_id FROM written e JOIN "
         "unnest(%s::bigint[], %s::text[]) AS c(segment_id, event) ON c.event = e.event WHERE CASE c.segment_id ",
-        [_scope_literal([key[0] for key in written]), min(key[1] for key in written), max(key[1] for key in written),
+        [_scope_literal([key[0] for key in written]), _scope_literal([(key[1] - _EPOCH) // _MICROSECOND
+                                                                      for key in written]),
          _scope_literal([segment_id for segment_id, _ in counted_names]), [name for _, name in counted_names]]
     ) + _join(counts, " ") + " ELSE false END), " if by_events else _Sql("WITH ")
     # One index probe per pair for its open membership, whatever the table's statistics say (LIMIT keeps the
