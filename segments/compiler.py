@@ -488,7 +488,8 @@ def compile_step(segments: dict[int, object], pairs: list[tuple[int, int, int, b
             filters.append(occurrence)
             counted_names.append((segment_id, leaf.name))
             if leaf.follow:
-                filters.append(_event_filter("e", leaf.follow.event, leaf.follow.where, now, None, None, True))
+                filters.append(_event_filter("e", leaf.follow.event, leaf.follow.where, now, None, None,
+                                             tracked=True))
                 counted_names.append((segment_id, leaf.follow.event))
             if repr(leaf) not in measured:
                 measured[repr(leaf)] = f"v{len(measured)}"

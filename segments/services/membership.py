@@ -87,11 +87,9 @@ _DIFF = (
 
 
 def _diffs(rows: list[tuple], segments: dict[int, Segment]) -> dict[Segment, Diff]:
-    by_id: dict[int, Diff] = {}
+    by_id: defaultdict[int, Diff] = defaultdict(Diff)
     for entered, segment_id, profile_id in rows:
-        diff = by_id.get(segment_id)
-        if diff is None:
-            diff = by_id[segment_id] = Diff()
+        diff = by_id[segment_id]
         (diff.entered if entered else diff.exited).append(profile_id)
     for diff in by_id.values():
         diff.entered.sort()
@@ -364,7 +362,8 @@ def _tune_session() -> str:
     """For the rest of the transaction: no JIT (the statement's estimated cost is that of reading many segments,
     its real work a few index probes per person, and compiling it to machine code would cost more than running
     it), and work_mem of at least 32 MB (the hashes that join each pair to its person's profile and aggregates,
-    and the pairs the batch's events count for, stay in memory, not on disk, for a batch of many people). Returns the JIT setting to restore afterwards; work_mem is only ever raised."""
+    and the pairs the batch's events count for, stay in memory, not on disk, for a batch of many people).
+    Returns the JIT setting to restore afterwards; work_mem is only ever raised."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('jit'), set_config('jit', 'off', true), set_config('work_mem', CASE WHEN "
