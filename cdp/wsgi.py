@@ -3,5 +3,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from cdp.startup import loaded_objects_freeze
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
 application = get_wsgi_application()
+loaded_objects_freeze()

@@ -33,6 +33,7 @@ from cdp.bench.privacy import bench_privacy
 from cdp.bench.segments import bench_segments
 from cdp.bench.server import ServerError, free_port, last_json, stop, wait_ready
 from cdp.pipeline import pipeline_drain
+from cdp.startup import loaded_objects_freeze
 from profiles.models import Event, PendingEvent, Source
 
 
@@ -178,6 +179,8 @@ class Command(BaseCommand):
 
     # The worker process: drain, then report its own loop time and peak RSS.
     def _process(self, batch_size):
+        # As the product's Celery worker does once it is ready.
+        loaded_objects_freeze()
         started = time.perf_counter()
         total = pipeline_drain(batch_size=batch_size)
         batches = -(-total // (batch_size or settings.PIPELINE_BATCH_SIZE))
