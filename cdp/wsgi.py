@@ -3,8 +3,5 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-from cdp.startup import loaded_objects_freeze
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
 application = get_wsgi_application()
-loaded_objects_freeze()
