@@ -156,7 +156,8 @@ def test_the_migration_fills_the_regime_of_existing_live_profiles(post_collect, 
 
 
 def texts(max_size: int):
-    return st.text(st.characters(exclude_characters="\x00"), max_size=max_size)  # jsonb refuses NUL
+    # jsonb refuses NUL and a lone surrogate (which the collection API's JSON parser refuses before it).
+    return st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=max_size)
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-2, 2) | st.floats(-1, 1) | texts(4),
