@@ -11,7 +11,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@signals.worker_process_init.connect  # each child of the prefork pool
-@signals.worker_ready.connect  # the solo pool's one process
+# In the prefork parent just before it forks a child, so children share the frozen objects' memory instead of
+# copying every page their first collection would touch; then in each process that runs tasks (a prefork child,
+# the solo pool's process), for what it loaded since.
+@signals.worker_before_create_process.connect
+@signals.worker_process_init.connect
 def _freeze_loaded_objects(**_) -> None:
     loaded_objects_freeze()

@@ -179,7 +179,7 @@ class Command(BaseCommand):
 
     # The worker process: drain, then report its own loop time and peak RSS.
     def _process(self, batch_size):
-        # As the product's Celery worker does once it is ready.
+        # As each process of the product's Celery worker does when it starts.
         loaded_objects_freeze()
         started = time.perf_counter()
         total = pipeline_drain(batch_size=batch_size)
